@@ -1,0 +1,107 @@
+/**
+ * The composition root: builds Redis connections, logger, backends, catalog, staging,
+ * producer and handlers, and hands them to constructors. Nothing else creates them.
+ * `close()` releases everything in reverse order.
+ */
+import { FlowProducer } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from './config/config.schema.js';
+import { unimplementedSettings } from './config/load-config.js';
+import { createLogger, redactUrl, type Logger } from './logging/logger.js';
+import { assertRedisReachable, keyRoot, openRedis } from './redis/redis-connection.js';
+import { BackendRegistry } from './backends/backend-registry.js';
+import { Catalog } from './catalog/catalog.js';
+import { StagingArea } from './staging/staging-area.js';
+import { ChunkProducer } from './producer/chunk-producer.js';
+import { ReplicaWriter } from './jobs/replica-write.job.js';
+import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
+import { WorkerPool } from './worker/worker-pool.js';
+import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
+import { reindex, type ReindexReport } from './reindex/reindex.js';
+
+export interface OpenOptions {
+  logger?: Logger;
+  /** Log the configured-but-unimplemented settings at warn level (default) rather than debug. */
+  announceUnimplemented?: boolean;
+}
+
+export class Chunkvault {
+  readonly producer: ChunkProducer;
+  readonly #redis: Redis;
+  readonly #flows: FlowProducer;
+  readonly #pools: WorkerPool[] = [];
+  #closed = false;
+
+  /** Use `openChunkvault`, which connects first; the constructor does no I/O. */
+  constructor(
+    readonly config: Config,
+    readonly logger: Logger,
+    redis: Redis,
+    readonly catalog: Catalog,
+    readonly backends: BackendRegistry,
+    readonly staging: StagingArea,
+  ) {
+    this.#redis = redis;
+    const prefix = keyRoot(config.chunkvault.redis.prefix);
+    this.#flows = new FlowProducer({ connection: redis, prefix });
+    this.producer = new ChunkProducer({ config, catalog, backends, staging, flows: this.#flows, logger });
+  }
+
+  /**
+   * Starts a worker pool in this process after removing leftovers of writes that crashed.
+   * Closed with the rest by `close()`, or alone with `pool.close(timeoutMs)`.
+   */
+  async startWorkers(): Promise<WorkerPool> {
+    const { config, logger, catalog, backends, staging } = this;
+    let swept = await staging.sweepIncompleteWrites();
+    for (const backend of backends.all()) swept += await backend.sweepIncompleteWrites();
+    if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
+    const writer = new ReplicaWriter({ config, catalog, backends, staging, logger });
+    const finalizer = new ChunkFinalizer({ catalog, staging, logger });
+    const pool = new WorkerPool({
+      config,
+      logger,
+      prefix: keyRoot(config.chunkvault.redis.prefix),
+      connect: (name) => openRedis(config.chunkvault.redis.url, name),
+      handlers: { 'replica.write': (job) => writer.handle(job), 'chunk.finalize': (job) => finalizer.handle(job) },
+    });
+    this.#pools.push(pool);
+    await pool.start();
+    return pool;
+  }
+
+  statistics(): Promise<StorageStatistics> {
+    return collectStatistics(this.catalog, this.backends);
+  }
+
+  reindex(options: { verify?: boolean } = {}): Promise<ReindexReport> {
+    return reindex(this.backends, this.catalog, this.logger, options);
+  }
+
+  /** Closes worker pools (bounded by shutdown_timeout_ms), the producer, Redis and backends. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const pool of this.#pools.reverse()) await pool.close(this.config.chunkvault.worker.shutdown_timeout_ms);
+    await this.#flows.close();
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    await this.backends.close();
+  }
+}
+
+/**
+ * Connects to Redis (failing fast with a clear error when none answers), builds every part
+ * and logs the settings this version does not act on.
+ */
+export async function openChunkvault(config: Config, options: OpenOptions = {}): Promise<Chunkvault> {
+  const logger = options.logger ?? createLogger(config.chunkvault.log_level);
+  await assertRedisReachable(config.chunkvault.redis.url);
+  const level = options.announceUnimplemented === false ? 'debug' : 'warn';
+  for (const note of unimplementedSettings(config)) logger[level]({ setting: note }, 'configured but not implemented in this version');
+  const redis = openRedis(config.chunkvault.redis.url, 'chunkvault');
+  redis.on('error', (error) => logger.error({ err: error, redis: redactUrl(config.chunkvault.redis.url) }, 'redis connection error'));
+  const backends = new BackendRegistry(config);
+  const catalog = new Catalog(redis, `${keyRoot(config.chunkvault.redis.prefix)}:catalog`);
+  const staging = new StagingArea(config.chunkvault.staging.dir, config.chunkvault.worker.stale_temp_after_ms);
+  return new Chunkvault(config, logger, redis, catalog, backends, staging);
+}

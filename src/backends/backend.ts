@@ -1,0 +1,69 @@
+/**
+ * The storage backend seam: the only way chunkvault touches stored bytes. A backend holds
+ * objects under keys (relative, '/'-separated, validated by `assertSafeKey`).
+ *
+ * Failure rules every backend keeps:
+ * - errors are ChunkvaultErrors with the key in the message and the original as `cause`;
+ *   `retryable` tells whether trying again can help;
+ * - nothing half-written is ever visible under a final key.
+ */
+import type { Readable } from 'node:stream';
+import type { ChecksumAlgorithm } from '../config/config.schema.js';
+
+export interface PutOptions {
+  /** Exact length the body must have. */
+  sizeBytes: number;
+  /** Digest the body must hash to; on mismatch nothing is stored. */
+  checksum: string;
+  algorithm: ChecksumAlgorithm;
+}
+
+export interface ObjectInfo {
+  key: string;
+  sizeBytes: number;
+  modifiedAt: Date;
+}
+
+export interface BackendUsage {
+  totalSizeBytes: number;
+  fileCount: number;
+  /** Human-readable location (directory, bucket URL). */
+  location: string;
+}
+
+export interface Backend {
+  /** Name recorded in the catalog for replicas on this backend (e.g. "local"). */
+  readonly name: string;
+
+  /**
+   * Stores `body` under `key` atomically and durably: when it resolves, the complete object
+   * is there and survives a crash. Replaces an existing object.
+   * Throws ChecksumMismatchError / SizeMismatchError (not retryable) when the body does not
+   * match `options`, leaving the key as it was; BackendIoError on I/O failure.
+   */
+  put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void>;
+
+  /** Streams the object. Throws NotFoundError when there is none; BackendIoError otherwise. */
+  get(key: string): Promise<Readable>;
+
+  /** Size and time of the object, or undefined when it does not exist. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+
+  /** Every object whose key starts with `prefix` ("" for all), in no set order. Temp files are never listed. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+
+  /** Removes the object; does not throw when it does not exist. */
+  delete(key: string): Promise<void>;
+
+  /** Bytes and objects held, for statistics. */
+  usage(): Promise<BackendUsage>;
+
+  /**
+   * Removes leftovers of writes that died mid-way (crashed process). Safe to call while
+   * other writers run: only what no live writer can still own is removed.
+   * Returns the number removed.
+   */
+  sweepIncompleteWrites(): Promise<number>;
+
+  close(): Promise<void>;
+}

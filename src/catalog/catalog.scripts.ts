@@ -1,0 +1,172 @@
+/**
+ * Lua scripts of the catalog. Each state change of a replica and every counter it moves
+ * happen in one script, so a transition is counted exactly once even when a job runs twice
+ * (at-least-once processing) or two workers race.
+ *
+ * Key layout under the prefix P (a hash tag, so all keys share one Cluster slot):
+ *   P:r:<chunkId>:<replicaId>   hash  replica record
+ *   P:c:<chunkId>               hash  chunk record
+ *   P:c:<chunkId>:replicas      set   replica ids of the chunk
+ *   P:chunks                    zset  chunk ids by first-queued time (ms)
+ *   P:stats                     hash  counters (see catalog.ts)
+ *   P:reserved:<backend>        hash  bytes reserved by in-flight writes, by replica
+ */
+
+/** Recomputes a chunk's status from its replicas and moves the chunk counters. Expects P (prefix) and chunkId. */
+const REFRESH_CHUNK = `
+local function refresh_chunk(P, chunkId)
+  local chunkKey = P .. ':c:' .. chunkId
+  local ids = redis.call('SMEMBERS', chunkKey .. ':replicas')
+  local stored, failed, open = 0, 0, 0
+  for _, rid in ipairs(ids) do
+    local st = redis.call('HGET', P .. ':r:' .. chunkId .. ':' .. rid, 'status')
+    if st == 'stored' then stored = stored + 1 elseif st == 'failed' then failed = failed + 1 else open = open + 1 end
+  end
+  local status = 'pending'
+  if open == 0 then
+    if failed == 0 then status = 'stored' elseif stored > 0 then status = 'degraded' else status = 'failed' end
+  end
+  local old = redis.call('HGET', chunkKey, 'status')
+  if old ~= status then
+    if old then redis.call('HINCRBY', P .. ':stats', 'chunks_' .. old, -1) end
+    redis.call('HINCRBY', P .. ':stats', 'chunks_' .. status, 1)
+    redis.call('HSET', chunkKey, 'status', status)
+  end
+  return status
+end
+`;
+
+/**
+ * Registers a chunk and the replicas a producer asks for.
+ * ARGV: P, chunkId, checksum, algorithm, sizeBytes, createdAtIso, createdAtMs, n, then n x
+ *       (replicaId, backend, targetNode, cloudProvider, taskId)
+ * Returns {'conflict', existingChecksum, existingAlgorithm} or
+ *         {'ok', createdAtMs, action1, generation1, ...} with action 'enqueue' | 'skip'.
+ */
+export const REGISTER_CHUNK = `${REFRESH_CHUNK}
+local P, chunkId = ARGV[1], ARGV[2]
+local chunkKey = P .. ':c:' .. chunkId
+local existing = redis.call('HMGET', chunkKey, 'checksum', 'algorithm', 'createdAtMs')
+local createdAtMs = ARGV[7]
+if existing[1] then
+  if existing[1] ~= ARGV[3] or existing[2] ~= ARGV[4] then
+    return {'conflict', existing[1], existing[2]}
+  end
+  createdAtMs = existing[3]
+else
+  redis.call('HSET', chunkKey, 'chunkId', chunkId, 'checksum', ARGV[3], 'algorithm', ARGV[4],
+    'sizeBytes', ARGV[5], 'createdAt', ARGV[6], 'createdAtMs', ARGV[7])
+  redis.call('ZADD', P .. ':chunks', ARGV[7], chunkId)
+end
+local result = {'ok', createdAtMs}
+local n = tonumber(ARGV[8])
+for i = 0, n - 1 do
+  local base = 9 + i * 5
+  local rid = ARGV[base]
+  local rkey = P .. ':r:' .. chunkId .. ':' .. rid
+  local st = redis.call('HGET', rkey, 'status')
+  if not st then
+    redis.call('HSET', rkey, 'chunkId', chunkId, 'replicaId', rid, 'backend', ARGV[base + 1],
+      'targetNode', ARGV[base + 2], 'cloudProvider', ARGV[base + 3], 'taskId', ARGV[base + 4],
+      'checksum', ARGV[3], 'algorithm', ARGV[4], 'sizeBytes', ARGV[5], 'status', 'queued',
+      'path', '', 'storedAt', '', 'attempts', 0, 'error', '', 'generation', 0)
+    redis.call('SADD', chunkKey .. ':replicas', rid)
+    table.insert(result, 'enqueue'); table.insert(result, 0)
+  elseif st == 'stored' then
+    table.insert(result, 'skip'); table.insert(result, redis.call('HGET', rkey, 'generation'))
+  elseif st == 'failed' then
+    local gen = redis.call('HINCRBY', rkey, 'generation', 1)
+    redis.call('HSET', rkey, 'status', 'queued')
+    redis.call('HINCRBY', P .. ':stats', 'replicas_failed', -1)
+    table.insert(result, 'enqueue'); table.insert(result, gen)
+  else
+    table.insert(result, 'enqueue'); table.insert(result, redis.call('HGET', rkey, 'generation'))
+  end
+end
+refresh_chunk(P, chunkId)
+return result
+`;
+
+/**
+ * Marks a replica stored (creating chunk and replica records when absent, as reindex does),
+ * releases its quota reservation and moves the counters once.
+ * ARGV: P, chunkId, replicaId, backend, path, checksum, algorithm, sizeBytes, targetNode,
+ *       cloudProvider, taskId, storedAt, attempts, createdAtIso, createdAtMs
+ * Returns the chunk's status.
+ */
+export const RECORD_STORED = `${REFRESH_CHUNK}
+local P, chunkId, rid, backend = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local size = tonumber(ARGV[8])
+local chunkKey = P .. ':c:' .. chunkId
+local rkey = P .. ':r:' .. chunkId .. ':' .. rid
+local stats = P .. ':stats'
+if redis.call('EXISTS', chunkKey) == 0 then
+  redis.call('HSET', chunkKey, 'chunkId', chunkId, 'checksum', ARGV[6], 'algorithm', ARGV[7],
+    'sizeBytes', ARGV[8], 'createdAt', ARGV[14], 'createdAtMs', ARGV[15])
+  redis.call('ZADD', P .. ':chunks', ARGV[15], chunkId)
+end
+redis.call('SADD', chunkKey .. ':replicas', rid)
+local old = redis.call('HGET', rkey, 'status')
+if old ~= 'stored' then
+  redis.call('HSET', rkey, 'chunkId', chunkId, 'replicaId', rid, 'backend', backend, 'path', ARGV[5],
+    'checksum', ARGV[6], 'algorithm', ARGV[7], 'sizeBytes', ARGV[8], 'targetNode', ARGV[9],
+    'cloudProvider', ARGV[10], 'taskId', ARGV[11], 'storedAt', ARGV[12], 'attempts', ARGV[13],
+    'status', 'stored', 'error', '')
+  if not redis.call('HGET', rkey, 'generation') then redis.call('HSET', rkey, 'generation', 0) end
+  if old == 'failed' then redis.call('HINCRBY', stats, 'replicas_failed', -1) end
+  redis.call('HINCRBY', stats, 'replicas_stored', 1)
+  redis.call('HINCRBY', stats, 'bytes_stored', size)
+  redis.call('HINCRBY', stats, 'cloud:' .. ARGV[10] .. ':count', 1)
+  redis.call('HINCRBY', stats, 'cloud:' .. ARGV[10] .. ':bytes', size)
+  redis.call('HINCRBY', stats, 'backend:' .. backend .. ':bytes', size)
+end
+local reserved = redis.call('HGET', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
+if reserved then
+  redis.call('HDEL', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
+  redis.call('HINCRBY', stats, 'reserved:' .. backend, -tonumber(reserved))
+end
+return refresh_chunk(P, chunkId)
+`;
+
+/**
+ * Marks a replica failed for good, unless it is already stored (a late failure of a
+ * duplicate run changes nothing). Releases its reservation.
+ * ARGV: P, chunkId, replicaId, backend, error, attempts
+ * Returns the chunk's status.
+ */
+export const RECORD_FAILED = `${REFRESH_CHUNK}
+local P, chunkId, rid, backend = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rkey = P .. ':r:' .. chunkId .. ':' .. rid
+local old = redis.call('HGET', rkey, 'status')
+local reserved = redis.call('HGET', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
+if reserved then
+  redis.call('HDEL', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
+  redis.call('HINCRBY', P .. ':stats', 'reserved:' .. backend, -tonumber(reserved))
+end
+if not old or old == 'stored' then
+  if not old then return 'unknown' end
+  return refresh_chunk(P, chunkId)
+end
+redis.call('HSET', rkey, 'status', 'failed', 'error', ARGV[5], 'attempts', ARGV[6])
+if old ~= 'failed' then redis.call('HINCRBY', P .. ':stats', 'replicas_failed', 1) end
+return refresh_chunk(P, chunkId)
+`;
+
+/**
+ * Reserves quota for one in-flight write; idempotent per replica.
+ * ARGV: P, backend, field (chunkId:replicaId), bytes, limitBytes (0 = none)
+ * Returns {1} when reserved, {0, usedBytes} when the write would exceed the limit.
+ */
+export const RESERVE_QUOTA = `
+local P, backend, field = ARGV[1], ARGV[2], ARGV[3]
+local bytes, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local rkey = P .. ':reserved:' .. backend
+if redis.call('HEXISTS', rkey, field) == 1 then return {1} end
+local stats = P .. ':stats'
+local used = tonumber(redis.call('HGET', stats, 'backend:' .. backend .. ':bytes') or '0')
+  + tonumber(redis.call('HGET', stats, 'reserved:' .. backend) or '0')
+if limit > 0 and used + bytes > limit then return {0, used} end
+redis.call('HSET', rkey, field, bytes)
+redis.call('HINCRBY', stats, 'reserved:' .. backend, bytes)
+return {1}
+`;

@@ -1,0 +1,243 @@
+/**
+ * The catalog: one record per replica and per chunk, indexed in Redis for lookups. The
+ * backend (data plus metadata sidecars) is the source of truth; `reindex` rebuilds this
+ * index from it. All state changes go through the scripts in catalog.scripts.ts.
+ */
+import type { Redis } from 'ioredis';
+import { ConflictError } from '../errors.js';
+import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
+import { RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
+
+export interface ReplicaRequest {
+  replicaId: string;
+  backend: string;
+  targetNode: string;
+  cloudProvider: string;
+  taskId: string;
+}
+
+export interface ChunkRegistration {
+  chunkId: string;
+  checksum: string;
+  algorithm: ChecksumAlgorithm;
+  sizeBytes: number;
+  createdAtMs: number;
+  replicas: ReplicaRequest[];
+}
+
+export interface RegistrationResult {
+  /** First-queued time of the chunk (an earlier registration's if the chunk was known). */
+  createdAtMs: number;
+  /** Per requested replica, in order: whether a job must be queued, and its generation. */
+  replicas: Array<{ replicaId: string; action: 'enqueue' | 'skip'; generation: number }>;
+}
+
+export interface StoredReplicaInput {
+  chunkId: string;
+  replicaId: string;
+  backend: string;
+  path: string;
+  checksum: string;
+  algorithm: ChecksumAlgorithm;
+  sizeBytes: number;
+  targetNode: string;
+  cloudProvider: string;
+  taskId: string;
+  storedAt: string;
+  attempts: number;
+  createdAtMs: number;
+}
+
+/** Raw counters kept in P:stats. */
+export interface CatalogCounters {
+  replicasStored: number;
+  replicasFailed: number;
+  bytesStored: number;
+  chunks: Record<ChunkStatus, number>;
+  byCloud: Record<string, { count: number; sizeBytes: number }>;
+  backendBytes: Record<string, number>;
+}
+
+type ScriptedRedis = Redis & {
+  cvRegisterChunk(...args: Array<string | number>): Promise<Array<string>>;
+  cvRecordStored(...args: Array<string | number>): Promise<string>;
+  cvRecordFailed(...args: Array<string | number>): Promise<string>;
+  cvReserveQuota(...args: Array<string | number>): Promise<[number, number?]>;
+};
+
+export class Catalog {
+  readonly #redis: ScriptedRedis;
+  readonly #p: string;
+
+  /** `keyPrefix` is the hash-tagged prefix shared by all chunkvault keys, e.g. "{chunkvault}". */
+  constructor(redis: Redis, keyPrefix: string) {
+    this.#p = keyPrefix;
+    const scripted = redis as ScriptedRedis;
+    if (typeof scripted.cvRegisterChunk !== 'function') {
+      redis.defineCommand('cvRegisterChunk', { numberOfKeys: 0, lua: REGISTER_CHUNK });
+      redis.defineCommand('cvRecordStored', { numberOfKeys: 0, lua: RECORD_STORED });
+      redis.defineCommand('cvRecordFailed', { numberOfKeys: 0, lua: RECORD_FAILED });
+      redis.defineCommand('cvReserveQuota', { numberOfKeys: 0, lua: RESERVE_QUOTA });
+    }
+    this.#redis = scripted;
+  }
+
+  /**
+   * Records a chunk and the replicas asked for, and says which need a job. Throws
+   * ConflictError when the chunk id is already recorded with another checksum.
+   */
+  async registerChunk(chunk: ChunkRegistration): Promise<RegistrationResult> {
+    const args: Array<string | number> = [
+      this.#p, chunk.chunkId, chunk.checksum, chunk.algorithm, chunk.sizeBytes,
+      new Date(chunk.createdAtMs).toISOString(), chunk.createdAtMs, chunk.replicas.length,
+    ];
+    for (const r of chunk.replicas) args.push(r.replicaId, r.backend, r.targetNode, r.cloudProvider, r.taskId);
+    const reply = await this.#redis.cvRegisterChunk(...args);
+    if (reply[0] === 'conflict') {
+      throw new ConflictError(
+        `chunk ${chunk.chunkId} is already recorded with ${reply[2]} checksum ${reply[1]}; chunks are immutable, so the same id cannot carry ${chunk.algorithm} ${chunk.checksum}`,
+      );
+    }
+    const replicas = chunk.replicas.map((r, i) => ({
+      replicaId: r.replicaId,
+      action: reply[2 + i * 2] as 'enqueue' | 'skip',
+      generation: Number(reply[3 + i * 2]),
+    }));
+    return { createdAtMs: Number(reply[1]), replicas };
+  }
+
+  /** Marks a replica stored; idempotent. Returns the chunk's status afterwards. */
+  async recordStored(r: StoredReplicaInput): Promise<ChunkStatus> {
+    return (await this.#redis.cvRecordStored(
+      this.#p, r.chunkId, r.replicaId, r.backend, r.path, r.checksum, r.algorithm, r.sizeBytes,
+      r.targetNode, r.cloudProvider, r.taskId, r.storedAt, r.attempts,
+      new Date(r.createdAtMs).toISOString(), r.createdAtMs,
+    )) as ChunkStatus;
+  }
+
+  /** Marks a replica failed for good unless it is stored; idempotent. */
+  async recordFailed(chunkId: string, replicaId: string, backend: string, error: string, attempts: number): Promise<ChunkStatus | 'unknown'> {
+    return (await this.#redis.cvRecordFailed(this.#p, chunkId, replicaId, backend, error, attempts)) as ChunkStatus | 'unknown';
+  }
+
+  /** Notes a failed attempt that will be retried (attempt count and last error). */
+  async recordAttempt(chunkId: string, replicaId: string, attempts: number, error: string): Promise<void> {
+    const key = this.#replicaKey(chunkId, replicaId);
+    // Only touch records that exist and are not final: a late duplicate run must not reopen them.
+    const status = await this.#redis.hget(key, 'status');
+    if (status === 'queued') await this.#redis.hset(key, 'attempts', attempts, 'error', error);
+  }
+
+  /**
+   * Reserves `bytes` of the backend's quota for one replica's write (idempotent per replica).
+   * Returns the bytes already used when the write would pass `limitBytes`, else undefined.
+   */
+  async reserveQuota(backend: string, chunkId: string, replicaId: string, bytes: number, limitBytes: number): Promise<number | undefined> {
+    const reply = await this.#redis.cvReserveQuota(this.#p, backend, `${chunkId}:${replicaId}`, bytes, limitBytes);
+    return reply[0] === 1 ? undefined : Number(reply[1]);
+  }
+
+  async getReplica(chunkId: string, replicaId: string): Promise<ReplicaRecord | undefined> {
+    const raw = await this.#redis.hgetall(this.#replicaKey(chunkId, replicaId));
+    return raw.status ? toReplicaRecord(raw) : undefined;
+  }
+
+  async getChunk(chunkId: string): Promise<ChunkRecord | undefined> {
+    const raw = await this.#redis.hgetall(`${this.#p}:c:${chunkId}`);
+    if (!raw.checksum) return undefined;
+    return {
+      chunkId,
+      checksum: raw.checksum,
+      algorithm: raw.algorithm as ChecksumAlgorithm,
+      sizeBytes: Number(raw.sizeBytes),
+      status: (raw.status ?? 'pending') as ChunkStatus,
+      createdAt: raw.createdAt ?? '',
+    };
+  }
+
+  /** Every replica record of a chunk. */
+  async listReplicas(chunkId: string): Promise<ReplicaRecord[]> {
+    const ids = await this.#redis.smembers(`${this.#p}:c:${chunkId}:replicas`);
+    return (await this.getReplicas(ids.sort().map((replicaId) => ({ chunkId, replicaId })))).filter(
+      (r): r is ReplicaRecord => r !== undefined,
+    );
+  }
+
+  /** Records of many replicas in one round trip; undefined where there is none. */
+  async getReplicas(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaRecord | undefined>> {
+    if (refs.length === 0) return [];
+    const pipeline = this.#redis.pipeline();
+    for (const ref of refs) pipeline.hgetall(this.#replicaKey(ref.chunkId, ref.replicaId));
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([error, raw]) => {
+      if (error) throw error;
+      const fields = raw as Record<string, string>;
+      return fields.status ? toReplicaRecord(fields) : undefined;
+    });
+  }
+
+  /** Statuses of many replicas in one round trip. */
+  async replicaStatuses(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaStatus | undefined>> {
+    if (refs.length === 0) return [];
+    const pipeline = this.#redis.pipeline();
+    for (const ref of refs) pipeline.hget(this.#replicaKey(ref.chunkId, ref.replicaId), 'status');
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([error, status]) => {
+      if (error) throw error;
+      return (status ?? undefined) as ReplicaStatus | undefined;
+    });
+  }
+
+  async counters(): Promise<CatalogCounters> {
+    const raw = await this.#redis.hgetall(`${this.#p}:stats`);
+    const counters: CatalogCounters = {
+      replicasStored: Number(raw.replicas_stored ?? 0),
+      replicasFailed: Number(raw.replicas_failed ?? 0),
+      bytesStored: Number(raw.bytes_stored ?? 0),
+      chunks: {
+        pending: Number(raw.chunks_pending ?? 0),
+        stored: Number(raw.chunks_stored ?? 0),
+        degraded: Number(raw.chunks_degraded ?? 0),
+        failed: Number(raw.chunks_failed ?? 0),
+      },
+      byCloud: {},
+      backendBytes: {},
+    };
+    for (const [field, value] of Object.entries(raw)) {
+      const cloud = /^cloud:(.+):(count|bytes)$/.exec(field);
+      if (cloud) {
+        const entry = (counters.byCloud[cloud[1]!] ??= { count: 0, sizeBytes: 0 });
+        if (cloud[2] === 'count') entry.count = Number(value);
+        else entry.sizeBytes = Number(value);
+      }
+      const backend = /^backend:(.+):bytes$/.exec(field);
+      if (backend) counters.backendBytes[backend[1]!] = Number(value);
+    }
+    for (const [cloud, entry] of Object.entries(counters.byCloud)) if (entry.count === 0) delete counters.byCloud[cloud];
+    return counters;
+  }
+
+  #replicaKey(chunkId: string, replicaId: string): string {
+    return `${this.#p}:r:${chunkId}:${replicaId}`;
+  }
+}
+
+function toReplicaRecord(raw: Record<string, string>): ReplicaRecord {
+  return {
+    chunkId: raw.chunkId ?? '',
+    replicaId: raw.replicaId ?? '',
+    backend: raw.backend ?? '',
+    path: raw.path ?? '',
+    checksum: raw.checksum ?? '',
+    algorithm: (raw.algorithm ?? 'md5') as ChecksumAlgorithm,
+    sizeBytes: Number(raw.sizeBytes ?? 0),
+    targetNode: raw.targetNode ?? '',
+    cloudProvider: raw.cloudProvider ?? '',
+    taskId: raw.taskId ?? '',
+    status: raw.status as ReplicaStatus,
+    storedAt: raw.storedAt ?? '',
+    attempts: Number(raw.attempts ?? 0),
+    error: raw.error ?? '',
+    generation: Number(raw.generation ?? 0),
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * What every CLI command shares: loading the config from --config, exit codes
+ * (0 success, 1 operation failed, 2 bad usage or config) and the error message on stderr.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { loadConfig, type LoadedConfig } from '../config/load-config.js';
+import { ChunkvaultError, ConfigError } from '../errors.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+/** A command was called wrongly (bad argument or option value). */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** The config as the root program's --config (or CHUNKVAULT_CONFIG) says. */
+export function configFor(command: Command): LoadedConfig {
+  const root = command.parent ?? command;
+  const configPath = root.opts<{ config?: string }>().config;
+  return loadConfig(configPath === undefined ? {} : { configPath });
+}
+
+/** Runs a command body and turns its outcome into an exit code, printing errors to stderr. */
+export async function runCommand(body: () => Promise<number | void>): Promise<never> {
+  let code: number;
+  try {
+    code = (await body()) ?? EXIT_OK;
+  } catch (error) {
+    code = exitCodeOf(error);
+    process.stderr.write(`chunkvault: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+  process.exit(code);
+}
+
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof ConfigError || error instanceof UsageError) return EXIT_USAGE;
+  if (error instanceof ChunkvaultError && error.code === 'E_INVALID_INPUT') return EXIT_USAGE;
+  return EXIT_FAILED;
+}
+
+export function positiveInteger(name: string): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+    return parsed;
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * The main job on embedded defaults: a worker pool in this process, a seed-like workload
+ * (1,000 chunks of 64 KiB, 2 replicas each on aws/gcp nodes), a progress bar, a summary.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { openChunkvault } from '../../app.js';
+import type { Config } from '../../config/config.schema.js';
+import type { DistributionTask } from '../../domain/types.js';
+import { ChunkvaultError } from '../../errors.js';
+import { redactUrl } from '../../logging/logger.js';
+import { assertRedisReachable } from '../../redis/redis-connection.js';
+import { onPath, startPrivateRedis, type PrivateRedis } from '../../redis/private-redis.js';
+import { configFor, positiveInteger, runCommand } from '../cli-support.js';
+
+interface DemoOptions {
+  chunks: number;
+  size: number;
+  replicas: number;
+}
+
+const PLACEMENTS = [
+  { targetNode: 'aws-node-1', cloudProvider: 'aws' },
+  { targetNode: 'gcp-node-1', cloudProvider: 'gcp' },
+  { targetNode: 'aws-node-2', cloudProvider: 'aws' },
+] as const;
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('store a seed-like workload end to end with an in-process worker pool, then summarise')
+    .option('--chunks <n>', 'number of chunks', positiveInteger('--chunks'), 1000)
+    .option('--size <bytes>', 'bytes per chunk', positiveInteger('--size'), 64 * 1024)
+    .option('--replicas <n>', 'replicas per chunk (1-3)', positiveInteger('--replicas'), 2)
+    .action((options: DemoOptions, command: Command) =>
+      runCommand(async () => {
+        let { config } = configFor(command);
+        let privateRedis: PrivateRedis | undefined;
+        try {
+          await assertRedisReachable(config.chunkvault.redis.url);
+        } catch (error) {
+          if (!(await onPath('redis-server'))) {
+            throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `${(error as Error).message}\nThe demo can also start a private Redis itself when a redis-server binary is on PATH (Debian: apt-get install redis-server).`);
+          }
+          privateRedis = await startPrivateRedis();
+          process.stderr.write(`No Redis answered at ${redactUrl(config.chunkvault.redis.url)}; started a private redis-server at ${privateRedis.url} for this run (stopped at the end).\n`);
+          config = withRedisUrl(config, privateRedis.url);
+        }
+        try {
+          return await runDemo(config, { ...options, replicas: Math.min(options.replicas, PLACEMENTS.length) });
+        } finally {
+          await privateRedis?.stop();
+        }
+      }),
+    );
+}
+
+async function runDemo(config: Config, options: DemoOptions): Promise<number> {
+  const vault = await openChunkvault(config);
+  try {
+    await vault.startWorkers();
+    const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+    const tasks: DistributionTask[] = Array.from({ length: options.chunks }, (_, i) => {
+      const chunkId = `demo-${runId}-${String(i).padStart(5, '0')}`;
+      return {
+        taskId: `dist_task_${i}`,
+        chunkId,
+        chunkData: randomBytes(options.size),
+        status: 'completed',
+        replicas: PLACEMENTS.slice(0, options.replicas).map((p, j) => ({ replicaId: `${chunkId}_replica_${j}`, chunkId, ...p, status: 'completed' })),
+      };
+    });
+    process.stdout.write(`chunkvault demo: ${options.chunks} chunks x ${options.size} bytes, ${options.replicas} replicas each -> ${config.storage.backends.local.base_path}\n`);
+    const started = process.hrtime.bigint();
+    const handle = await vault.producer.store(tasks);
+    const bar = new cliProgress.SingleBar(
+      { format: 'storing [{bar}] {percentage}% | {value}/{total} replicas | {eta_formatted} left', noTTYOutput: true, notTTYSchedule: 2000, stream: process.stderr },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(handle.total, 0);
+    const results = await handle.results({ pollIntervalMs: 100, onProgress: (ended) => bar.update(ended) });
+    bar.stop();
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const stored = results.filter((r) => r.status === 'stored');
+    const failed = results.filter((r) => r.status === 'failed');
+    const bytes = stored.reduce((sum, r) => sum + r.sizeBytes, 0);
+    const lines = [
+      `stored:     ${stored.length} replicas of ${new Set(stored.map((r) => r.chunkId)).size} chunks`,
+      `failed:     ${failed.length}${failed.length ? ` (first: ${failed[0]!.replicaId}: ${failed[0]!.error})` : ''}`,
+      `bytes:      ${bytes} (${(bytes / 1024 ** 2).toFixed(1)} MiB)`,
+      `elapsed:    ${seconds.toFixed(2)} s`,
+      `throughput: ${(stored.length / seconds).toFixed(0)} replicas/s, ${(bytes / 1024 ** 2 / seconds).toFixed(1)} MiB/s`,
+      `catalog:    chunkvault stats --json   (data under ${config.storage.backends.local.base_path})`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return failed.length ? 1 : 0;
+  } finally {
+    await vault.close();
+  }
+}
+
+function withRedisUrl(config: Config, url: string): Config {
+  const copy = structuredClone(config) as Config;
+  copy.chunkvault.redis.url = url;
+  return copy;
+}

@@ -1,0 +1,35 @@
+import type { Command } from 'commander';
+import { openChunkvault } from '../../app.js';
+import { configFor, runCommand } from '../cli-support.js';
+
+export function registerStats(program: Command): void {
+  program
+    .command('stats')
+    .description('storage statistics (the seed design\'s field names)')
+    .option('--json', 'print JSON')
+    .action((options: { json?: boolean }, command: Command) =>
+      runCommand(async () => {
+        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
+        try {
+          const stats = await vault.statistics();
+          if (options.json) {
+            process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+            return;
+          }
+          const lines = [
+            `chunks stored:      ${stats.total_chunks} (pending ${stats.chunks_by_status.pending}, degraded ${stats.chunks_by_status.degraded}, failed ${stats.chunks_by_status.failed})`,
+            `replicas stored:    ${stats.successful_stores} (failed ${stats.failed_stores})`,
+            `size:               ${stats.total_size_gb.toFixed(4)} GB (${stats.total_size_bytes} bytes)`,
+            `checkpoints:        ${stats.checkpoints_created}`,
+            'by cloud:',
+            ...Object.entries(stats.storage_by_cloud).map(([cloud, c]) => `  ${cloud}: ${c.count} replicas, ${(c.size_bytes / 1024 ** 2).toFixed(2)} MB`),
+            'backends:',
+            ...Object.entries(stats.backend_stats).map(([name, b]) => `  ${name}: ${b.file_count} files, ${(b.total_size_bytes / 1024 ** 2).toFixed(2)} MB at ${b.base_path}`),
+          ];
+          process.stdout.write(`${lines.join('\n')}\n`);
+        } finally {
+          await vault.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,28 @@
+import type { Command } from 'commander';
+import { openChunkvault } from '../../app.js';
+import { configFor, runCommand } from '../cli-support.js';
+
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('process replica jobs until SIGTERM/SIGINT (concurrency: storage.performance.max_concurrent_writes)')
+    .action((_options, command: Command) =>
+      runCommand(async () => {
+        const { config, source } = configFor(command);
+        const vault = await openChunkvault(config);
+        vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
+        await vault.startWorkers();
+        const signal = await new Promise<string>((resolve) => {
+          for (const name of SIGNALS) process.once(name, () => resolve(name));
+        });
+        vault.logger.info({ signal, timeoutMs: config.chunkvault.worker.shutdown_timeout_ms }, 'shutting down: no new jobs, waiting for active ones');
+        // A second signal while draining means "now": exit without waiting (jobs re-run later).
+        for (const name of SIGNALS) process.once(name, () => process.exit(1));
+        await vault.close();
+        vault.logger.info('worker stopped');
+        return 0;
+      }),
+    );
+}

@@ -1,0 +1,153 @@
+/**
+ * The one schema of chunkvault's configuration file.
+ *
+ * The `storage:` block and `use_local_storage` are the seed design's file, accepted exactly
+ * as written there; chunkvault's own settings live under `chunkvault:`. Every default lives
+ * here and nowhere else. Keys stay snake_case because they are the user's YAML.
+ */
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+
+export const PARTITION_STRATEGIES = ['date', 'cloud', 'node', 'chunk_size', 'flat'] as const;
+export const CHECKSUM_ALGORITHMS = ['md5', 'sha256'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const localBackendSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    base_path: z.string().min(1).default('./storage/data'),
+    /** Upper bound on replica bytes chunkvault keeps on this backend; 0 disables the limit. */
+    max_size_gb: z.number().nonnegative().default(100),
+  })
+  .strict();
+
+const bucketSchema = z
+  .object({
+    bucket: z.string().min(1),
+    region: z.string().min(1).optional(),
+  })
+  .strict();
+
+const cloudSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    aws_s3: bucketSchema.optional(),
+    gcp_gcs: bucketSchema.optional(),
+  })
+  .strict();
+
+const storageSchema = z
+  .object({
+    backends: z
+      .object({
+        local: localBackendSchema.prefault({}),
+        cloud: cloudSchema.prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    organization: z
+      .object({
+        partition_by: z.enum(PARTITION_STRATEGIES).default('date'),
+        create_checkpoints: z.boolean().default(true),
+        checkpoint_interval_chunks: positiveInt.default(1000),
+      })
+      .strict()
+      .prefault({}),
+    integrity: z
+      .object({
+        verify_on_write: z.boolean().default(true),
+        verify_on_read: z.boolean().default(true),
+        checksum_algorithm: z.enum(CHECKSUM_ALGORITHMS).default('md5'),
+        store_metadata: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    cleanup: z
+      .object({
+        enable_auto_cleanup: z.boolean().default(true),
+        retention_days: nonNegativeInt.default(30),
+        cleanup_schedule: z.string().min(1).default('daily'),
+        compress_old_data: z.boolean().default(true),
+        compression_age_days: nonNegativeInt.default(7),
+      })
+      .strict()
+      .prefault({}),
+    performance: z
+      .object({
+        write_buffer_size_mb: z.number().positive().default(10),
+        max_concurrent_writes: positiveInt.max(1000).default(20),
+        enable_write_cache: z.boolean().default(true),
+        cache_size_mb: z.number().nonnegative().default(100),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const chunkvaultSchema = z
+  .object({
+    redis: z
+      .object({
+        url: z.string().url().default('redis://127.0.0.1:6379'),
+        /** Every Redis key chunkvault writes starts with `{prefix}`: one hash slot on a Redis Cluster. */
+        prefix: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (1-64 characters)')
+          .default('chunkvault'),
+      })
+      .strict()
+      .prefault({}),
+    retry: z
+      .object({
+        /** Total tries of a replica write, the first included. */
+        attempts: positiveInt.max(100).default(5),
+        /** First retry delay; each next one doubles (BullMQ exponential backoff). */
+        backoff_ms: nonNegativeInt.default(1000),
+      })
+      .strict()
+      .prefault({}),
+    staging: z
+      .object({
+        /** Where producers stage chunk bytes once per chunk for the workers to read. */
+        dir: z.string().min(1).default('./storage/staging'),
+      })
+      .strict()
+      .prefault({}),
+    worker: z
+      .object({
+        /** How long a job's lock lives without renewal before BullMQ treats the job as stalled. */
+        lock_duration_ms: positiveInt.default(30_000),
+        stalled_interval_ms: positiveInt.default(30_000),
+        /** On SIGTERM/SIGINT, how long active jobs may run on before the worker closes anyway. */
+        shutdown_timeout_ms: positiveInt.default(30_000),
+        /** Temp files of a dead writer on another host are swept once older than this. */
+        stale_temp_after_ms: positiveInt.default(3_600_000),
+      })
+      .strict()
+      .prefault({}),
+    jobs: z
+      .object({
+        /** Finished jobs kept for inspection (Bull Board); the catalog is the lasting record. */
+        keep_completed_seconds: nonNegativeInt.default(3600),
+        keep_failed_seconds: nonNegativeInt.default(7 * 24 * 3600),
+      })
+      .strict()
+      .prefault({}),
+    log_level: z.enum(LOG_LEVELS).default('info'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    storage: storageSchema.prefault({}),
+    use_local_storage: z.boolean().default(true),
+    chunkvault: chunkvaultSchema.prefault({}),
+  })
+  .strict();
+
+/** The parsed, defaulted configuration; frozen by the loader. */
+export type Config = z.output<typeof configSchema>;
+export type ChecksumAlgorithm = (typeof CHECKSUM_ALGORITHMS)[number];
+export type PartitionStrategy = (typeof PARTITION_STRATEGIES)[number];

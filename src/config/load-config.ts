@@ -1,0 +1,164 @@
+/**
+ * Loads the configuration once: YAML file, then the documented environment overrides,
+ * then the zod schema (defaults, validation), then frozen. Nothing else reads process.env.
+ *
+ * Environment overrides (the whole list):
+ *   CHUNKVAULT_CONFIG        path of the YAML file (the CLI's --config wins over it)
+ *   REDIS_URL                chunkvault.redis.url
+ *   CHUNKVAULT_REDIS_PREFIX  chunkvault.redis.prefix
+ *   CHUNKVAULT_BASE_PATH     storage.backends.local.base_path
+ *   CHUNKVAULT_STAGING_DIR   chunkvault.staging.dir
+ *   LOG_LEVEL                chunkvault.log_level
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import yaml from 'js-yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { configSchema, type Config } from './config.schema.js';
+
+export const DEFAULT_CONFIG_PATH = 'config/storage_config.yml';
+
+export interface LoadConfigOptions {
+  /** Explicit path (CLI --config); wins over CHUNKVAULT_CONFIG. */
+  configPath?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Directory relative paths are resolved against; defaults to the process's cwd. */
+  cwd?: string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file that was read, or undefined when running on the embedded defaults. */
+  source: string | undefined;
+}
+
+const ENV_OVERRIDES: ReadonlyArray<[variable: string, keyPath: readonly string[]]> = [
+  ['REDIS_URL', ['chunkvault', 'redis', 'url']],
+  ['CHUNKVAULT_REDIS_PREFIX', ['chunkvault', 'redis', 'prefix']],
+  ['CHUNKVAULT_BASE_PATH', ['storage', 'backends', 'local', 'base_path']],
+  ['CHUNKVAULT_STAGING_DIR', ['chunkvault', 'staging', 'dir']],
+  ['LOG_LEVEL', ['chunkvault', 'log_level']],
+];
+
+/** Reads, overrides, validates and freezes the configuration; throws ConfigError listing every problem. */
+export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const explicit = options.configPath ?? nonEmpty(env.CHUNKVAULT_CONFIG);
+  let source: string | undefined;
+  let raw: unknown = {};
+
+  if (explicit !== undefined) {
+    source = path.resolve(cwd, explicit);
+    if (!existsSync(source)) throw new ConfigError(`config file not found: ${source}`);
+  } else if (existsSync(path.resolve(cwd, DEFAULT_CONFIG_PATH))) {
+    source = path.resolve(cwd, DEFAULT_CONFIG_PATH);
+  }
+  if (source !== undefined) raw = readYaml(source);
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(`config file ${source} must hold a YAML mapping at its top level`);
+  }
+
+  const overridden = structuredClone(raw) as Record<string, unknown>;
+  for (const [variable, keyPath] of ENV_OVERRIDES) {
+    const value = nonEmpty(env[variable]);
+    if (value !== undefined) setPath(overridden, keyPath, value);
+  }
+
+  const parsed = configSchema.safeParse(overridden);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid configuration${source ? ` in ${source}` : ''}`, formatIssues(parsed.error.issues));
+  }
+  const config = parsed.data;
+  const problems = crossFieldProblems(config);
+  if (problems.length) throw new ConfigError(`invalid configuration${source ? ` in ${source}` : ''}`, problems);
+
+  config.storage.backends.local.base_path = path.resolve(cwd, config.storage.backends.local.base_path);
+  config.chunkvault.staging.dir = path.resolve(cwd, config.chunkvault.staging.dir);
+  return { config: deepFreeze(config), source };
+}
+
+/**
+ * Settings that are valid but not acted on by this version, as sentences for the start-up
+ * log: an operator must never believe a configured behaviour is running when it is not.
+ */
+export function unimplementedSettings(config: Config): string[] {
+  const notes: string[] = [];
+  const s = config.storage;
+  if (s.organization.create_checkpoints) {
+    notes.push('storage.organization.create_checkpoints / checkpoint_interval_chunks: checkpoints are not implemented yet; none are written');
+  }
+  if (s.integrity.verify_on_read) {
+    notes.push('storage.integrity.verify_on_read: verified reads are not implemented yet (no read path exists)');
+  }
+  if (s.cleanup.enable_auto_cleanup) {
+    notes.push('storage.cleanup.enable_auto_cleanup / retention_days / cleanup_schedule: retention is not implemented yet; nothing is deleted');
+  }
+  if (s.cleanup.compress_old_data) {
+    notes.push('storage.cleanup.compress_old_data / compression_age_days: compression is not implemented yet; nothing is compressed');
+  }
+  if (s.performance.enable_write_cache) {
+    notes.push('storage.performance.enable_write_cache / cache_size_mb: no write cache is implemented; every write goes straight to the backend');
+  }
+  notes.push('storage.performance.write_buffer_size_mb: not used; writes stream in 1 MiB slices');
+  return notes;
+}
+
+function crossFieldProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.storage.backends.cloud.enabled) {
+    problems.push('storage.backends.cloud.enabled: cloud backends (S3, GCS, Azure) are not implemented yet; set it to false');
+  }
+  if (!config.use_local_storage) {
+    problems.push('use_local_storage: false leaves no backend (cloud backends are not implemented yet)');
+  } else if (!config.storage.backends.local.enabled) {
+    problems.push('storage.backends.local.enabled: false leaves no backend while use_local_storage is true');
+  }
+  return problems;
+}
+
+function readYaml(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`, [], { cause: error });
+  }
+  try {
+    return yaml.load(text, { filename: file });
+  } catch (error) {
+    throw new ConfigError(`config file ${file} is not valid YAML: ${(error as Error).message}`, [], { cause: error });
+  }
+}
+
+function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const where = issue.path.length ? issue.path.join('.') : '(top level)';
+    if (issue.code === 'unrecognized_keys') return `${where}: unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    return `${where}: ${issue.message}`;
+  });
+}
+
+function setPath(target: Record<string, unknown>, keyPath: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of keyPath.slice(0, -1)) {
+    const next = node[key];
+    if (next === null || typeof next !== 'object' || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keyPath[keyPath.length - 1]!] = value;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,18 @@
+/**
+ * Ids (chunk, replica, task, node, cloud) become storage keys, file names and BullMQ job ids,
+ * so they are held to a charset that is safe in all three: no path separators, no `..`,
+ * no ':' (BullMQ), nothing that starts with a dot (hidden files, temp names).
+ */
+import { z } from 'zod';
+
+export const MAX_ID_LENGTH = 128;
+const ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+/** zod schema of an id; its messages name what is wrong. */
+export const idSchema = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`)
+  .refine((id) => !id.includes('/') && !id.includes('\\'), 'must not contain a path separator')
+  .refine((id) => !id.includes('..'), 'must not contain ".."')
+  .refine((id) => ID_PATTERN.test(id), 'may hold only letters, digits, "_", "." and "-", and must not start with "." or "-"');

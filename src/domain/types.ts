@@ -1,0 +1,97 @@
+/**
+ * chunkvault's words, used with one spelling throughout the code:
+ *
+ * - chunk: an immutable blob of training data, named by `chunkId`, with one checksum.
+ * - replica: one copy of a chunk on one target (`replicaId`, `targetNode`, `cloudProvider`).
+ * - distribution task: what the coordinator hands over: a chunk's bytes and its replica
+ *   placements (the seed's DistributionTask). Only completed tasks and replicas are stored.
+ * - backend: where replica bytes live (local filesystem for now); the one seam to storage.
+ * - storage key: a replica's path inside its backend, derived from `partition_by`.
+ * - staging: the chunk's bytes written once, outside Redis, for the workers to read.
+ * - catalog: the record of every replica (where, checksum, size, state) indexed in Redis,
+ *   with a metadata sidecar stored beside the data so it can be rebuilt from the backend.
+ */
+import type { ChecksumAlgorithm } from '../config/config.schema.js';
+
+export type { ChecksumAlgorithm };
+
+/** The coordinator's status values of a task or replica; only `completed` ones are stored. */
+export type DistributionStatus = 'pending' | 'in_progress' | 'completed' | 'failed' | (string & {});
+
+/** One placement of a chunk decided by the coordinator. */
+export interface ReplicaPlacement {
+  replicaId: string;
+  chunkId: string;
+  targetNode: string;
+  cloudProvider: string;
+  status: DistributionStatus;
+}
+
+/** A chunk handed over for storage, with where each replica should go. */
+export interface DistributionTask {
+  taskId: string;
+  chunkId: string;
+  chunkData: Uint8Array;
+  status: DistributionStatus;
+  replicas: ReplicaPlacement[];
+}
+
+/** Lifecycle of one replica in the catalog. */
+export type ReplicaStatus = 'queued' | 'stored' | 'failed';
+
+/** Lifecycle of a chunk: stored when every replica is, degraded when one failed for good. */
+export type ChunkStatus = 'pending' | 'stored' | 'degraded' | 'failed';
+
+/** The catalog's record of one replica (one per replica, never one per chunk). */
+export interface ReplicaRecord {
+  chunkId: string;
+  replicaId: string;
+  backend: string;
+  /** Storage key inside the backend; empty until the first write is attempted. */
+  path: string;
+  checksum: string;
+  algorithm: ChecksumAlgorithm;
+  sizeBytes: number;
+  targetNode: string;
+  cloudProvider: string;
+  taskId: string;
+  status: ReplicaStatus;
+  /** ISO-8601 UTC time the replica became durable; empty while not stored. */
+  storedAt: string;
+  /** Write attempts made so far (all generations of the job). */
+  attempts: number;
+  /** Last error seen, kept after a permanent failure. */
+  error: string;
+  /** Bumped each time a failed replica is queued again, so it gets a fresh job. */
+  generation: number;
+}
+
+export interface ChunkRecord {
+  chunkId: string;
+  checksum: string;
+  algorithm: ChecksumAlgorithm;
+  sizeBytes: number;
+  status: ChunkStatus;
+  /** ISO-8601 UTC time the chunk was first queued; fixes its date partition. */
+  createdAt: string;
+}
+
+/**
+ * The per-replica result handed back to the producer's caller: the seed's StoredChunk,
+ * spelled in camelCase.
+ */
+export interface StoredChunk {
+  chunkId: string;
+  replicaId: string;
+  status: 'stored' | 'failed';
+  storagePath: string;
+  backend: string;
+  checksum: string;
+  algorithm: ChecksumAlgorithm;
+  sizeBytes: number;
+  storedAt: string;
+  nodeId: string;
+  cloudProvider: string;
+  taskId: string;
+  error?: string;
+}

@@ -1,0 +1,101 @@
+/**
+ * chunkvault's errors: a stable `code` to branch on, the id or key in the message, the
+ * original error as `cause`, and whether trying again can help. The job layer turns a
+ * non-retryable error into BullMQ's UnrecoverableError so the job fails without retries.
+ */
+export type ErrorCode =
+  | 'E_CONFIG'
+  | 'E_INVALID_INPUT'
+  | 'E_CHECKSUM_MISMATCH'
+  | 'E_SIZE_MISMATCH'
+  | 'E_NOT_FOUND'
+  | 'E_QUOTA_EXCEEDED'
+  | 'E_CONFLICT'
+  | 'E_BACKEND_IO'
+  | 'E_REDIS_UNAVAILABLE';
+
+export class ChunkvaultError extends Error {
+  override readonly name: string = 'ChunkvaultError';
+  readonly code: ErrorCode;
+  /** True when the same operation may succeed later (I/O hiccup), false when it never will. */
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+/** A configuration file or value is invalid; `problems` lists each as "path: message". */
+export class ConfigError extends ChunkvaultError {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    readonly problems: readonly string[] = [],
+    options: { cause?: unknown } = {},
+  ) {
+    super('E_CONFIG', problems.length ? `${message}\n  - ${problems.join('\n  - ')}` : message, options);
+  }
+}
+
+/** Input from a producer (task, job data, id) that can never be stored as given. */
+export class InvalidInputError extends ChunkvaultError {
+  override readonly name = 'InvalidInputError';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('E_INVALID_INPUT', message, options);
+  }
+}
+
+/** Bytes did not hash to the checksum they were announced with; nothing was stored. */
+export class ChecksumMismatchError extends ChunkvaultError {
+  override readonly name = 'ChecksumMismatchError';
+  constructor(what: string, expected: string, actual: string) {
+    super('E_CHECKSUM_MISMATCH', `${what}: checksum mismatch (expected ${expected}, got ${actual})`);
+  }
+}
+
+/** Bytes had another length than announced; nothing was stored. */
+export class SizeMismatchError extends ChunkvaultError {
+  override readonly name = 'SizeMismatchError';
+  constructor(what: string, expected: number, actual: number) {
+    super('E_SIZE_MISMATCH', `${what}: size mismatch (expected ${expected} bytes, got ${actual})`);
+  }
+}
+
+export class NotFoundError extends ChunkvaultError {
+  override readonly name = 'NotFoundError';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('E_NOT_FOUND', message, options);
+  }
+}
+
+/** A write would take a backend past its configured size limit; nothing was stored. */
+export class QuotaExceededError extends ChunkvaultError {
+  override readonly name = 'QuotaExceededError';
+  constructor(message: string) {
+    super('E_QUOTA_EXCEEDED', message);
+  }
+}
+
+/** The request contradicts what is already recorded (e.g. a chunk id with another checksum). */
+export class ConflictError extends ChunkvaultError {
+  override readonly name = 'ConflictError';
+  constructor(message: string) {
+    super('E_CONFLICT', message);
+  }
+}
+
+/** A storage backend operation failed; `retryable` says whether it is worth trying again. */
+export class BackendIoError extends ChunkvaultError {
+  override readonly name = 'BackendIoError';
+  constructor(message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super('E_BACKEND_IO', message, { retryable: true, ...options });
+  }
+}
+
+/** Short form of any thrown value for records and logs. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,57 @@
+/**
+ * chunk.finalize: runs once every replica job of a chunk's flow has ended. Records replicas
+ * whose jobs ended without reaching the catalog (e.g. failed after stalling too often) as
+ * failed, so the chunk's status is final, then frees the chunk's staged bytes.
+ */
+import type { Job } from 'bullmq';
+import { UnrecoverableError } from 'bullmq';
+import type { Catalog } from '../catalog/catalog.js';
+import type { StagingArea } from '../staging/staging-area.js';
+import type { Logger } from '../logging/logger.js';
+import { chunkFinalizeDataSchema, describeIssues } from './job-data.js';
+import { replicaJobId } from './job-table.js';
+
+export interface ChunkFinalizerDeps {
+  catalog: Catalog;
+  staging: StagingArea;
+  logger: Logger;
+}
+
+export interface ChunkFinalizeResult {
+  chunkId: string;
+  status: string;
+}
+
+export class ChunkFinalizer {
+  readonly #deps: ChunkFinalizerDeps;
+
+  constructor(deps: ChunkFinalizerDeps) {
+    this.#deps = deps;
+  }
+
+  async handle(job: Job): Promise<ChunkFinalizeResult> {
+    const parsed = chunkFinalizeDataSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid chunk job data: ${describeIssues(parsed.error)}`);
+    const { chunkId, stagedKey, replicas } = parsed.data;
+    const { catalog, staging } = this.#deps;
+
+    const failures = await job.getIgnoredChildrenFailures();
+    const reasonByJobId = new Map<string, string>();
+    for (const [childKey, reason] of Object.entries(failures)) reasonByJobId.set(childKey.slice(childKey.lastIndexOf(':') + 1), reason);
+
+    const records = await catalog.getReplicas(replicas.map((r) => ({ chunkId, replicaId: r.replicaId })));
+    let status: string = 'pending';
+    for (const [i, replica] of replicas.entries()) {
+      const record = records[i];
+      // Only this flow's generation: a newer job for the same replica may be running.
+      if (record?.status !== 'queued' || record.generation !== replica.generation) continue;
+      const reason = reasonByJobId.get(replicaJobId(chunkId, replica.replicaId, replica.generation)) ?? 'replica job ended without a result';
+      status = await catalog.recordFailed(chunkId, replica.replicaId, record.backend, reason, record.attempts);
+    }
+    await staging.release(stagedKey);
+    const chunk = await catalog.getChunk(chunkId);
+    status = chunk?.status ?? status;
+    this.#deps.logger.debug({ queue: job.queueName, jobId: job.id, chunkId, status }, 'chunk ended');
+    return { chunkId, status };
+  }
+}

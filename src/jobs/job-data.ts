@@ -1,0 +1,49 @@
+/**
+ * Payloads of chunkvault's jobs. Small by design: ids, checksum, size and where the staged
+ * bytes are; never the bytes themselves.
+ */
+import { z } from 'zod';
+import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
+import { idSchema } from '../domain/ids.js';
+
+const checksumSchema = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a lowercase hex md5 (32) or sha256 (64) digest');
+const stagedKeySchema = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,255}$/, 'must be a plain staging file name');
+
+export const replicaWriteDataSchema = z
+  .object({
+    chunkId: idSchema,
+    replicaId: idSchema,
+    taskId: idSchema,
+    targetNode: idSchema,
+    cloudProvider: idSchema,
+    checksum: checksumSchema,
+    algorithm: z.enum(CHECKSUM_ALGORITHMS),
+    sizeBytes: z.number().int().nonnegative(),
+    /** File name of the chunk's staged bytes inside the staging directory. */
+    stagedKey: stagedKeySchema,
+    /** When the chunk was first queued (ms since epoch, UTC); fixes the date partition across retries. */
+    createdAtMs: z.number().int().positive(),
+  })
+  .strict()
+  .superRefine((data, ctx) => {
+    const expected = data.algorithm === 'md5' ? 32 : 64;
+    if (data.checksum.length !== expected) {
+      ctx.addIssue({ code: 'custom', path: ['checksum'], message: `a ${data.algorithm} digest has ${expected} hex characters, got ${data.checksum.length}` });
+    }
+  });
+export type ReplicaWriteData = z.infer<typeof replicaWriteDataSchema>;
+
+export const chunkFinalizeDataSchema = z
+  .object({
+    chunkId: idSchema,
+    stagedKey: stagedKeySchema,
+    /** The replicas this flow writes, with the generation of each one's job. */
+    replicas: z.array(z.object({ replicaId: idSchema, generation: z.number().int().nonnegative() }).strict()).min(1),
+  })
+  .strict();
+export type ChunkFinalizeData = z.infer<typeof chunkFinalizeDataSchema>;
+
+/** "chunkId: must not contain ..; replicaId: ..." from a zod error. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || 'data'}: ${issue.message}`).join('; ');
+}

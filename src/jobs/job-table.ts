@@ -1,0 +1,25 @@
+/**
+ * Every job chunkvault runs, in one table: name -> queue -> payload schema. The worker pool
+ * refuses to start unless each job here has exactly one handler.
+ *
+ * A chunk is one BullMQ flow: a `chunk.finalize` parent on the `chunks` queue with one
+ * `replica.write` child per replica on the `replicas` queue. The parent runs once every
+ * child has ended (completed or failed for good), which is when the chunk has ended.
+ */
+import type { z } from 'zod';
+import { chunkFinalizeDataSchema, replicaWriteDataSchema } from './job-data.js';
+
+export const QUEUE_NAMES = { replicas: 'replicas', chunks: 'chunks' } as const;
+export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
+
+export const JOBS = {
+  'replica.write': { queue: QUEUE_NAMES.replicas, schema: replicaWriteDataSchema },
+  'chunk.finalize': { queue: QUEUE_NAMES.chunks, schema: chunkFinalizeDataSchema },
+} as const satisfies Record<string, { queue: QueueName; schema: z.ZodType }>;
+
+export type JobName = keyof typeof JOBS;
+
+/** BullMQ job id of a replica write: readable, unique per (chunk, replica, generation), no ':'. */
+export function replicaJobId(chunkId: string, replicaId: string, generation: number): string {
+  return generation > 0 ? `${replicaId}@${chunkId}#${generation}` : `${replicaId}@${chunkId}`;
+}

@@ -1,0 +1,131 @@
+/**
+ * replica.write: makes one replica durable on its backend and records it.
+ *
+ * Idempotent (jobs may run twice): a replica already recorded as stored whose object is
+ * still there is returned as it is; otherwise the same storage key is written again.
+ * Order: validate -> reserve quota -> put (checksum checked while writing, atomic) ->
+ * read back and verify -> metadata sidecar -> catalog. A crash before the catalog step
+ * leaves at most a complete object that the retry overwrites with the same bytes.
+ */
+import type { Job } from 'bullmq';
+import { UnrecoverableError } from 'bullmq';
+import type { Config } from '../config/config.schema.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Backend } from '../backends/backend.js';
+import type { StagingArea } from '../staging/staging-area.js';
+import type { Logger } from '../logging/logger.js';
+import type { StoredChunk } from '../domain/types.js';
+import { BackendIoError, ChunkvaultError, InvalidInputError, QuotaExceededError, describeError } from '../errors.js';
+import { checksumOfStream } from '../integrity/checksum.js';
+import { dataKeyOf, metadataKeyOf } from '../storage/storage-layout.js';
+import { describeIssues, replicaWriteDataSchema, type ReplicaWriteData } from './job-data.js';
+import { encodeSidecar } from '../catalog/sidecar.js';
+
+export interface ReplicaWriterDeps {
+  config: Config;
+  catalog: Catalog;
+  backends: BackendRegistry;
+  staging: StagingArea;
+  logger: Logger;
+}
+
+export class ReplicaWriter {
+  readonly #deps: ReplicaWriterDeps;
+
+  constructor(deps: ReplicaWriterDeps) {
+    this.#deps = deps;
+  }
+
+  /** BullMQ processor body. Throws UnrecoverableError for failures no retry can fix. */
+  async handle(job: Job): Promise<StoredChunk> {
+    const parsed = replicaWriteDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      throw new UnrecoverableError(`invalid replica job data: ${describeIssues(parsed.error)}`);
+    }
+    const data = parsed.data;
+    const backend = this.#deps.backends.forReplica(data.cloudProvider);
+    const log = this.#deps.logger.child({ queue: job.queueName, jobId: job.id, chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
+    const attempt = job.attemptsMade + 1;
+    const maxAttempts = job.opts.attempts ?? 1;
+    try {
+      const result = await this.#write(data, backend, attempt);
+      log.debug({ path: result.storagePath, attempt }, 'replica stored');
+      return result;
+    } catch (error) {
+      const retryable = error instanceof ChunkvaultError ? error.retryable : !(error instanceof UnrecoverableError);
+      const final = !retryable || attempt >= maxAttempts;
+      const message = describeError(error);
+      if (final) {
+        await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, backend.name, message, attempt);
+        log.error({ err: error, attempt, maxAttempts }, 'replica write failed for good');
+      } else {
+        await this.#deps.catalog.recordAttempt(data.chunkId, data.replicaId, attempt, message);
+        log.warn({ err: error, attempt, maxAttempts }, 'replica write failed; will retry');
+      }
+      if (!retryable) throw new UnrecoverableError(message);
+      throw error;
+    }
+  }
+
+  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<StoredChunk> {
+    const { config, catalog, staging } = this.#deps;
+    const key = dataKeyOf(config.storage.organization.partition_by, data);
+
+    const existing = await catalog.getReplica(data.chunkId, data.replicaId);
+    if (existing?.status === 'stored' && existing.checksum === data.checksum && existing.backend === backend.name) {
+      const object = await backend.head(existing.path);
+      if (object?.sizeBytes === existing.sizeBytes) return toStoredChunk(existing.path, backend.name, data, existing.storedAt);
+    }
+    if (existing && existing.checksum !== data.checksum) {
+      throw new InvalidInputError(`chunk ${data.chunkId} is recorded with checksum ${existing.checksum}, job says ${data.checksum}`);
+    }
+
+    const limit = this.#deps.backends.limitOf(backend.name);
+    if (limit > 0) {
+      const used = await catalog.reserveQuota(backend.name, data.chunkId, data.replicaId, data.sizeBytes, limit);
+      if (used !== undefined) {
+        throw new QuotaExceededError(
+          `backend ${backend.name} is full: ${data.sizeBytes} more bytes for replica ${data.replicaId} of chunk ${data.chunkId} would pass max_size_gb (${formatGiB(limit)} GiB; ${used} bytes in use)`,
+        );
+      }
+    }
+
+    const body = await staging.open(data.stagedKey, data.chunkId);
+    await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });
+
+    if (config.storage.integrity.verify_on_write) {
+      const readBack = await checksumOfStream(await backend.get(key), data.algorithm);
+      if (readBack.checksum !== data.checksum || readBack.sizeBytes !== data.sizeBytes) {
+        // The write was acknowledged but reads back wrong: the medium, not the input, is at fault.
+        throw new BackendIoError(`verify_on_write: ${key} on ${backend.name} reads back as ${readBack.checksum} (${readBack.sizeBytes} bytes), expected ${data.checksum} (${data.sizeBytes} bytes)`);
+      }
+    }
+
+    const storedAt = new Date().toISOString();
+    const record = {
+      chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
+      checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
+      targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
+      storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
+    };
+    if (config.storage.integrity.store_metadata) {
+      const sidecar = encodeSidecar(record);
+      await backend.put(metadataKeyOf(key), sidecar.bytes, sidecar.putOptions);
+    }
+    await catalog.recordStored(record);
+    return toStoredChunk(key, backend.name, data, storedAt);
+  }
+}
+
+function toStoredChunk(path: string, backend: string, data: ReplicaWriteData, storedAt: string): StoredChunk {
+  return {
+    chunkId: data.chunkId, replicaId: data.replicaId, status: 'stored', storagePath: path, backend,
+    checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes, storedAt,
+    nodeId: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
+  };
+}
+
+function formatGiB(bytes: number): string {
+  return (bytes / 1024 ** 3).toFixed(3).replace(/\.?0+$/, '');
+}

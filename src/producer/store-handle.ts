@@ -1,0 +1,84 @@
+/**
+ * What `ChunkProducer.store` returns: the replicas it took on, and a way to wait for their
+ * outcome. Outcomes are read from the catalog (the record of truth), never from BullMQ's
+ * best-effort event stream.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Catalog } from '../catalog/catalog.js';
+import type { ReplicaRecord, StoredChunk } from '../domain/types.js';
+
+export interface ReplicaRef {
+  chunkId: string;
+  replicaId: string;
+}
+
+export interface WaitOptions {
+  /** How often the catalog is polled; default 100 ms. */
+  pollIntervalMs?: number;
+  /** Give up after this long (rejects naming what is outstanding); default: wait indefinitely. */
+  timeoutMs?: number;
+  /** Called after each poll with the replicas that have ended so far. */
+  onProgress?: (ended: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export class StoreHandle {
+  /** Replicas whose outcome the catalog will tell (queued now or already stored). */
+  readonly tracked: readonly ReplicaRef[];
+  /** Replicas refused before anything was stored (invalid task, conflicting chunk). */
+  readonly rejected: readonly StoredChunk[];
+  readonly #catalog: Catalog;
+
+  constructor(catalog: Catalog, tracked: ReplicaRef[], rejected: StoredChunk[]) {
+    this.#catalog = catalog;
+    this.tracked = tracked;
+    this.rejected = rejected;
+  }
+
+  /** Number of replicas handed over (tracked and rejected). */
+  get total(): number {
+    return this.tracked.length + this.rejected.length;
+  }
+
+  /**
+   * Resolves when every tracked replica is stored or failed for good, with one result per
+   * replica: the rejected ones first, then the tracked ones in the order they were given.
+   */
+  async results(options: WaitOptions = {}): Promise<StoredChunk[]> {
+    const interval = options.pollIntervalMs ?? 100;
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    let outstanding = this.tracked.map((_, i) => i);
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const statuses = await this.#catalog.replicaStatuses(outstanding.map((i) => this.tracked[i]!));
+      outstanding = outstanding.filter((_, k) => statuses[k] !== 'stored' && statuses[k] !== 'failed');
+      options.onProgress?.(this.total - outstanding.length, this.total);
+      if (outstanding.length === 0) break;
+      if (Date.now() >= deadline) {
+        const names = outstanding.slice(0, 5).map((i) => `${this.tracked[i]!.replicaId}@${this.tracked[i]!.chunkId}`);
+        throw new Error(`timed out waiting for ${outstanding.length} replica(s) (${names.join(', ')}${outstanding.length > 5 ? ', ...' : ''}); is a worker running?`);
+      }
+      await sleep(interval);
+    }
+    const records = await this.#catalog.getReplicas(this.tracked);
+    return [...this.rejected, ...records.map((record, i) => toResult(record, this.tracked[i]!))];
+  }
+}
+
+function toResult(record: ReplicaRecord | undefined, ref: ReplicaRef): StoredChunk {
+  if (!record) {
+    return {
+      chunkId: ref.chunkId, replicaId: ref.replicaId, status: 'failed', storagePath: '', backend: '', checksum: '',
+      algorithm: 'md5', sizeBytes: 0, storedAt: '', nodeId: '', cloudProvider: '', taskId: '',
+      error: 'replica record vanished from the catalog (was Redis flushed? run `chunkvault reindex`)',
+    };
+  }
+  const result: StoredChunk = {
+    chunkId: record.chunkId, replicaId: record.replicaId, status: record.status === 'stored' ? 'stored' : 'failed',
+    storagePath: record.path, backend: record.backend, checksum: record.checksum, algorithm: record.algorithm,
+    sizeBytes: record.sizeBytes, storedAt: record.storedAt, nodeId: record.targetNode,
+    cloudProvider: record.cloudProvider, taskId: record.taskId,
+  };
+  if (record.status !== 'stored') result.error = record.error || 'failed';
+  return result;
+}

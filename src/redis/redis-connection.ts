@@ -1,0 +1,34 @@
+/**
+ * Redis connections. Every chunkvault key lives under the hash tag `{prefix}`, so a Redis
+ * Cluster keeps all of them (queues and catalog) in one slot.
+ */
+import { Redis } from 'ioredis';
+import { ChunkvaultError } from '../errors.js';
+import { redactUrl } from '../logging/logger.js';
+
+/** `{prefix}`: the BullMQ prefix and the root of every chunkvault key. */
+export function keyRoot(prefix: string): string {
+  return `{${prefix}}`;
+}
+
+/** A connection fit for BullMQ workers and blocking commands (no per-request retry limit). */
+export function openRedis(url: string, connectionName: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, connectionName, lazyConnect: false });
+}
+
+/**
+ * Fails fast with a clear error when nothing answers at `url`, instead of letting ioredis
+ * retry forever. Resolves when Redis answers PING.
+ */
+export async function assertRedisReachable(url: string, timeoutMs = 2000): Promise<void> {
+  const probe = new Redis(url, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch (error) {
+    throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `no Redis answers at ${redactUrl(url)} (${(error as Error).message}). Start one (e.g. \`redis-server --port 6379 --bind 127.0.0.1\`, or \`docker compose up -d redis\`) or set REDIS_URL.`, { cause: error, retryable: true });
+  } finally {
+    probe.disconnect();
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The worker pool: one BullMQ Worker per queue, dispatching each job by name to the one
+ * handler registered for it in the job table. `close()` stops taking jobs, lets active ones
+ * finish within a time bound, and then closes regardless (unfinished jobs are picked up
+ * again as stalled: every job is idempotent).
+ */
+import { UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/config.schema.js';
+import type { Logger } from '../logging/logger.js';
+import { JOBS, QUEUE_NAMES, type JobName, type QueueName } from '../jobs/job-table.js';
+
+export type JobHandlers = { [name in JobName]: (job: Job) => Promise<unknown> };
+
+export interface WorkerPoolOptions {
+  config: Config;
+  logger: Logger;
+  /** BullMQ prefix (the hash-tagged key root). */
+  prefix: string;
+  /** Makes a fresh connection per Worker (BullMQ blocks on it). */
+  connect: (name: string) => Redis;
+  handlers: JobHandlers;
+}
+
+export class WorkerPool {
+  readonly #options: WorkerPoolOptions;
+  readonly #workers: Worker[] = [];
+  readonly #connections: Redis[] = [];
+
+  constructor(options: WorkerPoolOptions) {
+    assertEveryJobHasAHandler(options.handlers);
+    this.#options = options;
+  }
+
+  /** Starts one Worker per queue. */
+  async start(): Promise<void> {
+    const { config, logger, prefix, connect, handlers } = this.#options;
+    const concurrency: Record<QueueName, number> = {
+      [QUEUE_NAMES.replicas]: config.storage.performance.max_concurrent_writes,
+      [QUEUE_NAMES.chunks]: Math.max(10, config.storage.performance.max_concurrent_writes),
+    };
+    for (const queue of Object.values(QUEUE_NAMES)) {
+      const connection = connect(`chunkvault-worker-${queue}`);
+      this.#connections.push(connection);
+      const processor: Processor = async (job) => {
+        const handler = handlers[job.name as JobName];
+        if (!handler || JOBS[job.name as JobName]?.queue !== queue) {
+          throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
+        }
+        return handler(job);
+      };
+      const worker = new Worker(queue, processor, {
+        connection,
+        prefix,
+        concurrency: concurrency[queue],
+        lockDuration: config.chunkvault.worker.lock_duration_ms,
+        stalledInterval: config.chunkvault.worker.stalled_interval_ms,
+        autorun: false,
+      });
+      worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
+      this.#workers.push(worker);
+      void worker.run().catch((error: unknown) => logger.error({ err: error, queue }, 'worker stopped'));
+      await worker.waitUntilReady();
+    }
+    logger.info({ queues: Object.values(QUEUE_NAMES), concurrency }, 'worker pool started');
+  }
+
+  /**
+   * Stops taking jobs and waits up to `timeoutMs` for active ones; past that, closes without
+   * waiting (their locks lapse and another worker re-runs them). Resolves with whether all
+   * active jobs finished in time.
+   */
+  async close(timeoutMs: number): Promise<boolean> {
+    const graceful = Promise.all(this.#workers.map((w) => w.close())).then(() => true);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const finished = await Promise.race([graceful, timeout]);
+    clearTimeout(timer);
+    if (!finished) {
+      this.#options.logger.warn({ timeoutMs }, 'active jobs did not finish in time; closing anyway (they will be re-run)');
+      await Promise.all(this.#workers.map((w) => w.close(true).catch(() => undefined)));
+    }
+    await Promise.all(this.#connections.map((c) => c.quit().catch(() => c.disconnect())));
+    return finished;
+  }
+}
+
+function assertEveryJobHasAHandler(handlers: JobHandlers): void {
+  const missing = (Object.keys(JOBS) as JobName[]).filter((name) => typeof handlers[name] !== 'function');
+  const unknown = Object.keys(handlers).filter((name) => !(name in JOBS));
+  if (missing.length || unknown.length) {
+    throw new Error(`job table and handlers disagree: missing handlers for [${missing.join(', ')}], handlers for unknown jobs [${unknown.join(', ')}]`);
+  }
+}
