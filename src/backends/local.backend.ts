@@ -20,7 +20,10 @@ const TEMP_MARK = '.cvtmp~';
 
 export interface LocalBackendOptions {
   basePath: string;
-  /** Temp files of writers on other hosts (or whose pid cannot be checked) older than this are swept. */
+  /**
+   * Temp files of writers on other hosts (or with a name that cannot be parsed) older than
+   * this are swept. Temp files of this host are swept exactly when their writer's pid is dead.
+   */
   staleTempAfterMs: number;
 }
 
@@ -73,6 +76,8 @@ export class LocalBackend implements Backend {
       if (!(body instanceof Uint8Array)) body.destroy();
       await handle?.close().catch(() => undefined);
       await unlink(tempPath).catch(() => undefined);
+      // ENOENT here means a directory or temp file vanished under us (e.g. swept): worth retrying.
+      if (isErrno(error, 'ENOENT')) throw new BackendIoError(`put ${key}: ${(error as Error).message}`, { cause: error, retryable: true });
       throw wrapFsError(error, `put ${key}`);
     }
   }
@@ -133,8 +138,9 @@ export class LocalBackend implements Backend {
       if (!entry.temp) continue;
       const [pidText, host] = entry.name.slice(TEMP_MARK.length).split('~');
       const pid = Number(pidText);
-      const writerGone = host === this.#host && Number.isInteger(pid) && !processAlive(pid);
-      if (writerGone || now - entry.modifiedAt.getTime() > this.#staleTempAfterMs) {
+      const thisHost = host === this.#host && Number.isInteger(pid) && pid > 0;
+      const abandoned = thisHost ? !processAlive(pid) : now - entry.modifiedAt.getTime() > this.#staleTempAfterMs;
+      if (abandoned) {
         await unlink(entry.fullPath).catch((error: unknown) => {
           if (!isErrno(error, 'ENOENT')) throw wrapFsError(error, `sweep ${entry.fullPath}`);
         });

@@ -86,7 +86,7 @@ export class ReplicaWriter {
       const used = await catalog.reserveQuota(backend.name, data.chunkId, data.replicaId, data.sizeBytes, limit);
       if (used !== undefined) {
         throw new QuotaExceededError(
-          `backend ${backend.name} is full: ${data.sizeBytes} more bytes for replica ${data.replicaId} of chunk ${data.chunkId} would pass max_size_gb (${formatGiB(limit)} GiB; ${used} bytes in use)`,
+          `backend ${backend.name} is full: ${data.sizeBytes} more bytes for replica ${data.replicaId} of chunk ${data.chunkId} would pass max_size_gb (${limit} bytes; ${used} in use or reserved)`,
         );
       }
     }
@@ -124,8 +124,4 @@ function toStoredChunk(path: string, backend: string, data: ReplicaWriteData, st
     checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes, storedAt,
     nodeId: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
   };
-}
-
-function formatGiB(bytes: number): string {
-  return (bytes / 1024 ** 3).toFixed(3).replace(/\.?0+$/, '');
 }

@@ -48,31 +48,35 @@ export class ChunkProducer {
    */
   async store(tasks: readonly DistributionTask[]): Promise<StoreHandle> {
     if (!Array.isArray(tasks)) throw new TypeError('store() takes an array of distribution tasks');
-    const tracked: ReplicaRef[] = [];
-    const rejected: StoredChunk[] = [];
-    const flows: FlowJob[] = [];
     const eligible = tasks.filter((task) => task?.status === 'completed');
-
+    // Prepared concurrently, reported in the order given.
+    const outcomes: Array<Awaited<ReturnType<ChunkProducer['prepare']>>> = new Array(eligible.length);
     let next = 0;
     const prepareNext = async (): Promise<void> => {
       while (next < eligible.length) {
-        const task = eligible[next++]!;
-        const outcome = await this.#prepare(task);
-        if ('rejected' in outcome) rejected.push(...outcome.rejected);
-        else {
-          tracked.push(...outcome.tracked);
-          if (outcome.flow) flows.push(outcome.flow);
-        }
+        const index = next++;
+        outcomes[index] = await this.prepare(eligible[index]!);
       }
     };
     await Promise.all(Array.from({ length: Math.min(PREPARE_CONCURRENCY, eligible.length) }, prepareNext));
+
+    const tracked: ReplicaRef[] = [];
+    const rejected: StoredChunk[] = [];
+    const flows: FlowJob[] = [];
+    for (const outcome of outcomes) {
+      if ('rejected' in outcome) rejected.push(...outcome.rejected);
+      else {
+        tracked.push(...outcome.tracked);
+        if (outcome.flow) flows.push(outcome.flow);
+      }
+    }
 
     for (let i = 0; i < flows.length; i += FLOW_BATCH) await this.#deps.flows.addBulk(flows.slice(i, i + FLOW_BATCH));
     this.#deps.logger.info({ tasks: tasks.length, replicas: tracked.length, rejected: rejected.length, flows: flows.length }, 'chunks queued');
     return new StoreHandle(this.#deps.catalog, tracked, rejected);
   }
 
-  async #prepare(task: DistributionTask): Promise<{ rejected: StoredChunk[] } | { tracked: ReplicaRef[]; flow?: FlowJob }> {
+  private async prepare(task: DistributionTask): Promise<{ rejected: StoredChunk[] } | { tracked: ReplicaRef[]; flow?: FlowJob }> {
     const replicas = (Array.isArray(task.replicas) ? task.replicas : []).filter((r) => r?.status === 'completed');
     if (replicas.length === 0) return { tracked: [] };
     const parsed = distributionTaskSchema.safeParse({ ...task, replicas });

@@ -1,0 +1,90 @@
+/**
+ * The worker as deployed: its own process, killed and stopped the ways production does it.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Chunkvault } from '../src/app.js';
+import type { DistributionTask } from '../src/domain/types.js';
+import { makeTestEnv, openVault, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
+
+let env: TestEnv;
+let vault: Chunkvault;
+const children: Array<{ kill: (s?: NodeJS.Signals) => boolean; exitCode: number | null }> = [];
+
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  await vault?.close();
+  await env?.cleanup();
+});
+
+/** One large chunk (so a write takes long enough to be caught mid-way), flat layout: data/big/big_r0.dat. */
+async function queueBigChunk(sizeMiB: number): Promise<{ task: DistributionTask; dir: string; sha: string }> {
+  env = await makeTestEnv({ storage: { organization: { partition_by: 'flat' }, integrity: { checksum_algorithm: 'sha256' } } });
+  vault = await openVault(env);
+  const chunkData = randomBytes(sizeMiB * 1024 * 1024);
+  const task: DistributionTask = {
+    taskId: 'big-task', chunkId: 'big', chunkData, status: 'completed',
+    replicas: [{ replicaId: 'big_r0', chunkId: 'big', targetNode: 'node-1', cloudProvider: 'aws', status: 'completed' }],
+  };
+  await vault.producer.store([task]);
+  return { task, dir: path.join(env.basePath, 'big'), sha: createHash('sha256').update(chunkData).digest('hex') };
+}
+
+async function tempFilesIn(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).filter((name) => name.startsWith('.cvtmp~'));
+}
+
+describe('a worker process', () => {
+  it('killed with SIGKILL mid-write leaves no torn replica, and a restarted worker cleans up and stores it', async () => {
+    const { dir, sha } = await queueBigChunk(384);
+    const first = await startWorkerProcess(env);
+    children.push(first);
+    await waitFor('the write to be under way', async () => (await tempFilesIn(dir)).length > 0, 30_000, 1);
+    first.kill('SIGKILL');
+    await first.done;
+
+    // Killed mid-write: the temp file is there, the final name is not (or is complete).
+    expect(await tempFilesIn(dir)).toHaveLength(1);
+    const finalPath = path.join(dir, 'big_r0.dat');
+    const finalNow = await readFile(finalPath).catch(() => undefined);
+    if (finalNow) expect(createHash('sha256').update(finalNow).digest('hex')).toBe(sha);
+    expect((await vault.catalog.getReplica('big', 'big_r0'))!.status).toBe('queued');
+
+    const second = await startWorkerProcess(env);
+    children.push(second);
+    const record = await waitFor('the stalled job to be re-run and stored', async () => {
+      const r = await vault.catalog.getReplica('big', 'big_r0');
+      return r?.status === 'stored' ? r : undefined;
+    }, 50_000);
+    expect(record.checksum).toBe(sha);
+    expect(createHash('sha256').update(await readFile(finalPath)).digest('hex')).toBe(sha);
+    expect(await tempFilesIn(dir)).toEqual([]);
+    second.kill('SIGTERM');
+    expect((await second.done).code).toBe(0);
+  });
+
+  it('stopped with SIGTERM during a write finishes the active job, closes and exits 0', async () => {
+    const { dir, sha } = await queueBigChunk(256);
+    const worker = await startWorkerProcess(env);
+    children.push(worker);
+    await waitFor('the write to be under way', async () => (await tempFilesIn(dir)).length > 0, 30_000, 1);
+    worker.kill('SIGTERM');
+    const run = await worker.done;
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('shutting down');
+    expect(run.stderr).toContain('worker stopped');
+    const record = await vault.catalog.getReplica('big', 'big_r0');
+    expect(record).toMatchObject({ status: 'stored', checksum: sha });
+    expect(await tempFilesIn(dir)).toEqual([]);
+  });
+
+  it('stopped with SIGINT while idle exits 0', async () => {
+    env = await makeTestEnv();
+    const worker = await startWorkerProcess(env);
+    children.push(worker);
+    worker.kill('SIGINT');
+    expect((await worker.done).code).toBe(0);
+  });
+});
