@@ -1,0 +1,125 @@
+/**
+ * The `chunkvault` command as a user runs it: exit codes (0 ok, 1 failed, 2 usage/config),
+ * put --wait against a worker process, stats --json, the demo with and without a Redis.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeTestEnv, runCli, startWorkerProcess, type TestEnv } from './support/harness.js';
+
+let env: TestEnv | undefined;
+const children: Array<{ kill: (s?: NodeJS.Signals) => boolean; exitCode: number | null }> = [];
+
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  await env?.cleanup();
+  env = undefined;
+});
+
+/** A loopback port nothing listens on. */
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('chunkvault CLI', () => {
+  it('exits 2 on a bad config, listing every problem, before connecting to anything', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'chunkvault-cli-'));
+    const file = path.join(dir, 'bad.yml');
+    await writeFile(file, 'storage:\n  integrity: { checksum_algorithm: crc32 }\nchunkvault:\n  retry: { attempts: 0 }\n');
+    const run = await runCli(['stats', '--config', file], { REDIS_URL: `redis://127.0.0.1:${await deadPort()}` });
+    await rm(dir, { recursive: true, force: true });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/storage\.integrity\.checksum_algorithm: /);
+    expect(run.stderr).toMatch(/chunkvault\.retry\.attempts: /);
+    expect(run.stderr).not.toMatch(/Redis/i);
+  });
+
+  it('exits 2 on bad usage', async () => {
+    expect((await runCli(['frobnicate'])).code).toBe(2);
+    expect((await runCli(['put', 'README.md'])).code).toBe(2); // no --replica
+    const badReplica = await runCli(['put', 'README.md', '--replica', 'nocolon']);
+    expect(badReplica.code).toBe(2);
+    expect(badReplica.stderr).toMatch(/expected NODE:CLOUD/);
+    expect((await runCli(['demo', '--chunks', 'lots'])).code).toBe(2);
+    expect((await runCli(['--help'])).code).toBe(0);
+  });
+
+  it('exits 1 with how to start Redis when none answers', async () => {
+    env = await makeTestEnv({}, `redis://127.0.0.1:${await deadPort()}`);
+    const run = await runCli(['stats', '--config', env.configPath]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/no Redis answers at redis:\/\/127\.0\.0\.1:\d+/);
+    expect(run.stderr).toMatch(/docker compose up -d redis/);
+  });
+
+  it('put --wait stores files through a worker process and prints per-replica results', async () => {
+    env = await makeTestEnv();
+    children.push(await startWorkerProcess(env));
+    const file = path.join(env.dir, 'shard-0001.bin');
+    const bytes = Buffer.from('training shard '.repeat(4096));
+    await writeFile(file, bytes);
+    const run = await runCli(['put', file, '--replica', 'aws-node-1:aws', '--replica', 'gcp-node-1:gcp', '--wait', '--timeout', '30', '--config', env.configPath]);
+    expect(run.code).toBe(0);
+    const results = JSON.parse(run.stdout);
+    expect(results).toHaveLength(2);
+    expect(results.map((r: { replicaId: string }) => r.replicaId)).toEqual(['shard-0001.bin_replica_0', 'shard-0001.bin_replica_1']);
+    for (const r of results) {
+      expect(r).toMatchObject({ chunkId: 'shard-0001.bin', status: 'stored', sizeBytes: bytes.byteLength, checksum: createHash('md5').update(bytes).digest('hex') });
+    }
+    expect(results.map((r: { cloudProvider: string }) => r.cloudProvider)).toEqual(['aws', 'gcp']);
+
+    const stats = await runCli(['stats', '--json', '--config', env.configPath]);
+    expect(stats.code).toBe(0);
+    const parsed = JSON.parse(stats.stdout);
+    for (const field of ['total_chunks', 'total_size_gb', 'checkpoints_created', 'storage_by_cloud', 'backend_stats', 'successful_stores', 'failed_stores']) {
+      expect(parsed).toHaveProperty(field);
+    }
+    expect(parsed.total_chunks).toBe(1);
+    expect(parsed.storage_by_cloud).toEqual({ aws: { count: 1, size_bytes: bytes.byteLength }, gcp: { count: 1, size_bytes: bytes.byteLength } });
+  });
+
+  it('put --chunk-id names the chunk; with more than one file it is a usage error', async () => {
+    env = await makeTestEnv();
+    children.push(await startWorkerProcess(env));
+    const file = path.join(env.dir, 'a.bin');
+    await writeFile(file, 'abc');
+    const run = await runCli(['put', file, '--chunk-id', 'named-chunk', '--replica', 'n1:aws', '--wait', '--timeout', '30', '--config', env.configPath]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)[0]).toMatchObject({ chunkId: 'named-chunk', replicaId: 'named-chunk_replica_0', status: 'stored' });
+    expect((await runCli(['put', file, file, '--chunk-id', 'x', '--replica', 'n1:aws', '--config', env.configPath])).code).toBe(2);
+  });
+
+  it('put --wait gives up after --timeout with exit 1 when no worker runs', async () => {
+    env = await makeTestEnv();
+    const file = path.join(env.dir, 'lonely.bin');
+    await writeFile(file, 'nobody will write me');
+    const run = await runCli(['put', file, '--replica', 'n1:aws', '--wait', '--timeout', '1', '--config', env.configPath]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/timed out waiting for 1 replica\(s\) \(lonely\.bin_replica_0@lonely\.bin\); is a worker running\?/);
+  });
+
+  it('worker reports configured settings it does not implement at start-up', async () => {
+    env = await makeTestEnv();
+    const worker = await startWorkerProcess(env);
+    children.push(worker);
+    expect(worker.output().stderr).toMatch(/checkpoints are not implemented yet/);
+    expect(worker.output().stderr).toMatch(/compression is not implemented yet/);
+  });
+
+  it('demo stores a seed-like workload on a private Redis when none answers, and exits 0', async () => {
+    env = await makeTestEnv({}, `redis://127.0.0.1:${await deadPort()}`);
+    const run = await runCli(['demo', '--chunks', '40', '--config', env.configPath]);
+    expect(run.stderr).toMatch(/started a private redis-server at redis:\/\/127\.0\.0\.1:\d+/);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/stored: +80 replicas of 40 chunks/);
+    expect(run.stdout).toMatch(/failed: +0/);
+    expect(run.stdout).toMatch(/bytes: +5242880 /);
+  });
+});

@@ -1,0 +1,133 @@
+/**
+ * Configuration: the seed's file is accepted unchanged, defaults live in the schema, the
+ * documented environment variables override the file, and a bad file lists every problem.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig, unimplementedSettings } from '../src/config/load-config.js';
+import { ConfigError } from '../src/errors.js';
+import { REPO_ROOT } from './support/harness.js';
+
+const SEED_FILE = path.join(REPO_ROOT, 'test/fixtures/seed_storage_config.yml');
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function configFile(text: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'chunkvault-config-'));
+  dirs.push(dir);
+  const file = path.join(dir, 'storage_config.yml');
+  await writeFile(file, text);
+  return file;
+}
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return [...(error as ConfigError).problems];
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration', () => {
+  it('accepts the seed design\'s file unchanged, with its values', () => {
+    const { config, source } = loadConfig({ configPath: SEED_FILE, env: {}, cwd: '/srv' });
+    expect(source).toBe(SEED_FILE);
+    expect(config.storage.backends.local).toEqual({ enabled: true, base_path: '/srv/storage/data', max_size_gb: 100 });
+    expect(config.storage.backends.cloud.aws_s3).toEqual({ bucket: 'ml-training-storage', region: 'us-east-1' });
+    expect(config.storage.organization).toEqual({ partition_by: 'date', create_checkpoints: true, checkpoint_interval_chunks: 1000 });
+    expect(config.storage.integrity.checksum_algorithm).toBe('md5');
+    expect(config.storage.performance.max_concurrent_writes).toBe(20);
+    expect(config.use_local_storage).toBe(true);
+  });
+
+  it('ships a config/storage_config.yml whose values are the embedded defaults (bar the seed\'s cloud buckets)', () => {
+    const shipped = loadConfig({ configPath: path.join(REPO_ROOT, 'config/storage_config.yml'), env: {}, cwd: '/srv' }).config;
+    const embedded = loadConfig({ env: {}, cwd: '/srv' });
+    expect(embedded.source).toBeUndefined();
+    const { aws_s3: _aws, gcp_gcs: _gcp, ...cloudWithoutBuckets } = shipped.storage.backends.cloud;
+    expect({ ...shipped, storage: { ...shipped.storage, backends: { ...shipped.storage.backends, cloud: cloudWithoutBuckets } } }).toEqual(embedded.config);
+  });
+
+  it('is frozen after loading', () => {
+    const { config } = loadConfig({ configPath: SEED_FILE, env: {} });
+    expect(Object.isFrozen(config.storage.backends.local)).toBe(true);
+  });
+
+  it('takes the documented environment overrides', async () => {
+    const { config } = loadConfig({
+      configPath: SEED_FILE,
+      cwd: '/srv',
+      env: { REDIS_URL: 'redis://127.0.0.1:6390', LOG_LEVEL: 'debug', CHUNKVAULT_REDIS_PREFIX: 'cv2', CHUNKVAULT_BASE_PATH: 'elsewhere', CHUNKVAULT_STAGING_DIR: '/stage' },
+    });
+    expect(config.chunkvault.redis).toEqual({ url: 'redis://127.0.0.1:6390', prefix: 'cv2' });
+    expect(config.chunkvault.log_level).toBe('debug');
+    expect(config.storage.backends.local.base_path).toBe('/srv/elsewhere');
+    expect(config.chunkvault.staging.dir).toBe('/stage');
+  });
+
+  it('reads the file named by CHUNKVAULT_CONFIG, and an explicit path wins over it', async () => {
+    const file = await configFile('storage:\n  performance:\n    max_concurrent_writes: 7\n');
+    expect(loadConfig({ env: { CHUNKVAULT_CONFIG: file } }).config.storage.performance.max_concurrent_writes).toBe(7);
+    expect(loadConfig({ env: { CHUNKVAULT_CONFIG: file }, configPath: SEED_FILE }).config.storage.performance.max_concurrent_writes).toBe(20);
+  });
+
+  it('lists every problem of a bad file by its path', async () => {
+    const file = await configFile([
+      'storage:',
+      '  organization: { partition_by: weekly, checkpoint_interval_chunks: 0 }',
+      '  integrity: { checksum_algorithm: crc32 }',
+      '  performance: { max_concurrent_writes: "many" }',
+      '  colour: blue',
+      'chunkvault:',
+      '  retry: { attempts: -1 }',
+      '  redis: { url: "not a url" }',
+    ].join('\n'));
+    const problems = problemsOf(() => loadConfig({ configPath: file, env: {} }));
+    expect(problems).toHaveLength(7);
+    expect(problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^storage\.organization\.partition_by: /),
+      expect.stringMatching(/^storage\.organization\.checkpoint_interval_chunks: /),
+      expect.stringMatching(/^storage\.integrity\.checksum_algorithm: /),
+      expect.stringMatching(/^storage\.performance\.max_concurrent_writes: /),
+      'storage: unknown key(s) "colour"',
+      expect.stringMatching(/^chunkvault\.retry\.attempts: /),
+      expect.stringMatching(/^chunkvault\.redis\.url: /),
+    ]));
+  });
+
+  it('refuses a bad environment value by the path it overrides', () => {
+    const problems = problemsOf(() => loadConfig({ configPath: SEED_FILE, env: { LOG_LEVEL: 'loud', REDIS_URL: 'nope' } }));
+    expect(problems).toEqual([expect.stringMatching(/^chunkvault\.redis\.url: /), expect.stringMatching(/^chunkvault\.log_level: /)]);
+  });
+
+  it('refuses settings that would leave no backend, saying why', async () => {
+    const cloud = await configFile('storage:\n  backends:\n    cloud:\n      enabled: true\n');
+    expect(problemsOf(() => loadConfig({ configPath: cloud, env: {} }))).toEqual([expect.stringMatching(/^storage\.backends\.cloud\.enabled: cloud backends .* not implemented yet/)]);
+    const none = await configFile('use_local_storage: false\n');
+    expect(problemsOf(() => loadConfig({ configPath: none, env: {} }))).toEqual([expect.stringMatching(/^use_local_storage: false leaves no backend/)]);
+  });
+
+  it('refuses a missing file, invalid YAML and a non-mapping with a clear message', async () => {
+    expect(() => loadConfig({ configPath: '/nonexistent/c.yml', env: {} })).toThrow(/config file not found: \/nonexistent\/c.yml/);
+    expect(() => loadConfig({ configPath: '/x.yml', env: { CHUNKVAULT_CONFIG: SEED_FILE } })).toThrow(/not found/);
+    const broken = await configFile('storage: [unclosed\n');
+    expect(() => loadConfig({ configPath: broken, env: {} })).toThrow(/is not valid YAML/);
+    const list = await configFile('- a\n- b\n');
+    expect(() => loadConfig({ configPath: list, env: {} })).toThrow(/must hold a YAML mapping/);
+  });
+
+  it('names every configured setting this version does not act on', () => {
+    const { config } = loadConfig({ configPath: SEED_FILE, env: {} });
+    const notes = unimplementedSettings(config).join('\n');
+    for (const setting of ['create_checkpoints', 'verify_on_read', 'enable_auto_cleanup', 'compress_old_data', 'enable_write_cache', 'write_buffer_size_mb']) {
+      expect(notes).toContain(setting);
+    }
+  });
+});

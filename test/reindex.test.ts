@@ -1,0 +1,78 @@
+/**
+ * The backend is the source of truth: after Redis loses everything, `reindex` finds every
+ * stored replica again from the metadata stored beside the data.
+ */
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import type { Chunkvault } from '../src/app.js';
+import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
+import { makeTestEnv, openVault, runCli, seedTasks, type TestEnv } from './support/harness.js';
+
+let env: TestEnv;
+let vault: Chunkvault | undefined;
+let redisServer: PrivateRedis;
+
+afterEach(async () => {
+  await vault?.close();
+  vault = undefined;
+  await env.cleanup();
+  await redisServer.stop();
+});
+
+describe('reindex', () => {
+  it('rebuilds every replica record and the statistics after a Redis FLUSHALL', async () => {
+    redisServer = await startPrivateRedis(); // its own server, so FLUSHALL touches nothing else
+    env = await makeTestEnv({}, redisServer.url);
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const tasks = seedTasks(10, 2);
+    tasks[3]!.replicas[0]!.cloudProvider = 'gcp';
+    await (await vault.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const before = await vault.statistics();
+    const recordsBefore = await vault.catalog.listReplicas('chunk_3');
+    await vault.close();
+    vault = undefined;
+
+    const admin = new Redis(redisServer.url);
+    await admin.flushall();
+    expect(await admin.dbsize()).toBe(0);
+    admin.disconnect();
+
+    const run = await runCli(['reindex', '--verify', '--config', env.configPath]);
+    expect(run.stdout).toMatch(/read 20 metadata files, indexed 20 replicas, 0 problem\(s\)/);
+    expect(run.code).toBe(0);
+
+    vault = await openVault(env);
+    const after = await vault.statistics();
+    expect(after).toEqual(before);
+    const recordsAfter = await vault.catalog.listReplicas('chunk_3');
+    expect(recordsAfter.map(({ attempts: _a, ...r }) => r)).toEqual(recordsBefore.map(({ attempts: _a, ...r }) => r));
+    expect((await vault.catalog.getChunk('chunk_3'))!.status).toBe('stored');
+  });
+
+  it('reports missing data, corrupt metadata and data without metadata, and exits 1', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv({}, redisServer.url);
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const results = await (await vault.producer.store(seedTasks(3, 1))).results({ timeoutMs: 30_000 });
+    await vault.close();
+    vault = undefined;
+    const [a, b, c] = results.map((r) => path.join(env.basePath, r.storagePath));
+    await rm(a!);
+    await writeFile(b!.replace(/\.dat$/, '.meta.json'), '{ not json');
+    await rm(c!.replace(/\.dat$/, '.meta.json'));
+
+    const run = await runCli(['reindex', '--json', '--config', env.configPath]);
+    expect(run.code).toBe(1);
+    const report = JSON.parse(run.stdout);
+    expect(report.restored).toBe(0);
+    expect(report.problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/chunk_0_replica_0\.dat: data missing/),
+      expect.stringMatching(/chunk_1_replica_0\.meta\.json: unreadable metadata/),
+      expect.stringMatching(/chunk_2_replica_0\.dat: data without metadata/),
+    ]));
+  });
+});
