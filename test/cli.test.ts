@@ -59,6 +59,14 @@ describe('chunkvault CLI', () => {
     expect(run.stderr).toMatch(/docker compose up -d redis/);
   });
 
+  it('never prints the Redis password from REDIS_URL', async () => {
+    env = await makeTestEnv();
+    const run = await runCli(['stats', '--config', env.configPath], { REDIS_URL: `redis://user:hunter2@127.0.0.1:${await deadPort()}` });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/no Redis answers at redis:\/\/\*\*\*:\*\*\*@127\.0\.0\.1/);
+    expect(run.stderr + run.stdout).not.toContain('hunter2');
+  });
+
   it('put --wait stores files through a worker process and prints per-replica results', async () => {
     env = await makeTestEnv();
     children.push(await startWorkerProcess(env));

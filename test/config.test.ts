@@ -123,6 +123,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ configPath: list, env: {} })).toThrow(/must hold a YAML mapping/);
   });
 
+  it('refuses a Redis password in the file: secrets come from the environment', async () => {
+    const file = await configFile('chunkvault:\n  redis:\n    url: "redis://:hunter2@127.0.0.1:6379"\n');
+    const problems = problemsOf(() => loadConfig({ configPath: file, env: {} }));
+    expect(problems).toEqual(['chunkvault.redis.url: must not hold a password; set REDIS_URL in the environment instead']);
+    expect(problems.join()).not.toContain('hunter2');
+    expect(loadConfig({ configPath: SEED_FILE, env: { REDIS_URL: 'redis://:hunter2@127.0.0.1:6379' } }).config.chunkvault.redis.url).toContain('hunter2');
+  });
+
   it('names every configured setting this version does not act on', () => {
     const { config } = loadConfig({ configPath: SEED_FILE, env: {} });
     const notes = unimplementedSettings(config).join('\n');

@@ -61,6 +61,11 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     throw new ConfigError(`config file ${source} must hold a YAML mapping at its top level`);
   }
 
+  const fileUrl = (raw as { chunkvault?: { redis?: { url?: unknown } } }).chunkvault?.redis?.url;
+  if (typeof fileUrl === 'string' && hasCredentials(fileUrl)) {
+    // Secrets come from the environment only: a config file gets copied, committed and printed.
+    throw new ConfigError(`invalid configuration in ${source}`, ['chunkvault.redis.url: must not hold a password; set REDIS_URL in the environment instead']);
+  }
   const overridden = structuredClone(raw) as Record<string, unknown>;
   for (const [variable, keyPath] of ENV_OVERRIDES) {
     const value = nonEmpty(env[variable]);
@@ -149,6 +154,14 @@ function setPath(target: Record<string, unknown>, keyPath: readonly string[], va
     node = node[key] as Record<string, unknown>;
   }
   node[keyPath[keyPath.length - 1]!] = value;
+}
+
+function hasCredentials(url: string): boolean {
+  try {
+    return new URL(url).password !== '';
+  } catch {
+    return false;
+  }
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
