@@ -1,0 +1,66 @@
+/**
+ * Where a replica lives inside its backend, per `partition_by`. Keys are a pure function of
+ * the replica and the chunk's first-queued time (UTC), so every retry of a write targets the
+ * same key and a crash can never leave two copies under two dates.
+ *
+ *   date        2026/11/26/<chunkId>/<replicaId>.dat   (UTC date the chunk was first queued)
+ *   cloud       <cloudProvider>/<chunkId>/<replicaId>.dat
+ *   node        <targetNode>/<chunkId>/<replicaId>.dat
+ *   chunk_size  <size class>/<chunkId>/<replicaId>.dat  (lt-64KiB, lt-1MiB, lt-16MiB, lt-256MiB, ge-256MiB)
+ *   flat        <chunkId>/<replicaId>.dat
+ *
+ * The metadata sidecar sits beside the data as <replicaId>.meta.json; the suffixes keep the
+ * two apart for any pair of ids.
+ */
+import type { PartitionStrategy } from '../config/config.schema.js';
+
+export const DATA_SUFFIX = '.dat';
+export const METADATA_SUFFIX = '.meta.json';
+
+export interface LayoutInput {
+  chunkId: string;
+  replicaId: string;
+  targetNode: string;
+  cloudProvider: string;
+  sizeBytes: number;
+  createdAtMs: number;
+}
+
+const SIZE_CLASSES: ReadonlyArray<[limit: number, name: string]> = [
+  [64 * 1024, 'lt-64KiB'],
+  [1024 * 1024, 'lt-1MiB'],
+  [16 * 1024 * 1024, 'lt-16MiB'],
+  [256 * 1024 * 1024, 'lt-256MiB'],
+];
+
+export function sizeClassOf(sizeBytes: number): string {
+  for (const [limit, name] of SIZE_CLASSES) if (sizeBytes < limit) return name;
+  return 'ge-256MiB';
+}
+
+/** The storage key of a replica's data. */
+export function dataKeyOf(strategy: PartitionStrategy, replica: LayoutInput): string {
+  return `${partitionOf(strategy, replica)}${replica.chunkId}/${replica.replicaId}${DATA_SUFFIX}`;
+}
+
+/** The storage key of the metadata sidecar that belongs to a data key. */
+export function metadataKeyOf(dataKey: string): string {
+  return dataKey.slice(0, -DATA_SUFFIX.length) + METADATA_SUFFIX;
+}
+
+function partitionOf(strategy: PartitionStrategy, replica: LayoutInput): string {
+  switch (strategy) {
+    case 'date': {
+      const day = new Date(replica.createdAtMs).toISOString().slice(0, 10);
+      return `${day.replaceAll('-', '/')}/`;
+    }
+    case 'cloud':
+      return `${replica.cloudProvider}/`;
+    case 'node':
+      return `${replica.targetNode}/`;
+    case 'chunk_size':
+      return `${sizeClassOf(replica.sizeBytes)}/`;
+    case 'flat':
+      return '';
+  }
+}
