@@ -156,6 +156,8 @@ describe('I/O failures', () => {
     const stats = await vault.statistics();
     expect(stats.failed_stores).toBe(1);
     expect(stats.chunks_by_status.degraded).toBe(1);
+    // The chunk ended (one replica stored, one failed for good): its staged bytes are freed.
+    await expect.poll(() => readdir(env.stagingDir), { timeout: 10_000 }).toEqual([]);
   });
 
   async function fullDiskAt(dir: string): Promise<void> {

@@ -2,7 +2,8 @@
  * The write path end to end, in one process (producer + worker pool) on the real Redis and
  * filesystem: the seed design's tests and acceptance criteria, and the guarantees around them.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -213,6 +214,33 @@ describe('storing distributed chunks (seed tests)', () => {
       await queue.close();
       redis.disconnect();
     }
+  });
+});
+
+describe('event loop', () => {
+  afterEach(async () => {
+    await vault.close();
+    await env.cleanup();
+  });
+
+  it('hashes, stages, writes and verifies a 128 MiB chunk without blocking the event loop near a job lock', async () => {
+    // A block longer than lock_duration_ms lets BullMQ hand the same job to a second worker.
+    // md5 is the slower hash (~0.7 GB/s): hashing 128 MiB in one go would block for ~200 ms.
+    env = await makeTestEnv({ chunkvault: { worker: { lock_duration_ms: 30_000 } } });
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const chunkData = randomBytes(128 * 1024 * 1024);
+    const histogram = monitorEventLoopDelay({ resolution: 5 });
+    histogram.enable();
+    await new Promise((resolve) => setTimeout(resolve, 30)); // the monitor measures from its first tick on
+    const handle = await vault.producer.store([{ taskId: 't', chunkId: 'big', chunkData, status: 'completed', replicas: [
+      { replicaId: 'big_r0', chunkId: 'big', targetNode: 'n1', cloudProvider: 'aws', status: 'completed' },
+    ] }]);
+    const [result] = await handle.results({ timeoutMs: 60_000 });
+    histogram.disable();
+    expect(result!.status).toBe('stored');
+    const longestBlockMs = histogram.max / 1e6;
+    expect(longestBlockMs).toBeLessThan(100);
   });
 });
 
