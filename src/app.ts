@@ -3,7 +3,7 @@
  * producer and handlers, and hands them to constructors. Nothing else creates them.
  * `close()` releases everything in reverse order.
  */
-import { FlowProducer } from 'bullmq';
+import { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/config.schema.js';
 import { unimplementedSettings } from './config/load-config.js';
@@ -15,6 +15,11 @@ import { StagingArea } from './staging/staging-area.js';
 import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
 import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
+import { ReplicaRepairer } from './jobs/replica-repair.job.js';
+import { QUEUE_NAMES } from './jobs/job-table.js';
+import { CheckpointIndex } from './catalog/checkpoint-index.js';
+import { CheckpointService } from './checkpoints/checkpoint-service.js';
+import { ChunkReader } from './reads/chunk-reader.js';
 import { WorkerPool } from './worker/worker-pool.js';
 import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
 import { reindex, type ReindexReport } from './reindex/reindex.js';
@@ -27,8 +32,11 @@ export interface OpenOptions {
 
 export class Chunkvault {
   readonly producer: ChunkProducer;
+  readonly checkpoints: CheckpointService;
+  readonly #reader: ChunkReader;
   readonly #redis: Redis;
   readonly #flows: FlowProducer;
+  readonly #queues: Record<string, Queue>;
   readonly #pools: WorkerPool[] = [];
   #closed = false;
 
@@ -40,11 +48,24 @@ export class Chunkvault {
     readonly catalog: Catalog,
     readonly backends: BackendRegistry,
     readonly staging: StagingArea,
+    checkpointIndex: CheckpointIndex,
   ) {
     this.#redis = redis;
     const prefix = keyRoot(config.chunkvault.redis.prefix);
     this.#flows = new FlowProducer({ connection: redis, prefix });
+    this.#queues = Object.fromEntries(Object.values(QUEUE_NAMES).map((name) => [name, new Queue(name, { connection: redis, prefix })]));
     this.producer = new ChunkProducer({ config, catalog, backends, staging, flows: this.#flows, logger });
+    this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, logger });
+    this.#reader = new ChunkReader({ config, catalog, backends, replicaQueue: this.#queues[QUEUE_NAMES.replicas]!, logger });
+  }
+
+  /**
+   * The chunk's bytes from its first good replica, verified when verify_on_read is on; bad
+   * replicas met on the way are marked and repaired from a good one in the background.
+   * Throws NotFoundError (unknown chunk) or ChunkCorruptError (no good replica).
+   */
+  getChunk(chunkId: string): Promise<Buffer> {
+    return this.#reader.getChunk(chunkId);
   }
 
   /**
@@ -57,21 +78,29 @@ export class Chunkvault {
     for (const backend of backends.all()) swept += await backend.sweepIncompleteWrites();
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
     const writer = new ReplicaWriter({ config, catalog, backends, staging, logger });
-    const finalizer = new ChunkFinalizer({ catalog, staging, logger });
+    const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
+    const repairer = new ReplicaRepairer({ config, catalog, backends, logger });
     const pool = new WorkerPool({
       config,
       logger,
       prefix: keyRoot(config.chunkvault.redis.prefix),
       connect: (name) => openRedis(config.chunkvault.redis.url, name),
-      handlers: { 'replica.write': (job) => writer.handle(job), 'chunk.finalize': (job) => finalizer.handle(job) },
+      handlers: {
+        'replica.write': (job) => writer.handle(job),
+        'chunk.finalize': (job) => finalizer.handle(job),
+        'replica.repair': (job) => repairer.handle(job),
+      },
     });
     this.#pools.push(pool);
     await pool.start();
+    // Catch up on intervals that filled while no worker ran (or whose sealer crashed).
+    await this.checkpoints.sealDue();
     return pool;
   }
 
-  statistics(): Promise<StorageStatistics> {
-    return collectStatistics(this.catalog, this.backends);
+  /** Storage statistics (the seed's field names and more), from the catalog and the queues. */
+  getStatistics(): Promise<StorageStatistics> {
+    return collectStatistics(this.catalog, this.checkpoints, this.backends, this.#queues);
   }
 
   reindex(options: { verify?: boolean } = {}): Promise<ReindexReport> {
@@ -84,6 +113,7 @@ export class Chunkvault {
     this.#closed = true;
     for (const pool of this.#pools.reverse()) await pool.close(this.config.chunkvault.worker.shutdown_timeout_ms);
     await this.#flows.close();
+    for (const queue of Object.values(this.#queues)) await queue.close();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
     await this.backends.close();
   }
@@ -101,7 +131,8 @@ export async function openChunkvault(config: Config, options: OpenOptions = {}):
   const redis = openRedis(config.chunkvault.redis.url, 'chunkvault');
   redis.on('error', (error) => logger.error({ err: error, redis: redactUrl(config.chunkvault.redis.url) }, 'redis connection error'));
   const backends = new BackendRegistry(config);
-  const catalog = new Catalog(redis, `${keyRoot(config.chunkvault.redis.prefix)}:catalog`);
+  const catalogPrefix = `${keyRoot(config.chunkvault.redis.prefix)}:catalog`;
+  const catalog = new Catalog(redis, catalogPrefix);
   const staging = new StagingArea(config.chunkvault.staging.dir, config.chunkvault.worker.stale_temp_after_ms);
-  return new Chunkvault(config, logger, redis, catalog, backends, staging);
+  return new Chunkvault(config, logger, redis, catalog, backends, staging, new CheckpointIndex(redis, catalogPrefix));
 }

@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'E_QUOTA_EXCEEDED'
   | 'E_CONFLICT'
   | 'E_BACKEND_IO'
-  | 'E_REDIS_UNAVAILABLE';
+  | 'E_REDIS_UNAVAILABLE'
+  | 'E_CORRUPT';
 
 export class ChunkvaultError extends Error {
   override readonly name: string = 'ChunkvaultError';
@@ -91,6 +92,17 @@ export class BackendIoError extends ChunkvaultError {
   override readonly name = 'BackendIoError';
   constructor(message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
     super('E_BACKEND_IO', message, { retryable: true, ...options });
+  }
+}
+
+/** Every replica of a chunk is missing, unreadable or corrupt; `replicas` says what is wrong with each. */
+export class ChunkCorruptError extends ChunkvaultError {
+  override readonly name = 'ChunkCorruptError';
+  constructor(
+    readonly chunkId: string,
+    readonly replicas: ReadonlyArray<{ replicaId: string; problem: string }>,
+  ) {
+    super('E_CORRUPT', `chunk ${chunkId}: no good replica (${replicas.map((r) => `${r.replicaId}: ${r.problem}`).join('; ') || 'no stored replicas'})`);
   }
 }
 

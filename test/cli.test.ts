@@ -117,7 +117,7 @@ describe('chunkvault CLI', () => {
     env = await makeTestEnv();
     const worker = await startWorkerProcess(env);
     children.push(worker);
-    expect(worker.output().stderr).toMatch(/checkpoints are not implemented yet/);
+    expect(worker.output().stderr).toMatch(/retention is not implemented yet/);
     expect(worker.output().stderr).toMatch(/compression is not implemented yet/);
   });
 

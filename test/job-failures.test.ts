@@ -153,7 +153,7 @@ describe('I/O failures', () => {
     const record = await vault.catalog.getReplica('chunk_0', 'chunk_0_replica_1');
     expect(record).toMatchObject({ status: 'failed', attempts: 2 });
     expect((await vault.catalog.getChunk('chunk_0'))!.status).toBe('degraded');
-    const stats = await vault.statistics();
+    const stats = await vault.getStatistics();
     expect(stats.failed_stores).toBe(1);
     expect(stats.chunks_by_status.degraded).toBe(1);
     // The chunk ended (one replica stored, one failed for good): its staged bytes are freed.
@@ -178,7 +178,7 @@ describe('I/O failures', () => {
     const [stored] = await (await vault.producer.store([task!])).results({ timeoutMs: 20_000 });
     expect(stored!.status).toBe('stored');
     expect((await vault.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.generation).toBe(1);
-    expect((await vault.statistics()).failed_stores).toBe(0);
+    expect((await vault.getStatistics()).failed_stores).toBe(0);
   });
 });
 
@@ -195,7 +195,7 @@ describe('max_size_gb', () => {
     const dataFiles = (await readdir(env.basePath, { recursive: true })).filter((f) => String(f).endsWith('.dat'));
     expect(dataFiles).toHaveLength(1);
     expect((await readdir(env.basePath, { recursive: true })).filter((f) => String(f).includes('.cvtmp~'))).toEqual([]);
-    const stats = await vault.statistics();
-    expect(stats.backend_stats.local!.catalogued_bytes).toBe(64 * 1024);
+    const stats = await vault.getStatistics();
+    expect(stats.backend_stats.local!.total_size_bytes).toBe(64 * 1024);
   });
 });

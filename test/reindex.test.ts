@@ -30,7 +30,7 @@ describe('reindex', () => {
     const tasks = seedTasks(10, 2);
     tasks[3]!.replicas[0]!.cloudProvider = 'gcp';
     await (await vault.producer.store(tasks)).results({ timeoutMs: 30_000 });
-    const before = await vault.statistics();
+    const before = await vault.getStatistics();
     const recordsBefore = await vault.catalog.listReplicas('chunk_3');
     await vault.close();
     vault = undefined;
@@ -45,7 +45,7 @@ describe('reindex', () => {
     expect(run.code).toBe(0);
 
     vault = await openVault(env);
-    const after = await vault.statistics();
+    const after = await vault.getStatistics();
     expect(after).toEqual(before);
     const recordsAfter = await vault.catalog.listReplicas('chunk_3');
     expect(recordsAfter.map(({ attempts: _a, ...r }) => r)).toEqual(recordsBefore.map(({ attempts: _a, ...r }) => r));

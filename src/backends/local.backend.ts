@@ -39,6 +39,10 @@ export class LocalBackend implements Backend {
   }
 
   /** Absolute path of `key`; throws InvalidInputError if it is unsafe or would leave basePath. */
+  get location(): string {
+    return this.basePath;
+  }
+
   pathOf(key: string): string {
     assertSafeKey(key);
     const full = path.resolve(this.basePath, ...key.split('/'));

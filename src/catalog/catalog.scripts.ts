@@ -10,6 +10,16 @@
  *   P:chunks                    zset  chunk ids by first-queued time (ms)
  *   P:stats                     hash  counters (see catalog.ts)
  *   P:reserved:<backend>        hash  bytes reserved by in-flight writes, by replica
+ *   P:ledger:seq                string  number of chunks ever entered in the ledger
+ *   P:ledger                    zset  chunk ids by ledger sequence, not yet in a checkpoint
+ *   P:checkpoints               zset  checkpoint ids by checkpoint sequence
+ *   P:checkpoint:<id>           hash  checkpoint index entry
+ *   P:checkpoint:head           hash  newest checkpoint: id, sequence, toLedgerSeq
+ *   P:checkpoint:lock           string  token of the process sealing a checkpoint
+ *
+ * The ledger is how completions reach checkpoints: a chunk enters it exactly once, in the
+ * same script as the replica change that first makes the chunk stored (or degraded with
+ * data), so no completion is lost and none is counted twice.
  */
 
 /** Recomputes a chunk's status from its replicas and moves the chunk counters. Expects P (prefix) and chunkId. */
@@ -20,7 +30,9 @@ local function refresh_chunk(P, chunkId)
   local stored, failed, open = 0, 0, 0
   for _, rid in ipairs(ids) do
     local st = redis.call('HGET', P .. ':r:' .. chunkId .. ':' .. rid, 'status')
-    if st == 'stored' then stored = stored + 1 elseif st == 'failed' then failed = failed + 1 else open = open + 1 end
+    if st == 'stored' then stored = stored + 1
+    elseif st == 'failed' or st == 'corrupt' then failed = failed + 1
+    else open = open + 1 end
   end
   local status = 'pending'
   if open == 0 then
@@ -31,6 +43,11 @@ local function refresh_chunk(P, chunkId)
     if old then redis.call('HINCRBY', P .. ':stats', 'chunks_' .. old, -1) end
     redis.call('HINCRBY', P .. ':stats', 'chunks_' .. status, 1)
     redis.call('HSET', chunkKey, 'status', status)
+  end
+  if (status == 'stored' or status == 'degraded') and not redis.call('HGET', chunkKey, 'ledgerSeq') then
+    local seq = redis.call('INCR', P .. ':ledger:seq')
+    redis.call('HSET', chunkKey, 'ledgerSeq', seq)
+    redis.call('ZADD', P .. ':ledger', seq, chunkId)
   end
   return status
 end
@@ -114,11 +131,18 @@ if old ~= 'stored' then
     'status', 'stored', 'error', '')
   if not redis.call('HGET', rkey, 'generation') then redis.call('HSET', rkey, 'generation', 0) end
   if old == 'failed' then redis.call('HINCRBY', stats, 'replicas_failed', -1) end
+  if old == 'corrupt' then
+    redis.call('HINCRBY', stats, 'replicas_corrupt', -1)
+    redis.call('HINCRBY', stats, 'repairs_done', 1)
+  end
   redis.call('HINCRBY', stats, 'replicas_stored', 1)
+  redis.call('HINCRBY', stats, 'node:' .. ARGV[9] .. ':count', 1)
+  redis.call('HINCRBY', stats, 'node:' .. ARGV[9] .. ':bytes', size)
   redis.call('HINCRBY', stats, 'bytes_stored', size)
   redis.call('HINCRBY', stats, 'cloud:' .. ARGV[10] .. ':count', 1)
   redis.call('HINCRBY', stats, 'cloud:' .. ARGV[10] .. ':bytes', size)
   redis.call('HINCRBY', stats, 'backend:' .. backend .. ':bytes', size)
+  redis.call('HINCRBY', stats, 'backend:' .. backend .. ':count', 1)
 end
 local reserved = redis.call('HGET', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
 if reserved then
@@ -169,4 +193,61 @@ if limit > 0 and used + bytes > limit then return {0, used} end
 redis.call('HSET', rkey, field, bytes)
 redis.call('HINCRBY', stats, 'reserved:' .. backend, bytes)
 return {1}
+`;
+
+/**
+ * Marks a stored replica corrupt (missing, unreadable or failing its checksum) and takes it
+ * out of the stored counters. Idempotent: a replica already corrupt keeps its number.
+ * ARGV: P, chunkId, replicaId, reason
+ * Returns the replica's corruption number (names its repair job), or 0 if it is not stored.
+ */
+export const RECORD_CORRUPT = `${REFRESH_CHUNK}
+local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
+local rkey = P .. ':r:' .. chunkId .. ':' .. rid
+local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'corruptions')
+if r[1] == 'corrupt' then return tonumber(r[6] or '1') end
+if r[1] ~= 'stored' then return 0 end
+local size = tonumber(r[2])
+local stats = P .. ':stats'
+local n = redis.call('HINCRBY', rkey, 'corruptions', 1)
+redis.call('HSET', rkey, 'status', 'corrupt', 'error', ARGV[4])
+redis.call('HINCRBY', stats, 'replicas_stored', -1)
+redis.call('HINCRBY', stats, 'bytes_stored', -size)
+redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':count', -1)
+redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':bytes', -size)
+redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':count', -1)
+redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':bytes', -size)
+redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':bytes', -size)
+redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':count', -1)
+redis.call('HINCRBY', stats, 'replicas_corrupt', 1)
+redis.call('HINCRBY', stats, 'corruptions_found', 1)
+refresh_chunk(P, chunkId)
+return n
+`;
+
+/**
+ * Commits a sealed checkpoint to the index, only if the caller still holds the sealing lock
+ * and the head is where the caller started; drops the sealed range from the ledger.
+ * ARGV: P, lockToken, expectedHeadToSeq, toLedgerSeq, id, sequence, createdAt, previousId,
+ *       chunkCount, totalBytes, checksum, key, fromLedgerSeq
+ * Returns 'ok', 'lost-lock' or 'moved'.
+ */
+export const COMMIT_CHECKPOINT = `
+local P = ARGV[1]
+if redis.call('GET', P .. ':checkpoint:lock') ~= ARGV[2] then return 'lost-lock' end
+local head = redis.call('HGET', P .. ':checkpoint:head', 'toLedgerSeq') or '0'
+if head ~= ARGV[3] then return 'moved' end
+redis.call('HSET', P .. ':checkpoint:' .. ARGV[5], 'id', ARGV[5], 'sequence', ARGV[6], 'createdAt', ARGV[7],
+  'previousId', ARGV[8], 'chunkCount', ARGV[9], 'totalBytes', ARGV[10], 'checksum', ARGV[11], 'key', ARGV[12],
+  'fromLedgerSeq', ARGV[13], 'toLedgerSeq', ARGV[4])
+redis.call('ZADD', P .. ':checkpoints', ARGV[6], ARGV[5])
+redis.call('HSET', P .. ':checkpoint:head', 'id', ARGV[5], 'sequence', ARGV[6], 'toLedgerSeq', ARGV[4])
+redis.call('ZREMRANGEBYSCORE', P .. ':ledger', '-inf', ARGV[4])
+return 'ok'
+`;
+
+/** Releases the sealing lock if the caller still holds it. ARGV: P, token. */
+export const RELEASE_LOCK = `
+if redis.call('GET', ARGV[1] .. ':checkpoint:lock') == ARGV[2] then return redis.call('DEL', ARGV[1] .. ':checkpoint:lock') end
+return 0
 `;

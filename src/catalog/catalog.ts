@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
-import { RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
+import { RECORD_CORRUPT, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
 
 export interface ReplicaRequest {
   replicaId: string;
@@ -52,10 +52,17 @@ export interface StoredReplicaInput {
 export interface CatalogCounters {
   replicasStored: number;
   replicasFailed: number;
+  /** Replicas a read found missing or corrupt, not repaired yet. */
+  replicasCorrupt: number;
+  corruptionsFound: number;
+  repairsDone: number;
   bytesStored: number;
   chunks: Record<ChunkStatus, number>;
   byCloud: Record<string, { count: number; sizeBytes: number }>;
+  byNode: Record<string, { count: number; sizeBytes: number }>;
   backendBytes: Record<string, number>;
+  /** Stored replica objects per backend. */
+  backendCount: Record<string, number>;
 }
 
 type ScriptedRedis = Redis & {
@@ -63,6 +70,7 @@ type ScriptedRedis = Redis & {
   cvRecordStored(...args: Array<string | number>): Promise<string>;
   cvRecordFailed(...args: Array<string | number>): Promise<string>;
   cvReserveQuota(...args: Array<string | number>): Promise<[number, number?]>;
+  cvRecordCorrupt(...args: Array<string | number>): Promise<number>;
 };
 
 export class Catalog {
@@ -78,6 +86,7 @@ export class Catalog {
       redis.defineCommand('cvRecordStored', { numberOfKeys: 0, lua: RECORD_STORED });
       redis.defineCommand('cvRecordFailed', { numberOfKeys: 0, lua: RECORD_FAILED });
       redis.defineCommand('cvReserveQuota', { numberOfKeys: 0, lua: RESERVE_QUOTA });
+      redis.defineCommand('cvRecordCorrupt', { numberOfKeys: 0, lua: RECORD_CORRUPT });
     }
     this.#redis = scripted;
   }
@@ -118,6 +127,15 @@ export class Catalog {
   /** Marks a replica failed for good unless it is stored; idempotent. */
   async recordFailed(chunkId: string, replicaId: string, backend: string, error: string, attempts: number): Promise<ChunkStatus | 'unknown'> {
     return (await this.#redis.cvRecordFailed(this.#p, chunkId, replicaId, backend, error, attempts)) as ChunkStatus | 'unknown';
+  }
+
+  /**
+   * Marks a stored replica corrupt (missing, unreadable, wrong bytes) with the reason.
+   * Returns its corruption number (the same while it stays corrupt), or 0 when the replica
+   * was not recorded as stored (nothing to mark).
+   */
+  async recordCorrupt(chunkId: string, replicaId: string, reason: string): Promise<number> {
+    return Number(await this.#redis.cvRecordCorrupt(this.#p, chunkId, replicaId, reason));
   }
 
   /** Notes a failed attempt that will be retried (attempt count and last error). */
@@ -193,6 +211,9 @@ export class Catalog {
     const counters: CatalogCounters = {
       replicasStored: Number(raw.replicas_stored ?? 0),
       replicasFailed: Number(raw.replicas_failed ?? 0),
+      replicasCorrupt: Number(raw.replicas_corrupt ?? 0),
+      corruptionsFound: Number(raw.corruptions_found ?? 0),
+      repairsDone: Number(raw.repairs_done ?? 0),
       bytesStored: Number(raw.bytes_stored ?? 0),
       chunks: {
         pending: Number(raw.chunks_pending ?? 0),
@@ -201,19 +222,24 @@ export class Catalog {
         failed: Number(raw.chunks_failed ?? 0),
       },
       byCloud: {},
+      byNode: {},
       backendBytes: {},
+      backendCount: {},
     };
     for (const [field, value] of Object.entries(raw)) {
-      const cloud = /^cloud:(.+):(count|bytes)$/.exec(field);
-      if (cloud) {
-        const entry = (counters.byCloud[cloud[1]!] ??= { count: 0, sizeBytes: 0 });
-        if (cloud[2] === 'count') entry.count = Number(value);
+      const group = /^(cloud|node):(.+):(count|bytes)$/.exec(field);
+      if (group) {
+        const table = group[1] === 'cloud' ? counters.byCloud : counters.byNode;
+        const entry = (table[group[2]!] ??= { count: 0, sizeBytes: 0 });
+        if (group[3] === 'count') entry.count = Number(value);
         else entry.sizeBytes = Number(value);
       }
-      const backend = /^backend:(.+):bytes$/.exec(field);
-      if (backend) counters.backendBytes[backend[1]!] = Number(value);
+      const backend = /^backend:(.+):(bytes|count)$/.exec(field);
+      if (backend) (backend[2] === 'bytes' ? counters.backendBytes : counters.backendCount)[backend[1]!] = Number(value);
     }
-    for (const [cloud, entry] of Object.entries(counters.byCloud)) if (entry.count === 0) delete counters.byCloud[cloud];
+    for (const table of [counters.byCloud, counters.byNode]) {
+      for (const [name, entry] of Object.entries(table)) if (entry.count === 0) delete table[name];
+    }
     return counters;
   }
 
@@ -239,5 +265,6 @@ function toReplicaRecord(raw: Record<string, string>): ReplicaRecord {
     attempts: Number(raw.attempts ?? 0),
     error: raw.error ?? '',
     generation: Number(raw.generation ?? 0),
+    corruptions: Number(raw.corruptions ?? 0),
   };
 }

@@ -17,7 +17,8 @@ export class UsageError extends Error {
 
 /** The config as the root program's --config (or CHUNKVAULT_CONFIG) says. */
 export function configFor(command: Command): LoadedConfig {
-  const root = command.parent ?? command;
+  let root = command;
+  while (root.parent) root = root.parent;
   const configPath = root.opts<{ config?: string }>().config;
   return loadConfig(configPath === undefined ? {} : { configPath });
 }
@@ -37,6 +38,7 @@ export async function runCommand(body: () => Promise<number | void>): Promise<ne
 export function exitCodeOf(error: unknown): number {
   if (error instanceof ConfigError || error instanceof UsageError) return EXIT_USAGE;
   if (error instanceof ChunkvaultError && error.code === 'E_INVALID_INPUT') return EXIT_USAGE;
+  // Not found, corrupt, I/O: the operation failed.
   return EXIT_FAILED;
 }
 

@@ -7,6 +7,8 @@ import { registerPut } from './commands/put.command.js';
 import { registerStats } from './commands/stats.command.js';
 import { registerReindex } from './commands/reindex.command.js';
 import { registerDemo } from './commands/demo.command.js';
+import { registerGet } from './commands/get.command.js';
+import { registerCheckpoint } from './commands/checkpoint.command.js';
 
 const program = new Command('chunkvault')
   .description('durable, verified storage of training-data chunk replicas')
@@ -14,8 +16,12 @@ const program = new Command('chunkvault')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`chunkvault: ${text.replace(/^error: /, '')}`) });
 
-for (const register of [registerWorker, registerPut, registerStats, registerReindex, registerDemo]) register(program);
-for (const command of program.commands) command.exitOverride();
+for (const register of [registerWorker, registerPut, registerGet, registerCheckpoint, registerStats, registerReindex, registerDemo]) register(program);
+const overrideExit = (command: Command): void => {
+  command.exitOverride();
+  command.commands.forEach(overrideExit);
+};
+overrideExit(program);
 
 try {
   await program.parseAsync(process.argv);

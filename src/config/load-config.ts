@@ -92,12 +92,6 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
 export function unimplementedSettings(config: Config): string[] {
   const notes: string[] = [];
   const s = config.storage;
-  if (s.organization.create_checkpoints) {
-    notes.push('storage.organization.create_checkpoints / checkpoint_interval_chunks: checkpoints are not implemented yet; none are written');
-  }
-  if (s.integrity.verify_on_read) {
-    notes.push('storage.integrity.verify_on_read: verified reads are not implemented yet (no read path exists)');
-  }
   if (s.cleanup.enable_auto_cleanup) {
     notes.push('storage.cleanup.enable_auto_cleanup / retention_days / cleanup_schedule: retention is not implemented yet; nothing is deleted');
   }

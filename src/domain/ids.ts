@@ -1,12 +1,13 @@
 /**
  * Ids (chunk, replica, task, node, cloud) become storage keys, file names and BullMQ job ids,
  * so they are held to a charset that is safe in all three: no path separators, no `..`,
- * no ':' (BullMQ), nothing that starts with a dot (hidden files, temp names).
+ * no ':' (BullMQ). They start with a letter or digit, which keeps hidden/temp names and the
+ * reserved `_chunkvault/` prefix (checkpoints) out of reach of any replica's storage key.
  */
 import { z } from 'zod';
 
 export const MAX_ID_LENGTH = 128;
-const ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** zod schema of an id; its messages name what is wrong. */
 export const idSchema = z
@@ -15,4 +16,4 @@ export const idSchema = z
   .max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`)
   .refine((id) => !id.includes('/') && !id.includes('\\'), 'must not contain a path separator')
   .refine((id) => !id.includes('..'), 'must not contain ".."')
-  .refine((id) => ID_PATTERN.test(id), 'may hold only letters, digits, "_", "." and "-", and must not start with "." or "-"');
+  .refine((id) => ID_PATTERN.test(id), 'may hold only letters, digits, "_", "." and "-", and must start with a letter or digit');

@@ -36,8 +36,11 @@ export interface DistributionTask {
   replicas: ReplicaPlacement[];
 }
 
-/** Lifecycle of one replica in the catalog. */
-export type ReplicaStatus = 'queued' | 'stored' | 'failed';
+/**
+ * Lifecycle of one replica in the catalog: queued -> stored | failed; a stored replica found
+ * missing or corrupt by a read becomes corrupt until a repair makes it stored again.
+ */
+export type ReplicaStatus = 'queued' | 'stored' | 'failed' | 'corrupt';
 
 /** Lifecycle of a chunk: stored when every replica is, degraded when one failed for good. */
 export type ChunkStatus = 'pending' | 'stored' | 'degraded' | 'failed';
@@ -64,6 +67,8 @@ export interface ReplicaRecord {
   error: string;
   /** Bumped each time a failed replica is queued again, so it gets a fresh job. */
   generation: number;
+  /** How often a read found this replica bad; names its repair job. */
+  corruptions: number;
 }
 
 export interface ChunkRecord {

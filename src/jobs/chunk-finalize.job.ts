@@ -1,19 +1,22 @@
 /**
  * chunk.finalize: runs once every replica job of a chunk's flow has ended. Records replicas
  * whose jobs ended without reaching the catalog (e.g. failed after stalling too often) as
- * failed, so the chunk's status is final, then frees the chunk's staged bytes.
+ * failed, so the chunk's status is final, frees the chunk's staged bytes, and lets the
+ * checkpoint aggregator seal any interval that is now full.
  */
 import type { Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import type { Catalog } from '../catalog/catalog.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
+import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
 import { chunkFinalizeDataSchema, describeIssues } from './job-data.js';
 import { replicaJobId } from './job-table.js';
 
 export interface ChunkFinalizerDeps {
   catalog: Catalog;
   staging: StagingArea;
+  checkpoints: CheckpointService;
   logger: Logger;
 }
 
@@ -49,6 +52,8 @@ export class ChunkFinalizer {
       status = await catalog.recordFailed(chunkId, replica.replicaId, record.backend, reason, record.attempts);
     }
     await staging.release(stagedKey);
+    // Sealing errors fail this job, whose retry seals again: the ledger keeps the chunks meanwhile.
+    await this.#deps.checkpoints.sealDue();
     const chunk = await catalog.getChunk(chunkId);
     status = chunk?.status ?? status;
     this.#deps.logger.debug({ queue: job.queueName, jobId: job.id, chunkId, status }, 'chunk ended');

@@ -43,6 +43,17 @@ export const chunkFinalizeDataSchema = z
   .strict();
 export type ChunkFinalizeData = z.infer<typeof chunkFinalizeDataSchema>;
 
+export const replicaRepairDataSchema = z
+  .object({
+    chunkId: idSchema,
+    /** The replica to rewrite. */
+    replicaId: idSchema,
+    /** A replica found good when the bad one was found; tried first. */
+    sourceReplicaId: idSchema.optional(),
+  })
+  .strict();
+export type ReplicaRepairData = z.infer<typeof replicaRepairDataSchema>;
+
 /** "chunkId: must not contain ..; replicaId: ..." from a zod error. */
 export function describeIssues(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join('.') || 'data'}: ${issue.message}`).join('; ');

@@ -5,9 +5,10 @@
  * A chunk is one BullMQ flow: a `chunk.finalize` parent on the `chunks` queue with one
  * `replica.write` child per replica on the `replicas` queue. The parent runs once every
  * child has ended (completed or failed for good), which is when the chunk has ended.
+ * `replica.repair` rewrites a replica a read found bad, from a good one.
  */
 import type { z } from 'zod';
-import { chunkFinalizeDataSchema, replicaWriteDataSchema } from './job-data.js';
+import { chunkFinalizeDataSchema, replicaRepairDataSchema, replicaWriteDataSchema } from './job-data.js';
 
 export const QUEUE_NAMES = { replicas: 'replicas', chunks: 'chunks' } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
@@ -15,6 +16,7 @@ export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 export const JOBS = {
   'replica.write': { queue: QUEUE_NAMES.replicas, schema: replicaWriteDataSchema },
   'chunk.finalize': { queue: QUEUE_NAMES.chunks, schema: chunkFinalizeDataSchema },
+  'replica.repair': { queue: QUEUE_NAMES.replicas, schema: replicaRepairDataSchema },
 } as const satisfies Record<string, { queue: QueueName; schema: z.ZodType }>;
 
 export type JobName = keyof typeof JOBS;
@@ -22,4 +24,9 @@ export type JobName = keyof typeof JOBS;
 /** BullMQ job id of a replica write: readable, unique per (chunk, replica, generation), no ':'. */
 export function replicaJobId(chunkId: string, replicaId: string, generation: number): string {
   return generation > 0 ? `${replicaId}@${chunkId}#${generation}` : `${replicaId}@${chunkId}`;
+}
+
+/** BullMQ job id of the repair of one corruption of a replica (a later corruption gets a new one). */
+export function repairJobId(chunkId: string, replicaId: string, corruption: number): string {
+  return `${replicaId}@${chunkId}#repair-${corruption}`;
 }

@@ -113,7 +113,13 @@ export class ChunkProducer {
         name: 'chunk.finalize',
         queueName: JOBS['chunk.finalize'].queue,
         data: finalizeData,
-        opts: { jobId: `chunk@${task.chunkId}#${flowTag}`, removeOnComplete: { age: keep.keep_completed_seconds }, removeOnFail: { age: keep.keep_failed_seconds } },
+        opts: {
+          jobId: `chunk@${task.chunkId}#${flowTag}`,
+          attempts: config.chunkvault.retry.attempts,
+          backoff: { type: 'exponential', delay: config.chunkvault.retry.backoff_ms },
+          removeOnComplete: { age: keep.keep_completed_seconds },
+          removeOnFail: { age: keep.keep_failed_seconds },
+        },
         children: toWrite.map((r, i) => {
           const placement = byIdOf(replicas, r.replicaId);
           const data: ReplicaWriteData = {

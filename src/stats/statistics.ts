@@ -1,55 +1,92 @@
 /**
  * Storage statistics with the seed design's field names (snake_case, as its callers read
- * them), from the catalog's counters and each backend's own usage.
+ * them) and more. Every figure comes from the catalog's counters and the queues: nothing
+ * walks the disk, so the call stays cheap however much is stored.
  */
+import type { Queue } from 'bullmq';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
 
 const GIB = 1024 ** 3;
 
+type CountAndSize = Record<string, { count: number; size_bytes: number }>;
+
 export interface StorageStatistics {
-  /** Chunks with at least one stored replica. */
+  /** Chunks with at least one stored replica (stored or degraded). */
   total_chunks: number;
+  /** Replicas stored (and not found corrupt since). */
   total_replicas: number;
   /** Bytes of all stored replicas. */
   total_size_bytes: number;
   total_size_gb: number;
   checkpoints_created: number;
-  storage_by_cloud: Record<string, { count: number; size_bytes: number }>;
-  backend_stats: Record<string, { total_size_bytes: number; total_size_gb: number; file_count: number; base_path: string; catalogued_bytes: number; max_size_bytes: number }>;
+  storage_by_cloud: CountAndSize;
+  storage_by_node: CountAndSize;
+  /** Per backend: stored replica objects and their bytes, as catalogued. */
+  backend_stats: Record<string, { total_size_bytes: number; total_size_gb: number; file_count: number; base_path: string; max_size_bytes: number }>;
   /** Replicas stored. */
   successful_stores: number;
   /** Replicas failed for good. */
   failed_stores: number;
+  degraded_chunks: number;
+  /** Replicas a read found missing or corrupt and not yet repaired. */
+  corrupt_replicas: number;
+  corruptions_found: number;
+  repairs_done: number;
   chunks_by_status: { pending: number; stored: number; degraded: number; failed: number };
+  queues: Record<string, { waiting: number; active: number; delayed: number; failed: number; waiting_children: number }>;
 }
 
-export async function collectStatistics(catalog: Catalog, backends: BackendRegistry): Promise<StorageStatistics> {
-  const counters = await catalog.counters();
+export async function collectStatistics(
+  catalog: Catalog,
+  checkpoints: CheckpointService,
+  backends: BackendRegistry,
+  queues: Record<string, Queue>,
+): Promise<StorageStatistics> {
+  const [counters, checkpointCount] = await Promise.all([catalog.counters(), checkpoints.count()]);
   const backendStats: StorageStatistics['backend_stats'] = {};
   for (const backend of backends.all()) {
-    const usage = await backend.usage();
+    const bytes = counters.backendBytes[backend.name] ?? 0;
     backendStats[backend.name] = {
-      total_size_bytes: usage.totalSizeBytes,
-      total_size_gb: usage.totalSizeBytes / GIB,
-      file_count: usage.fileCount,
-      base_path: usage.location,
-      catalogued_bytes: counters.backendBytes[backend.name] ?? 0,
+      total_size_bytes: bytes,
+      total_size_gb: bytes / GIB,
+      file_count: counters.backendCount[backend.name] ?? 0,
+      base_path: backend.location,
       max_size_bytes: backends.limitOf(backend.name),
     };
   }
-  const byCloud: StorageStatistics['storage_by_cloud'] = {};
-  for (const [cloud, entry] of Object.entries(counters.byCloud)) byCloud[cloud] = { count: entry.count, size_bytes: entry.sizeBytes };
+  const queueStats: StorageStatistics['queues'] = {};
+  for (const [name, queue] of Object.entries(queues)) {
+    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'waiting-children');
+    queueStats[name] = {
+      waiting: counts.waiting ?? 0,
+      active: counts.active ?? 0,
+      delayed: counts.delayed ?? 0,
+      failed: counts.failed ?? 0,
+      waiting_children: counts['waiting-children'] ?? 0,
+    };
+  }
   return {
     total_chunks: counters.chunks.stored + counters.chunks.degraded,
     total_replicas: counters.replicasStored,
     total_size_bytes: counters.bytesStored,
     total_size_gb: counters.bytesStored / GIB,
-    checkpoints_created: 0,
-    storage_by_cloud: byCloud,
+    checkpoints_created: checkpointCount,
+    storage_by_cloud: toSnake(counters.byCloud),
+    storage_by_node: toSnake(counters.byNode),
     backend_stats: backendStats,
     successful_stores: counters.replicasStored,
     failed_stores: counters.replicasFailed,
+    degraded_chunks: counters.chunks.degraded,
+    corrupt_replicas: counters.replicasCorrupt,
+    corruptions_found: counters.corruptionsFound,
+    repairs_done: counters.repairsDone,
     chunks_by_status: { ...counters.chunks },
+    queues: queueStats,
   };
+}
+
+function toSnake(table: Record<string, { count: number; sizeBytes: number }>): CountAndSize {
+  return Object.fromEntries(Object.entries(table).map(([name, entry]) => [name, { count: entry.count, size_bytes: entry.sizeBytes }]));
 }

@@ -1,0 +1,121 @@
+/**
+ * The Redis side of checkpoints: the ledger of chunks not yet in a checkpoint, the index of
+ * sealed checkpoints, and the lock that lets one process at a time seal. The manifests
+ * themselves live on the backend (see checkpoints/checkpoint-service.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { COMMIT_CHECKPOINT, RELEASE_LOCK } from './catalog.scripts.js';
+
+export interface CheckpointEntry {
+  id: string;
+  sequence: number;
+  createdAt: string;
+  previousId: string;
+  chunkCount: number;
+  totalBytes: number;
+  checksum: string;
+  /** Storage key of the manifest on the default backend. */
+  key: string;
+  fromLedgerSeq: number;
+  toLedgerSeq: number;
+}
+
+export interface LedgerState {
+  /** Chunks ever entered in the ledger. */
+  ledgerSeq: number;
+  /** Ledger sequence the newest checkpoint covers up to (0: none yet). */
+  headToSeq: number;
+  headId: string;
+  headSequence: number;
+}
+
+type ScriptedRedis = Redis & {
+  cvCommitCheckpoint(...args: Array<string | number>): Promise<string>;
+  cvReleaseLock(...args: Array<string | number>): Promise<number>;
+};
+
+export class CheckpointIndex {
+  readonly #redis: ScriptedRedis;
+  readonly #p: string;
+
+  constructor(redis: Redis, keyPrefix: string) {
+    this.#p = keyPrefix;
+    const scripted = redis as ScriptedRedis;
+    if (typeof scripted.cvCommitCheckpoint !== 'function') {
+      redis.defineCommand('cvCommitCheckpoint', { numberOfKeys: 0, lua: COMMIT_CHECKPOINT });
+      redis.defineCommand('cvReleaseLock', { numberOfKeys: 0, lua: RELEASE_LOCK });
+    }
+    this.#redis = scripted;
+  }
+
+  async state(): Promise<LedgerState> {
+    const [seq, head] = await Promise.all([this.#redis.get(`${this.#p}:ledger:seq`), this.#redis.hgetall(`${this.#p}:checkpoint:head`)]);
+    return {
+      ledgerSeq: Number(seq ?? 0),
+      headToSeq: Number(head.toLedgerSeq ?? 0),
+      headId: head.id ?? '',
+      headSequence: Number(head.sequence ?? 0),
+    };
+  }
+
+  /** Chunk ids with ledger sequence in (fromExclusive, toInclusive], in ledger order. */
+  async ledgerRange(fromExclusive: number, toInclusive: number): Promise<string[]> {
+    return this.#redis.zrangebyscore(`${this.#p}:ledger`, `(${fromExclusive}`, String(toInclusive));
+  }
+
+  /** Takes the sealing lock for `ttlMs`; returns its token, or undefined when another process holds it. */
+  async lock(ttlMs: number): Promise<string | undefined> {
+    const token = randomBytes(12).toString('hex');
+    const ok = await this.#redis.set(`${this.#p}:checkpoint:lock`, token, 'PX', ttlMs, 'NX');
+    return ok === 'OK' ? token : undefined;
+  }
+
+  async unlock(token: string): Promise<void> {
+    await this.#redis.cvReleaseLock(this.#p, token);
+  }
+
+  /** Records a sealed checkpoint if `token` still holds the lock and the head is still `expectedHeadToSeq`. */
+  async commit(token: string, expectedHeadToSeq: number, entry: CheckpointEntry): Promise<'ok' | 'lost-lock' | 'moved'> {
+    return (await this.#redis.cvCommitCheckpoint(
+      this.#p, token, String(expectedHeadToSeq), entry.toLedgerSeq, entry.id, entry.sequence, entry.createdAt,
+      entry.previousId, entry.chunkCount, entry.totalBytes, entry.checksum, entry.key, entry.fromLedgerSeq,
+    )) as 'ok' | 'lost-lock' | 'moved';
+  }
+
+  async count(): Promise<number> {
+    return this.#redis.zcard(`${this.#p}:checkpoints`);
+  }
+
+  /** Every checkpoint, oldest first. */
+  async list(): Promise<CheckpointEntry[]> {
+    const ids = await this.#redis.zrange(`${this.#p}:checkpoints`, '0', '-1');
+    const pipeline = this.#redis.pipeline();
+    for (const id of ids) pipeline.hgetall(`${this.#p}:checkpoint:${id}`);
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([error, raw]) => {
+      if (error) throw error;
+      return toEntry(raw as Record<string, string>);
+    });
+  }
+
+  async get(id: string): Promise<CheckpointEntry | undefined> {
+    const raw = await this.#redis.hgetall(`${this.#p}:checkpoint:${id}`);
+    return raw.id ? toEntry(raw) : undefined;
+  }
+}
+
+function toEntry(raw: Record<string, string>): CheckpointEntry {
+  return {
+    id: raw.id ?? '',
+    sequence: Number(raw.sequence ?? 0),
+    createdAt: raw.createdAt ?? '',
+    previousId: raw.previousId ?? '',
+    chunkCount: Number(raw.chunkCount ?? 0),
+    totalBytes: Number(raw.totalBytes ?? 0),
+    checksum: raw.checksum ?? '',
+    key: raw.key ?? '',
+    fromLedgerSeq: Number(raw.fromLedgerSeq ?? 0),
+    toLedgerSeq: Number(raw.toLedgerSeq ?? 0),
+  };
+}

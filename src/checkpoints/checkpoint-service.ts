@@ -1,0 +1,193 @@
+/**
+ * The checkpoint aggregator. Completed chunks enter the catalog's ledger exactly once (see
+ * catalog.scripts.ts); this service seals consecutive ledger ranges into manifests. One
+ * process seals at a time (a Redis lock); a commit only lands if that process still holds
+ * the lock and the head has not moved, so every ledger entry is in exactly one checkpoint.
+ * Sealing reads only the interval's chunks: its cost grows with the interval, not the total.
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config/config.schema.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { CheckpointEntry, CheckpointIndex, LedgerState } from '../catalog/checkpoint-index.js';
+import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Logger } from '../logging/logger.js';
+import { NotFoundError } from '../errors.js';
+import { checksumOfStream } from '../integrity/checksum.js';
+import { checkpointId, manifestChecksum, manifestKey, parseManifest, type Manifest, type ManifestChunk } from './manifest.js';
+
+const LOCK_TTL_MS = 120_000;
+
+export interface ReplicaProblem {
+  chunkId: string;
+  replicaId: string;
+  backend: string;
+  path: string;
+  problem: string;
+}
+
+export interface CheckpointVerifyReport {
+  id: string;
+  chunks: number;
+  replicasChecked: number;
+  problems: ReplicaProblem[];
+}
+
+export interface CheckpointServiceDeps {
+  config: Config;
+  catalog: Catalog;
+  index: CheckpointIndex;
+  backends: BackendRegistry;
+  logger: Logger;
+}
+
+export class CheckpointService {
+  readonly #deps: CheckpointServiceDeps;
+
+  constructor(deps: CheckpointServiceDeps) {
+    this.#deps = deps;
+  }
+
+  get #interval(): number {
+    return this.#deps.config.storage.organization.checkpoint_interval_chunks;
+  }
+
+  /**
+   * Seals every full interval waiting in the ledger. Safe to call from any number of
+   * processes at once: when another process holds the lock it returns, and that process
+   * looks again after releasing it, so no due interval is left behind.
+   */
+  async sealDue(): Promise<CheckpointEntry[]> {
+    const sealed: CheckpointEntry[] = [];
+    if (!this.#deps.config.storage.organization.create_checkpoints) return sealed;
+    for (;;) {
+      const state = await this.#deps.index.state();
+      if (state.ledgerSeq - state.headToSeq < this.#interval) return sealed;
+      const token = await this.#deps.index.lock(LOCK_TTL_MS);
+      if (!token) return sealed;
+      try {
+        for (;;) {
+          const current = await this.#deps.index.state();
+          if (current.ledgerSeq - current.headToSeq < this.#interval) break;
+          sealed.push(await this.#sealOne(token, current, this.#interval));
+        }
+      } finally {
+        await this.#deps.index.unlock(token);
+      }
+    }
+  }
+
+  /**
+   * Seals everything stored since the last checkpoint now (in interval-sized manifests),
+   * waiting up to `waitMs` for a sealing process to finish. Returns the new checkpoints
+   * (none when nothing was waiting).
+   */
+  async sealNow(waitMs = 30_000): Promise<CheckpointEntry[]> {
+    const deadline = Date.now() + waitMs;
+    let token = await this.#deps.index.lock(LOCK_TTL_MS);
+    while (!token) {
+      if (Date.now() > deadline) throw new Error('another process has been sealing a checkpoint for too long; try again');
+      await sleep(100);
+      token = await this.#deps.index.lock(LOCK_TTL_MS);
+    }
+    const sealed: CheckpointEntry[] = [];
+    try {
+      for (;;) {
+        const state = await this.#deps.index.state();
+        if (state.ledgerSeq === state.headToSeq) break;
+        sealed.push(await this.#sealOne(token, state, this.#interval));
+      }
+    } finally {
+      await this.#deps.index.unlock(token);
+    }
+    return sealed;
+  }
+
+  /** Checkpoints sealed so far. */
+  count(): Promise<number> {
+    return this.#deps.index.count();
+  }
+
+  list(): Promise<CheckpointEntry[]> {
+    return this.#deps.index.list();
+  }
+
+  /** The stored manifest of checkpoint `id`, its own checksum verified. */
+  async manifest(id: string): Promise<Manifest> {
+    const entry = await this.#deps.index.get(id);
+    if (!entry) throw new NotFoundError(`checkpoint ${id} not found`);
+    const backend = this.#deps.backends.forCheckpoints();
+    const pieces: Buffer[] = [];
+    for await (const piece of await backend.get(entry.key)) pieces.push(piece as Buffer);
+    const manifest = parseManifest(Buffer.concat(pieces), id);
+    if (manifest.checksum !== entry.checksum) {
+      throw new Error(`checkpoint ${id}: stored manifest has checksum ${manifest.checksum}, the index records ${entry.checksum}`);
+    }
+    return manifest;
+  }
+
+  /** Re-reads every replica the checkpoint names and reports each missing or corrupt one. */
+  async verify(id: string): Promise<CheckpointVerifyReport> {
+    const manifest = await this.manifest(id);
+    const report: CheckpointVerifyReport = { id, chunks: manifest.chunks.length, replicasChecked: 0, problems: [] };
+    for (const chunk of manifest.chunks) {
+      for (const replica of chunk.replicas.filter((r) => r.status === 'stored')) {
+        report.replicasChecked += 1;
+        const problem = await this.#checkReplica(chunk, replica);
+        if (problem) report.problems.push({ chunkId: chunk.chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, problem });
+      }
+    }
+    return report;
+  }
+
+  async #checkReplica(chunk: ManifestChunk, replica: ManifestChunk['replicas'][number]): Promise<string | undefined> {
+    const backend = this.#deps.backends.byName(replica.backend);
+    if (!backend) return `backend ${replica.backend} is not configured`;
+    try {
+      const actual = await checksumOfStream(await backend.get(replica.path), chunk.algorithm);
+      if (actual.sizeBytes !== chunk.sizeBytes) return `corrupt: ${actual.sizeBytes} bytes, expected ${chunk.sizeBytes}`;
+      if (actual.checksum !== chunk.checksum) return `corrupt: checksum ${actual.checksum}, expected ${chunk.checksum}`;
+      return undefined;
+    } catch (error) {
+      if (error instanceof NotFoundError) return 'missing';
+      return `unreadable: ${(error as Error).message}`;
+    }
+  }
+
+  async #sealOne(token: string, state: LedgerState, maxChunks: number): Promise<CheckpointEntry> {
+    const { catalog, index, backends, logger } = this.#deps;
+    const from = state.headToSeq;
+    const to = Math.min(state.ledgerSeq, from + maxChunks);
+    const chunkIds = await index.ledgerRange(from, to);
+    if (chunkIds.length !== to - from) {
+      throw new Error(`checkpoint ledger (${from}, ${to}] holds ${chunkIds.length} chunks, expected ${to - from}; refusing to seal`);
+    }
+    const chunks: ManifestChunk[] = [];
+    for (const chunkId of chunkIds) {
+      const [chunk, replicas] = await Promise.all([catalog.getChunk(chunkId), catalog.listReplicas(chunkId)]);
+      if (!chunk) throw new Error(`chunk ${chunkId} is in the checkpoint ledger but not in the catalog`);
+      chunks.push({
+        chunkId, checksum: chunk.checksum, algorithm: chunk.algorithm, sizeBytes: chunk.sizeBytes,
+        replicas: replicas.map((r) => ({ replicaId: r.replicaId, backend: r.backend, path: r.path, status: r.status })),
+      });
+    }
+    const sequence = state.headSequence + 1;
+    const id = checkpointId(sequence);
+    const body: Omit<Manifest, 'checksum'> = {
+      format: 'chunkvault.checkpoint/1', id, sequence, createdAt: new Date().toISOString(), previousId: state.headId || null,
+      fromLedgerSeq: from, toLedgerSeq: to, chunkCount: chunks.length, totalBytes: chunks.reduce((sum, c) => sum + c.sizeBytes, 0), chunks,
+    };
+    const manifest: Manifest = { ...body, checksum: manifestChecksum(body) };
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    const key = manifestKey(id);
+    await backends.forCheckpoints().put(key, bytes, { sizeBytes: bytes.byteLength, checksum: createHash('sha256').update(bytes).digest('hex'), algorithm: 'sha256' });
+    const entry: CheckpointEntry = {
+      id, sequence, createdAt: manifest.createdAt, previousId: state.headId, chunkCount: manifest.chunkCount,
+      totalBytes: manifest.totalBytes, checksum: manifest.checksum, key, fromLedgerSeq: from, toLedgerSeq: to,
+    };
+    const outcome = await index.commit(token, from, entry);
+    if (outcome !== 'ok') throw new Error(`checkpoint ${id} was not committed (${outcome}); it will be sealed again`);
+    logger.info({ checkpoint: id, chunks: entry.chunkCount, totalBytes: entry.totalBytes }, 'checkpoint sealed');
+    return entry;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * replica.repair: rewrites a replica a read found missing or corrupt, from a good replica.
+ * The copy streams the source into the backend's checksum-checked atomic put, so a source
+ * that is itself bad is caught (and marked) before anything is stored; the rewritten replica
+ * is then read back, its metadata rewritten, and it is recorded stored again.
+ * Idempotent: a replica already stored and present is left as it is.
+ */
+import type { Job } from 'bullmq';
+import { UnrecoverableError } from 'bullmq';
+import type { Config } from '../config/config.schema.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Logger } from '../logging/logger.js';
+import type { ReplicaRecord } from '../domain/types.js';
+import { BackendIoError, ChecksumMismatchError, NotFoundError, SizeMismatchError, describeError } from '../errors.js';
+import { checksumOfStream } from '../integrity/checksum.js';
+import { metadataKeyOf } from '../storage/storage-layout.js';
+import { encodeSidecar } from '../catalog/sidecar.js';
+import { describeIssues, replicaRepairDataSchema } from './job-data.js';
+
+export interface ReplicaRepairerDeps {
+  config: Config;
+  catalog: Catalog;
+  backends: BackendRegistry;
+  logger: Logger;
+}
+
+export interface RepairResult {
+  chunkId: string;
+  replicaId: string;
+  repaired: boolean;
+  sourceReplicaId?: string;
+}
+
+export class ReplicaRepairer {
+  readonly #deps: ReplicaRepairerDeps;
+
+  constructor(deps: ReplicaRepairerDeps) {
+    this.#deps = deps;
+  }
+
+  async handle(job: Job): Promise<RepairResult> {
+    const parsed = replicaRepairDataSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid repair job data: ${describeIssues(parsed.error)}`);
+    const { chunkId, replicaId, sourceReplicaId } = parsed.data;
+    const { catalog, backends, config } = this.#deps;
+    const log = this.#deps.logger.child({ queue: job.queueName, jobId: job.id, chunkId, replicaId });
+
+    const [chunk, replicas] = await Promise.all([catalog.getChunk(chunkId), catalog.listReplicas(chunkId)]);
+    const target = replicas.find((r) => r.replicaId === replicaId);
+    if (!chunk || !target) throw new UnrecoverableError(`repair: replica ${replicaId} of chunk ${chunkId} is not in the catalog`);
+    const targetBackend = backends.byName(target.backend);
+    if (!targetBackend) throw new UnrecoverableError(`repair: backend ${target.backend} of replica ${replicaId} is not configured`);
+    if (target.status === 'stored' && (await targetBackend.head(target.path))?.sizeBytes === target.sizeBytes) {
+      return { chunkId, replicaId, repaired: false };
+    }
+    if (target.status !== 'corrupt' && target.status !== 'stored') {
+      throw new UnrecoverableError(`repair: replica ${replicaId} of chunk ${chunkId} is ${target.status}, not a stored replica to repair`);
+    }
+
+    const sources = replicas
+      .filter((r) => r.status === 'stored' && r.replicaId !== replicaId)
+      .sort((a, b) => Number(b.replicaId === sourceReplicaId) - Number(a.replicaId === sourceReplicaId));
+    for (const source of sources) {
+      const sourceBackend = backends.byName(source.backend);
+      if (!sourceBackend) continue;
+      try {
+        const body = await sourceBackend.get(source.path);
+        await targetBackend.put(target.path, body, { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm });
+      } catch (error) {
+        if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError || error instanceof NotFoundError) {
+          // The source is bad too: nothing was written; mark it and try the next one.
+          await catalog.recordCorrupt(chunkId, source.replicaId, `found bad while repairing ${replicaId}: ${describeError(error)}`);
+          log.warn({ source: source.replicaId, err: error }, 'repair source is bad; trying the next replica');
+          continue;
+        }
+        throw error;
+      }
+      await this.#finish(target, chunk.createdAt);
+      log.info({ source: source.replicaId, path: target.path }, 'replica repaired');
+      return { chunkId, replicaId, repaired: true, sourceReplicaId: source.replicaId };
+    }
+    throw new UnrecoverableError(`repair: no good replica of chunk ${chunkId} to rewrite ${replicaId} from`);
+  }
+
+  async #finish(target: ReplicaRecord, chunkCreatedAt: string): Promise<void> {
+    const { catalog, backends, config } = this.#deps;
+    const backend = backends.byName(target.backend)!;
+    if (config.storage.integrity.verify_on_write) {
+      const readBack = await checksumOfStream(await backend.get(target.path), target.algorithm);
+      if (readBack.checksum !== target.checksum) {
+        throw new BackendIoError(`repair of ${target.path} on ${backend.name} reads back as ${readBack.checksum}, expected ${target.checksum}`);
+      }
+    }
+    const record = {
+      chunkId: target.chunkId, replicaId: target.replicaId, backend: target.backend, path: target.path,
+      checksum: target.checksum, algorithm: target.algorithm, sizeBytes: target.sizeBytes, targetNode: target.targetNode,
+      cloudProvider: target.cloudProvider, taskId: target.taskId, storedAt: target.storedAt || new Date().toISOString(),
+      attempts: target.attempts, createdAtMs: Date.parse(chunkCreatedAt) || Date.now(),
+    };
+    if (config.storage.integrity.store_metadata) {
+      const sidecar = encodeSidecar(record);
+      await backend.put(metadataKeyOf(target.path), sidecar.bytes, sidecar.putOptions);
+    }
+    await catalog.recordStored(record);
+  }
+}
