@@ -90,6 +90,8 @@ export class Chunkvault {
         'chunk.finalize': (job) => finalizer.handle(job),
         'replica.repair': (job) => repairer.handle(job),
       },
+      // A sealer that died leaves due intervals in the ledger; any live worker seals them soon.
+      periodic: { everyMs: 15_000, run: () => this.checkpoints.sealDue() },
     });
     this.#pools.push(pool);
     await pool.start();

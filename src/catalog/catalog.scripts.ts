@@ -251,3 +251,9 @@ export const RELEASE_LOCK = `
 if redis.call('GET', ARGV[1] .. ':checkpoint:lock') == ARGV[2] then return redis.call('DEL', ARGV[1] .. ':checkpoint:lock') end
 return 0
 `;
+
+/** Extends the sealing lock if the caller still holds it. ARGV: P, token, ttlMs. */
+export const RENEW_LOCK = `
+if redis.call('GET', ARGV[1] .. ':checkpoint:lock') == ARGV[2] then return redis.call('PEXPIRE', ARGV[1] .. ':checkpoint:lock', ARGV[3]) end
+return 0
+`;

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { COMMIT_CHECKPOINT, RELEASE_LOCK } from './catalog.scripts.js';
+import { COMMIT_CHECKPOINT, RELEASE_LOCK, RENEW_LOCK } from './catalog.scripts.js';
 
 export interface CheckpointEntry {
   id: string;
@@ -33,6 +33,7 @@ export interface LedgerState {
 type ScriptedRedis = Redis & {
   cvCommitCheckpoint(...args: Array<string | number>): Promise<string>;
   cvReleaseLock(...args: Array<string | number>): Promise<number>;
+  cvRenewLock(...args: Array<string | number>): Promise<number>;
 };
 
 export class CheckpointIndex {
@@ -45,6 +46,7 @@ export class CheckpointIndex {
     if (typeof scripted.cvCommitCheckpoint !== 'function') {
       redis.defineCommand('cvCommitCheckpoint', { numberOfKeys: 0, lua: COMMIT_CHECKPOINT });
       redis.defineCommand('cvReleaseLock', { numberOfKeys: 0, lua: RELEASE_LOCK });
+      redis.defineCommand('cvRenewLock', { numberOfKeys: 0, lua: RENEW_LOCK });
     }
     this.#redis = scripted;
   }
@@ -69,6 +71,11 @@ export class CheckpointIndex {
     const token = randomBytes(12).toString('hex');
     const ok = await this.#redis.set(`${this.#p}:checkpoint:lock`, token, 'PX', ttlMs, 'NX');
     return ok === 'OK' ? token : undefined;
+  }
+
+  /** Extends the lock by `ttlMs`; false when `token` no longer holds it. */
+  async renew(token: string, ttlMs: number): Promise<boolean> {
+    return (await this.#redis.cvRenewLock(this.#p, token, ttlMs)) === 1;
   }
 
   async unlock(token: string): Promise<void> {

@@ -16,7 +16,9 @@ import { NotFoundError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { checkpointId, manifestChecksum, manifestKey, parseManifest, type Manifest, type ManifestChunk } from './manifest.js';
 
-const LOCK_TTL_MS = 120_000;
+/** Short, and renewed while sealing: a sealer that dies blocks the others for at most this long. */
+const LOCK_TTL_MS = 10_000;
+const LOCK_RENEW_MS = 3_000;
 
 export interface ReplicaProblem {
   chunkId: string;
@@ -65,15 +67,13 @@ export class CheckpointService {
       if (state.ledgerSeq - state.headToSeq < this.#interval) return sealed;
       const token = await this.#deps.index.lock(LOCK_TTL_MS);
       if (!token) return sealed;
-      try {
+      await this.#holding(token, async () => {
         for (;;) {
           const current = await this.#deps.index.state();
           if (current.ledgerSeq - current.headToSeq < this.#interval) break;
           sealed.push(await this.#sealOne(token, current, this.#interval));
         }
-      } finally {
-        await this.#deps.index.unlock(token);
-      }
+      });
     }
   }
 
@@ -91,16 +91,28 @@ export class CheckpointService {
       token = await this.#deps.index.lock(LOCK_TTL_MS);
     }
     const sealed: CheckpointEntry[] = [];
-    try {
+    const held = token;
+    await this.#holding(held, async () => {
       for (;;) {
         const state = await this.#deps.index.state();
         if (state.ledgerSeq === state.headToSeq) break;
-        sealed.push(await this.#sealOne(token, state, this.#interval));
+        sealed.push(await this.#sealOne(held, state, this.#interval));
       }
+    });
+    return sealed;
+  }
+
+  /** Runs `body` while keeping the lock alive, then releases it. */
+  async #holding(token: string, body: () => Promise<void>): Promise<void> {
+    const renewal = setInterval(() => {
+      this.#deps.index.renew(token, LOCK_TTL_MS).catch((error: unknown) => this.#deps.logger.warn({ err: error }, 'could not renew the checkpoint lock'));
+    }, LOCK_RENEW_MS);
+    try {
+      await body();
     } finally {
+      clearInterval(renewal);
       await this.#deps.index.unlock(token);
     }
-    return sealed;
   }
 
   /** Checkpoints sealed so far. */
@@ -179,7 +191,8 @@ export class CheckpointService {
     };
     const manifest: Manifest = { ...body, checksum: manifestChecksum(body) };
     const bytes = Buffer.from(JSON.stringify(manifest));
-    const key = manifestKey(id);
+    // The checksum in the name: a sealer that lost its lock can never overwrite a committed manifest.
+    const key = manifestKey(id, manifest.checksum);
     await backends.forCheckpoints().put(key, bytes, { sizeBytes: bytes.byteLength, checksum: createHash('sha256').update(bytes).digest('hex'), algorithm: 'sha256' });
     const entry: CheckpointEntry = {
       id, sequence, createdAt: manifest.createdAt, previousId: state.headId, chunkCount: manifest.chunkCount,

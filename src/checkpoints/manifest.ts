@@ -38,8 +38,9 @@ export function checkpointId(sequence: number): string {
   return `cp-${String(sequence).padStart(8, '0')}`;
 }
 
-export function manifestKey(id: string): string {
-  return `${CHECKPOINT_KEY_PREFIX}${id}.json`;
+/** `_chunkvault/checkpoints/<id>-<first 16 hex of its checksum>.json` */
+export function manifestKey(id: string, checksum: string): string {
+  return `${CHECKPOINT_KEY_PREFIX}${id}-${checksum.slice(0, 16)}.json`;
 }
 
 /** sha256 over the manifest's JSON without its checksum field (key order as built). */

@@ -20,12 +20,15 @@ export interface WorkerPoolOptions {
   /** Makes a fresh connection per Worker (BullMQ blocks on it). */
   connect: (name: string) => Redis;
   handlers: JobHandlers;
+  /** Housekeeping run every `periodicMs` while the pool runs (e.g. sealing due checkpoints). */
+  periodic?: { everyMs: number; run: () => Promise<unknown> };
 }
 
 export class WorkerPool {
   readonly #options: WorkerPoolOptions;
   readonly #workers: Worker[] = [];
   readonly #connections: Redis[] = [];
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(options: WorkerPoolOptions) {
     assertEveryJobHasAHandler(options.handlers);
@@ -62,6 +65,13 @@ export class WorkerPool {
       void worker.run().catch((error: unknown) => logger.error({ err: error, queue }, 'worker stopped'));
       await worker.waitUntilReady();
     }
+    const periodic = this.#options.periodic;
+    if (periodic) {
+      this.#timer = setInterval(() => {
+        periodic.run().catch((error: unknown) => logger.warn({ err: error }, 'periodic housekeeping failed; will try again'));
+      }, periodic.everyMs);
+      this.#timer.unref();
+    }
     logger.info({ queues: Object.values(QUEUE_NAMES), concurrency }, 'worker pool started');
   }
 
@@ -71,6 +81,7 @@ export class WorkerPool {
    * active jobs finished in time.
    */
   async close(timeoutMs: number): Promise<boolean> {
+    clearInterval(this.#timer);
     const graceful = Promise.all(this.#workers.map((w) => w.close())).then(() => true);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<false>((resolve) => {
