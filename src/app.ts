@@ -48,7 +48,7 @@ export class Chunkvault {
     readonly catalog: Catalog,
     readonly backends: BackendRegistry,
     readonly staging: StagingArea,
-    checkpointIndex: CheckpointIndex,
+    readonly checkpointIndex: CheckpointIndex,
   ) {
     this.#redis = redis;
     const prefix = keyRoot(config.chunkvault.redis.prefix);
@@ -106,7 +106,7 @@ export class Chunkvault {
   }
 
   reindex(options: { verify?: boolean } = {}): Promise<ReindexReport> {
-    return reindex(this.backends, this.catalog, this.logger, options);
+    return reindex(this.backends, this.catalog, this.checkpointIndex, this.logger, options);
   }
 
   /** Closes worker pools (bounded by shutdown_timeout_ms), the producer, Redis and backends. */

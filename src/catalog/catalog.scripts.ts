@@ -257,3 +257,38 @@ export const RENEW_LOCK = `
 if redis.call('GET', ARGV[1] .. ':checkpoint:lock') == ARGV[2] then return redis.call('PEXPIRE', ARGV[1] .. ':checkpoint:lock', ARGV[3]) end
 return 0
 `;
+
+/**
+ * Restores one checkpoint into the index from its manifest (reindex): the index entry, the
+ * head, and each chunk's place in the ledger, so those chunks are never sealed again.
+ * ARGV: P, id, sequence, createdAt, previousId, chunkCount, totalBytes, checksum, key,
+ *       fromLedgerSeq, toLedgerSeq, n, then n x (chunkId, checksum, algorithm, sizeBytes, createdAtMs, createdAtIso)
+ */
+export const RESTORE_CHECKPOINT = `
+local P = ARGV[1]
+redis.call('HSET', P .. ':checkpoint:' .. ARGV[2], 'id', ARGV[2], 'sequence', ARGV[3], 'createdAt', ARGV[4],
+  'previousId', ARGV[5], 'chunkCount', ARGV[6], 'totalBytes', ARGV[7], 'checksum', ARGV[8], 'key', ARGV[9],
+  'fromLedgerSeq', ARGV[10], 'toLedgerSeq', ARGV[11])
+redis.call('ZADD', P .. ':checkpoints', ARGV[3], ARGV[2])
+local headSeq = tonumber(redis.call('HGET', P .. ':checkpoint:head', 'sequence') or '0')
+if tonumber(ARGV[3]) > headSeq then
+  redis.call('HSET', P .. ':checkpoint:head', 'id', ARGV[2], 'sequence', ARGV[3], 'toLedgerSeq', ARGV[11])
+end
+local ledgerSeq = tonumber(redis.call('GET', P .. ':ledger:seq') or '0')
+if tonumber(ARGV[11]) > ledgerSeq then redis.call('SET', P .. ':ledger:seq', ARGV[11]) end
+local n = tonumber(ARGV[12])
+for i = 0, n - 1 do
+  local base = 13 + i * 6
+  local chunkId = ARGV[base]
+  local chunkKey = P .. ':c:' .. chunkId
+  if redis.call('EXISTS', chunkKey) == 0 then
+    local ms = tonumber(ARGV[base + 4])
+    redis.call('HSET', chunkKey, 'chunkId', chunkId, 'checksum', ARGV[base + 1], 'algorithm', ARGV[base + 2],
+      'sizeBytes', ARGV[base + 3], 'createdAtMs', ARGV[base + 4], 'createdAt', ARGV[base + 5])
+    redis.call('ZADD', P .. ':chunks', ms, chunkId)
+  end
+  redis.call('HSET', chunkKey, 'ledgerSeq', tonumber(ARGV[10]) + i + 1)
+  redis.call('ZREM', P .. ':ledger', chunkId)
+end
+return 'ok'
+`;

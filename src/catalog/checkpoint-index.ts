@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { COMMIT_CHECKPOINT, RELEASE_LOCK, RENEW_LOCK } from './catalog.scripts.js';
+import { COMMIT_CHECKPOINT, RELEASE_LOCK, RENEW_LOCK, RESTORE_CHECKPOINT } from './catalog.scripts.js';
 
 export interface CheckpointEntry {
   id: string;
@@ -34,6 +34,7 @@ type ScriptedRedis = Redis & {
   cvCommitCheckpoint(...args: Array<string | number>): Promise<string>;
   cvReleaseLock(...args: Array<string | number>): Promise<number>;
   cvRenewLock(...args: Array<string | number>): Promise<number>;
+  cvRestoreCheckpoint(...args: Array<string | number>): Promise<string>;
 };
 
 export class CheckpointIndex {
@@ -47,6 +48,7 @@ export class CheckpointIndex {
       redis.defineCommand('cvCommitCheckpoint', { numberOfKeys: 0, lua: COMMIT_CHECKPOINT });
       redis.defineCommand('cvReleaseLock', { numberOfKeys: 0, lua: RELEASE_LOCK });
       redis.defineCommand('cvRenewLock', { numberOfKeys: 0, lua: RENEW_LOCK });
+      redis.defineCommand('cvRestoreCheckpoint', { numberOfKeys: 0, lua: RESTORE_CHECKPOINT });
     }
     this.#redis = scripted;
   }
@@ -88,6 +90,16 @@ export class CheckpointIndex {
       this.#p, token, String(expectedHeadToSeq), entry.toLedgerSeq, entry.id, entry.sequence, entry.createdAt,
       entry.previousId, entry.chunkCount, entry.totalBytes, entry.checksum, entry.key, entry.fromLedgerSeq,
     )) as 'ok' | 'lost-lock' | 'moved';
+  }
+
+  /** Puts a checkpoint read back from its manifest into the index, with its chunks' ledger places (reindex). */
+  async restore(entry: CheckpointEntry, chunks: ReadonlyArray<{ chunkId: string; checksum: string; algorithm: string; sizeBytes: number; createdAtMs: number }>): Promise<void> {
+    const args: Array<string | number> = [
+      this.#p, entry.id, entry.sequence, entry.createdAt, entry.previousId, entry.chunkCount, entry.totalBytes,
+      entry.checksum, entry.key, entry.fromLedgerSeq, entry.toLedgerSeq, chunks.length,
+    ];
+    for (const c of chunks) args.push(c.chunkId, c.checksum, c.algorithm, c.sizeBytes, c.createdAtMs, new Date(c.createdAtMs).toISOString());
+    await this.#redis.cvRestoreCheckpoint(...args);
   }
 
   async count(): Promise<number> {

@@ -180,6 +180,7 @@ export class CheckpointService {
       if (!chunk) throw new Error(`chunk ${chunkId} is in the checkpoint ledger but not in the catalog`);
       chunks.push({
         chunkId, checksum: chunk.checksum, algorithm: chunk.algorithm, sizeBytes: chunk.sizeBytes,
+        createdAtMs: Date.parse(chunk.createdAt) || 0,
         replicas: replicas.map((r) => ({ replicaId: r.replicaId, backend: r.backend, path: r.path, status: r.status })),
       });
     }

@@ -15,6 +15,8 @@ const manifestChunkSchema = z.object({
   checksum: z.string(),
   algorithm: z.enum(CHECKSUM_ALGORITHMS),
   sizeBytes: z.number().int().nonnegative(),
+  /** When the chunk was first queued (ms, UTC); lets `reindex` restore the chunk record. */
+  createdAtMs: z.number().int().nonnegative(),
   replicas: z.array(z.object({ replicaId: z.string(), backend: z.string(), path: z.string(), status: z.string() })),
 });
 export type ManifestChunk = z.infer<typeof manifestChunkSchema>;

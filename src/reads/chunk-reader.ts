@@ -73,21 +73,20 @@ export class ChunkReader {
     const stream = await backend.get(replica.path).catch((error: unknown) => {
       throw error instanceof NotFoundError ? new Error('missing', { cause: error }) : error;
     });
-    const pieces: Buffer[] = [];
+    const buffer = Buffer.allocUnsafe(chunk.sizeBytes);
     const hash = newHash(chunk.algorithm);
     let offset = 0;
     try {
       for await (const piece of stream) {
         const bytes = piece as Buffer;
         if (offset + bytes.byteLength > chunk.sizeBytes) throw new Error(`corrupt: longer than the recorded ${chunk.sizeBytes} bytes`);
-        pieces.push(bytes);
+        bytes.copy(buffer, offset);
         hash.update(bytes);
         offset += bytes.byteLength;
       }
     } finally {
       stream.destroy();
     }
-    const buffer = Buffer.concat(pieces, offset);
     if (offset !== chunk.sizeBytes) throw new Error(`corrupt: ${offset} bytes, recorded ${chunk.sizeBytes}`);
     if (this.#deps.config.storage.integrity.verify_on_read) {
       const actual = hash.digest('hex');

@@ -1,7 +1,9 @@
 /**
- * Rebuilds the catalog's Redis index from the backends alone: every metadata sidecar whose
- * data object is present (and, with `verify`, hashes right) becomes a stored replica record
- * again. Safe to run on a live catalog: recording a stored replica twice changes nothing.
+ * Rebuilds the catalog's Redis index from the backends alone. First the checkpoints, from
+ * their manifests (so the chunks they hold keep their place and are never sealed again),
+ * then every metadata sidecar whose data object is present (and, with `verify`, hashes
+ * right) becomes a stored replica record again. Safe to run on a live catalog: restoring
+ * what is already indexed changes nothing.
  */
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
@@ -10,8 +12,12 @@ import type { Logger } from '../logging/logger.js';
 import { sidecarSchema } from '../catalog/sidecar.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { DATA_SUFFIX, METADATA_SUFFIX, metadataKeyOf } from '../storage/storage-layout.js';
+import type { CheckpointIndex } from '../catalog/checkpoint-index.js';
+import { CHECKPOINT_KEY_PREFIX, parseManifest, type Manifest } from '../checkpoints/manifest.js';
 
 export interface ReindexReport {
+  /** Checkpoints restored from their manifests. */
+  checkpoints: number;
   /** Sidecars read. */
   sidecars: number;
   /** Replicas recorded as stored. */
@@ -20,11 +26,55 @@ export interface ReindexReport {
   problems: string[];
 }
 
-export async function reindex(backends: BackendRegistry, catalog: Catalog, logger: Logger, options: { verify?: boolean } = {}): Promise<ReindexReport> {
-  const report: ReindexReport = { sidecars: 0, restored: 0, problems: [] };
+export async function reindex(
+  backends: BackendRegistry,
+  catalog: Catalog,
+  checkpoints: CheckpointIndex,
+  logger: Logger,
+  options: { verify?: boolean } = {},
+): Promise<ReindexReport> {
+  const report: ReindexReport = { checkpoints: 0, sidecars: 0, restored: 0, problems: [] };
+  await restoreCheckpoints(backends.forCheckpoints(), checkpoints, report);
   for (const backend of backends.all()) await reindexBackend(backend, catalog, options.verify ?? false, report);
-  logger.info({ sidecars: report.sidecars, restored: report.restored, problems: report.problems.length }, 'reindex finished');
+  logger.info({ checkpoints: report.checkpoints, sidecars: report.sidecars, restored: report.restored, problems: report.problems.length }, 'reindex finished');
   return report;
+}
+
+async function restoreCheckpoints(backend: Backend, index: CheckpointIndex, report: ReindexReport): Promise<void> {
+  const bySequence = new Map<number, Array<{ key: string; manifest: Manifest }>>();
+  for await (const object of backend.list(CHECKPOINT_KEY_PREFIX)) {
+    let manifest: Manifest;
+    try {
+      manifest = parseManifest(await readAll(backend, object.key), object.key);
+    } catch (error) {
+      report.problems.push(`${backend.name}:${object.key}: ${(error as Error).message}`);
+      continue;
+    }
+    const slot = bySequence.get(manifest.sequence) ?? [];
+    slot.push({ key: object.key, manifest });
+    bySequence.set(manifest.sequence, slot);
+  }
+  for (const sequence of [...bySequence.keys()].sort((a, b) => a - b)) {
+    // Two manifests for one sequence only arise from a sealer that lost its lock mid-way;
+    // the oldest was written first, by the holder whose commit won.
+    const candidates = bySequence.get(sequence)!.sort((a, b) => a.manifest.createdAt.localeCompare(b.manifest.createdAt));
+    const { key, manifest } = candidates[0]!;
+    if (candidates.length > 1) report.problems.push(`checkpoint sequence ${sequence} has ${candidates.length} manifests (${candidates.map((c) => c.key).join(', ')}); restored ${key}`);
+    await index.restore(
+      {
+        id: manifest.id, sequence, createdAt: manifest.createdAt, previousId: manifest.previousId ?? '', chunkCount: manifest.chunkCount,
+        totalBytes: manifest.totalBytes, checksum: manifest.checksum, key, fromLedgerSeq: manifest.fromLedgerSeq, toLedgerSeq: manifest.toLedgerSeq,
+      },
+      manifest.chunks,
+    );
+    report.checkpoints += 1;
+  }
+}
+
+async function readAll(backend: Backend, key: string): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for await (const piece of await backend.get(key)) pieces.push(piece as Buffer);
+  return Buffer.concat(pieces);
 }
 
 async function reindexBackend(backend: Backend, catalog: Catalog, verify: boolean, report: ReindexReport): Promise<void> {
@@ -38,9 +88,7 @@ async function reindexBackend(backend: Backend, catalog: Catalog, verify: boolea
     report.sidecars += 1;
     let sidecar;
     try {
-      const chunks: Buffer[] = [];
-      for await (const piece of await backend.get(key)) chunks.push(piece as Buffer);
-      sidecar = sidecarSchema.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      sidecar = sidecarSchema.parse(JSON.parse((await readAll(backend, key)).toString('utf8')));
     } catch (error) {
       report.problems.push(`${backend.name}:${key}: unreadable metadata (${(error as Error).message.split('\n')[0]})`);
       continue;
