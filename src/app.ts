@@ -20,6 +20,7 @@ import { QUEUE_NAMES } from './jobs/job-table.js';
 import { CheckpointIndex } from './catalog/checkpoint-index.js';
 import { CheckpointService } from './checkpoints/checkpoint-service.js';
 import { ChunkReader } from './reads/chunk-reader.js';
+import { RepairScheduler } from './reads/repair-scheduler.js';
 import { WorkerPool } from './worker/worker-pool.js';
 import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
 import { reindex, type ReindexReport } from './reindex/reindex.js';
@@ -34,6 +35,7 @@ export class Chunkvault {
   readonly producer: ChunkProducer;
   readonly checkpoints: CheckpointService;
   readonly #reader: ChunkReader;
+  readonly #repairs: RepairScheduler;
   readonly #redis: Redis;
   readonly #flows: FlowProducer;
   readonly #queues: Record<string, Queue>;
@@ -56,7 +58,8 @@ export class Chunkvault {
     this.#queues = Object.fromEntries(Object.values(QUEUE_NAMES).map((name) => [name, new Queue(name, { connection: redis, prefix })]));
     this.producer = new ChunkProducer({ config, catalog, backends, staging, flows: this.#flows, logger });
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, logger });
-    this.#reader = new ChunkReader({ config, catalog, backends, replicaQueue: this.#queues[QUEUE_NAMES.replicas]!, logger });
+    this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
+    this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger });
   }
 
   /**
@@ -79,7 +82,7 @@ export class Chunkvault {
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
     const writer = new ReplicaWriter({ config, catalog, backends, staging, logger });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
-    const repairer = new ReplicaRepairer({ config, catalog, backends, logger });
+    const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger });
     const pool = new WorkerPool({
       config,
       logger,

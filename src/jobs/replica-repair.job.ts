@@ -12,16 +12,18 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import type { ReplicaRecord } from '../domain/types.js';
-import { BackendIoError, ChecksumMismatchError, NotFoundError, SizeMismatchError, describeError } from '../errors.js';
+import { BackendIoError, ChecksumMismatchError, NotFoundError, SizeMismatchError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { metadataKeyOf } from '../storage/storage-layout.js';
 import { encodeSidecar } from '../catalog/sidecar.js';
 import { describeIssues, replicaRepairDataSchema } from './job-data.js';
+import type { RepairScheduler } from '../reads/repair-scheduler.js';
 
 export interface ReplicaRepairerDeps {
   config: Config;
   catalog: Catalog;
   backends: BackendRegistry;
+  repairs: RepairScheduler;
   logger: Logger;
 }
 
@@ -61,6 +63,7 @@ export class ReplicaRepairer {
     const sources = replicas
       .filter((r) => r.status === 'stored' && r.replicaId !== replicaId)
       .sort((a, b) => Number(b.replicaId === sourceReplicaId) - Number(a.replicaId === sourceReplicaId));
+    const badSources: string[] = [];
     for (const source of sources) {
       const sourceBackend = backends.byName(source.backend);
       if (!sourceBackend) continue;
@@ -69,8 +72,10 @@ export class ReplicaRepairer {
         await targetBackend.put(target.path, body, { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm });
       } catch (error) {
         if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError || error instanceof NotFoundError) {
-          // The source is bad too: nothing was written; mark it and try the next one.
-          await catalog.recordCorrupt(chunkId, source.replicaId, `found bad while repairing ${replicaId}: ${describeError(error)}`);
+          // The source is bad too: nothing was written; mark it, repair it later, try the next one.
+          const problem = error instanceof NotFoundError ? 'missing' : error instanceof SizeMismatchError ? 'wrong size' : 'bytes do not match the chunk checksum';
+          await catalog.recordCorrupt(chunkId, source.replicaId, `${problem} (found while copying ${source.path} to repair ${replicaId})`);
+          badSources.push(source.replicaId);
           log.warn({ source: source.replicaId, err: error }, 'repair source is bad; trying the next replica');
           continue;
         }
@@ -78,6 +83,8 @@ export class ReplicaRepairer {
       }
       await this.#finish(target, chunk.createdAt);
       log.info({ source: source.replicaId, path: target.path }, 'replica repaired');
+      // Sources found bad on the way get their own repair, from the replica just made good.
+      for (const bad of badSources) await this.#deps.repairs.schedule(chunkId, bad, source.replicaId);
       return { chunkId, replicaId, repaired: true, sourceReplicaId: source.replicaId };
     }
     throw new UnrecoverableError(`repair: no good replica of chunk ${chunkId} to rewrite ${replicaId} from`);

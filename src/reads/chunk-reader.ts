@@ -5,7 +5,6 @@
  * catalog and a repair job is queued to rewrite it from a good replica. Bytes that fail
  * verification are never returned.
  */
-import type { Queue } from 'bullmq';
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
@@ -15,15 +14,13 @@ import { ChunkCorruptError, NotFoundError, describeError } from '../errors.js';
 import { newHash } from '../integrity/checksum.js';
 import { idSchema } from '../domain/ids.js';
 import { InvalidInputError } from '../errors.js';
-import type { ReplicaRepairData } from '../jobs/job-data.js';
-import { repairJobId } from '../jobs/job-table.js';
+import type { RepairScheduler } from './repair-scheduler.js';
 
 export interface ChunkReaderDeps {
   config: Config;
   catalog: Catalog;
   backends: BackendRegistry;
-  /** The replicas queue, where repair jobs go. */
-  replicaQueue: Queue;
+  repairs: RepairScheduler;
   logger: Logger;
 }
 
@@ -54,7 +51,7 @@ export class ChunkReader {
       }
       try {
         const bytes = await this.#read(chunk, replica);
-        for (const broken of bad) await this.#scheduleRepair(broken, replica.replicaId);
+        for (const broken of bad) await this.#deps.repairs.schedule(chunkId, broken.replicaId, replica.replicaId);
         return bytes;
       } catch (error) {
         const problem = describeError(error);
@@ -93,21 +90,5 @@ export class ChunkReader {
       if (actual !== chunk.checksum) throw new Error(`corrupt: checksum ${actual}, expected ${chunk.checksum}`);
     }
     return buffer;
-  }
-
-  async #scheduleRepair(replica: ReplicaRecord, sourceReplicaId: string): Promise<void> {
-    const current = await this.#deps.catalog.getReplica(replica.chunkId, replica.replicaId);
-    if (!current || current.status !== 'corrupt') return;
-    const data: ReplicaRepairData = { chunkId: replica.chunkId, replicaId: replica.replicaId, sourceReplicaId };
-    const retry = this.#deps.config.chunkvault.retry;
-    const keep = this.#deps.config.chunkvault.jobs;
-    await this.#deps.replicaQueue.add('replica.repair', data, {
-      jobId: repairJobId(replica.chunkId, replica.replicaId, current.corruptions),
-      attempts: retry.attempts,
-      backoff: { type: 'exponential', delay: retry.backoff_ms },
-      removeOnComplete: { age: keep.keep_completed_seconds },
-      removeOnFail: { age: keep.keep_failed_seconds },
-    });
-    this.#deps.logger.info({ chunkId: replica.chunkId, replicaId: replica.replicaId, sourceReplicaId }, 'repair queued');
   }
 }

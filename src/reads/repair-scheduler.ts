@@ -1,0 +1,37 @@
+/**
+ * Queues `replica.repair` jobs. One job per corruption of a replica (the job id carries the
+ * replica's corruption number), so finding the same bad replica twice queues it once, and
+ * a replica that goes bad again after its repair gets a new job.
+ */
+import type { Queue } from 'bullmq';
+import type { Config } from '../config/config.schema.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { Logger } from '../logging/logger.js';
+import type { ReplicaRepairData } from '../jobs/job-data.js';
+import { repairJobId } from '../jobs/job-table.js';
+
+export class RepairScheduler {
+  constructor(
+    private readonly config: Config,
+    private readonly catalog: Catalog,
+    /** The replicas queue. */
+    private readonly queue: Queue,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Queues a repair of the replica from `sourceReplicaId` (tried first) if it is still corrupt. */
+  async schedule(chunkId: string, replicaId: string, sourceReplicaId: string): Promise<void> {
+    const current = await this.catalog.getReplica(chunkId, replicaId);
+    if (!current || current.status !== 'corrupt') return;
+    const data: ReplicaRepairData = { chunkId, replicaId, sourceReplicaId };
+    const { retry, jobs } = this.config.chunkvault;
+    await this.queue.add('replica.repair', data, {
+      jobId: repairJobId(chunkId, replicaId, current.corruptions),
+      attempts: retry.attempts,
+      backoff: { type: 'exponential', delay: retry.backoff_ms },
+      removeOnComplete: { age: jobs.keep_completed_seconds },
+      removeOnFail: { age: jobs.keep_failed_seconds },
+    });
+    this.logger.info({ chunkId, replicaId, sourceReplicaId }, 'repair queued');
+  }
+}
