@@ -57,8 +57,8 @@ export class Chunkvault {
     this.#flows = new FlowProducer({ connection: redis, prefix });
     this.#queues = Object.fromEntries(Object.values(QUEUE_NAMES).map((name) => [name, new Queue(name, { connection: redis, prefix })]));
     this.producer = new ChunkProducer({ config, catalog, backends, staging, flows: this.#flows, logger });
-    this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, logger });
     this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
+    this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
     this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger });
   }
 

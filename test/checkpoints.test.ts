@@ -133,7 +133,7 @@ describe('checkpoints', () => {
     expect((await v.checkpoints.list()).map((e) => e.chunkCount)).toEqual([...Array(17).fill(7), 1]);
   });
 
-  it('checkpoint list, show and verify report on the manifests; verify exits 1 on a missing or corrupt replica', async () => {
+  it('checkpoint list, show and verify report on the manifests; verify exits 1 on a missing or corrupt replica, and is clean once the bad replicas are repaired', async () => {
     const v = await start(2);
     await v.startWorkers();
     const results = await (await v.producer.store(seedTasks(2, 2))).results({ timeoutMs: 30_000 });
@@ -167,6 +167,22 @@ describe('checkpoints', () => {
       expect.objectContaining({ replicaId: results[3]!.replicaId, problem: expect.stringMatching(/^corrupt: checksum/) }),
     ]));
     expect(report.problems).toHaveLength(2);
+
+    // Verify recorded what it found: both replicas are marked corrupt, with repairs queued.
+    expect((await v.getStatistics()).corruptions_found).toBe(2);
+    // Reads return the right bytes from the good replicas; the repairs restore both bad ones...
+    const got0 = path.join(env.dir, 'got-0.bin');
+    const got1 = path.join(env.dir, 'got-1.bin');
+    expect((await runCli(['get', results[0]!.chunkId, '-o', got0, '--config', env.configPath])).code).toBe(0);
+    expect((await runCli(['get', results[3]!.chunkId, '-o', got1, '--config', env.configPath])).code).toBe(0);
+    const tasks = seedTasks(2, 2);
+    expect((await readFile(got0)).equals(tasks.find((t) => t.chunkId === results[0]!.chunkId)!.chunkData as Buffer)).toBe(true);
+    expect((await readFile(got1)).equals(tasks.find((t) => t.chunkId === results[3]!.chunkId)!.chunkData as Buffer)).toBe(true);
+    await waitFor('both repairs', async () => (await v.getStatistics()).repairs_done === 2);
+    // ...after which the checkpoint verifies clean again.
+    const repaired = await runCli(['checkpoint', 'verify', 'cp-00000001', '--config', env.configPath]);
+    expect(repaired.stdout).toMatch(/4 replicas checked, 0 problem/);
+    expect(repaired.code).toBe(0);
 
     expect((await runCli(['checkpoint', 'show', 'cp-00000099', '--config', env.configPath])).code).toBe(1);
   });

@@ -12,6 +12,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { CheckpointEntry, CheckpointIndex, LedgerState } from '../catalog/checkpoint-index.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
+import type { RepairScheduler } from '../reads/repair-scheduler.js';
 import { NotFoundError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { checkpointId, manifestChecksum, manifestKey, parseManifest, type Manifest, type ManifestChunk } from './manifest.js';
@@ -40,6 +41,7 @@ export interface CheckpointServiceDeps {
   catalog: Catalog;
   index: CheckpointIndex;
   backends: BackendRegistry;
+  repairs: RepairScheduler;
   logger: Logger;
 }
 
@@ -138,16 +140,32 @@ export class CheckpointService {
     return manifest;
   }
 
-  /** Re-reads every replica the checkpoint names and reports each missing or corrupt one. */
+  /**
+   * Re-reads every replica the checkpoint names and reports each missing or corrupt one.
+   * What it finds is also recorded: a bad replica the catalog still has as stored is marked
+   * corrupt and a repair is queued (from a replica of the chunk that verified good).
+   */
   async verify(id: string): Promise<CheckpointVerifyReport> {
+    const { catalog, repairs } = this.#deps;
     const manifest = await this.manifest(id);
     const report: CheckpointVerifyReport = { id, chunks: manifest.chunks.length, replicasChecked: 0, problems: [] };
     for (const chunk of manifest.chunks) {
+      const good: string[] = [];
+      const bad: ReplicaProblem[] = [];
       for (const replica of chunk.replicas.filter((r) => r.status === 'stored')) {
         report.replicasChecked += 1;
         const problem = await this.#checkReplica(chunk, replica);
-        if (problem) report.problems.push({ chunkId: chunk.chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, problem });
+        if (problem) bad.push({ chunkId: chunk.chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, problem });
+        else good.push(replica.replicaId);
       }
+      for (const found of bad) {
+        const record = await catalog.getReplica(found.chunkId, found.replicaId);
+        if (record?.status === 'stored' && record.path === found.path && record.backend === found.backend) {
+          await catalog.recordCorrupt(found.chunkId, found.replicaId, `${found.problem} (checkpoint verify ${id})`);
+        }
+        await repairs.schedule(found.chunkId, found.replicaId, good[0]);
+      }
+      report.problems.push(...bad);
     }
     return report;
   }

@@ -19,11 +19,11 @@ export class RepairScheduler {
     private readonly logger: Logger,
   ) {}
 
-  /** Queues a repair of the replica from `sourceReplicaId` (tried first) if it is still corrupt. */
-  async schedule(chunkId: string, replicaId: string, sourceReplicaId: string): Promise<void> {
+  /** Queues a repair of the replica (from `sourceReplicaId` first, if given) if it is still corrupt. */
+  async schedule(chunkId: string, replicaId: string, sourceReplicaId?: string): Promise<void> {
     const current = await this.catalog.getReplica(chunkId, replicaId);
     if (!current || current.status !== 'corrupt') return;
-    const data: ReplicaRepairData = { chunkId, replicaId, sourceReplicaId };
+    const data: ReplicaRepairData = sourceReplicaId ? { chunkId, replicaId, sourceReplicaId } : { chunkId, replicaId };
     const { retry, jobs } = this.config.chunkvault;
     await this.queue.add('replica.repair', data, {
       jobId: repairJobId(chunkId, replicaId, current.corruptions),
