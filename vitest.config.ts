@@ -6,8 +6,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Tests spawn worker processes and fsync a lot; two files at once keeps a 2-core machine responsive.
-    maxWorkers: 2,
+    // One file at a time: tests spawn worker processes and fsync a lot, and the event-loop
+    // tests measure blocking, which CPU contention from a parallel file would blur.
+    fileParallelism: false,
     reporters: ['default'],
   },
 });

@@ -12,10 +12,8 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import type { ReplicaRecord } from '../domain/types.js';
-import { BackendIoError, ChecksumMismatchError, NotFoundError, SizeMismatchError } from '../errors.js';
-import { checksumOfStream } from '../integrity/checksum.js';
-import { metadataKeyOf } from '../storage/storage-layout.js';
-import { encodeSidecar } from '../catalog/sidecar.js';
+import { ChecksumMismatchError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { commitReplica } from './replica-commit.js';
 import { describeIssues, replicaRepairDataSchema } from './job-data.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
 
@@ -92,23 +90,11 @@ export class ReplicaRepairer {
 
   async #finish(target: ReplicaRecord, chunkCreatedAt: string): Promise<void> {
     const { catalog, backends, config } = this.#deps;
-    const backend = backends.byName(target.backend)!;
-    if (config.storage.integrity.verify_on_write) {
-      const readBack = await checksumOfStream(await backend.get(target.path), target.algorithm);
-      if (readBack.checksum !== target.checksum) {
-        throw new BackendIoError(`repair of ${target.path} on ${backend.name} reads back as ${readBack.checksum}, expected ${target.checksum}`);
-      }
-    }
-    const record = {
+    await commitReplica(config, catalog, backends.byName(target.backend)!, {
       chunkId: target.chunkId, replicaId: target.replicaId, backend: target.backend, path: target.path,
       checksum: target.checksum, algorithm: target.algorithm, sizeBytes: target.sizeBytes, targetNode: target.targetNode,
       cloudProvider: target.cloudProvider, taskId: target.taskId, storedAt: target.storedAt || new Date().toISOString(),
       attempts: target.attempts, createdAtMs: Date.parse(chunkCreatedAt) || Date.now(),
-    };
-    if (config.storage.integrity.store_metadata) {
-      const sidecar = encodeSidecar(record);
-      await backend.put(metadataKeyOf(target.path), sidecar.bytes, sidecar.putOptions);
-    }
-    await catalog.recordStored(record);
+    });
   }
 }

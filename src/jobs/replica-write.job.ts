@@ -4,7 +4,7 @@
  * Idempotent (jobs may run twice): a replica already recorded as stored whose object is
  * still there is returned as it is; otherwise the same storage key is written again.
  * Order: validate -> reserve quota -> put (checksum checked while writing, atomic) ->
- * read back and verify -> metadata sidecar -> catalog. A crash before the catalog step
+ * commitReplica (read back and verify, metadata sidecar, catalog). A crash before the catalog step
  * leaves at most a complete object that the retry overwrites with the same bytes.
  */
 import type { Job } from 'bullmq';
@@ -16,11 +16,10 @@ import type { Backend } from '../backends/backend.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
 import type { StoredChunk } from '../domain/types.js';
-import { BackendIoError, ChunkvaultError, InvalidInputError, QuotaExceededError, describeError } from '../errors.js';
-import { checksumOfStream } from '../integrity/checksum.js';
-import { dataKeyOf, metadataKeyOf } from '../storage/storage-layout.js';
+import { ChunkvaultError, InvalidInputError, QuotaExceededError, describeError } from '../errors.js';
+import { dataKeyOf } from '../storage/storage-layout.js';
 import { describeIssues, replicaWriteDataSchema, type ReplicaWriteData } from './job-data.js';
-import { encodeSidecar } from '../catalog/sidecar.js';
+import { commitReplica } from './replica-commit.js';
 
 export interface ReplicaWriterDeps {
   config: Config;
@@ -94,26 +93,13 @@ export class ReplicaWriter {
     const body = await staging.open(data.stagedKey, data.chunkId);
     await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });
 
-    if (config.storage.integrity.verify_on_write) {
-      const readBack = await checksumOfStream(await backend.get(key), data.algorithm);
-      if (readBack.checksum !== data.checksum || readBack.sizeBytes !== data.sizeBytes) {
-        // The write was acknowledged but reads back wrong: the medium, not the input, is at fault.
-        throw new BackendIoError(`verify_on_write: ${key} on ${backend.name} reads back as ${readBack.checksum} (${readBack.sizeBytes} bytes), expected ${data.checksum} (${data.sizeBytes} bytes)`);
-      }
-    }
-
     const storedAt = new Date().toISOString();
-    const record = {
+    await commitReplica(config, catalog, backend, {
       chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
       checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
       targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
       storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
-    };
-    if (config.storage.integrity.store_metadata) {
-      const sidecar = encodeSidecar(record);
-      await backend.put(metadataKeyOf(key), sidecar.bytes, sidecar.putOptions);
-    }
-    await catalog.recordStored(record);
+    });
     return toStoredChunk(key, backend.name, data, storedAt);
   }
 }

@@ -1,0 +1,29 @@
+/**
+ * The last steps of making a replica durable, shared by writes and repairs: read the object
+ * back and check it (verify_on_write), store its metadata sidecar (store_metadata), and
+ * record it stored in the catalog. Called only after the backend's put succeeded.
+ */
+import type { Config } from '../config/config.schema.js';
+import type { Backend } from '../backends/backend.js';
+import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
+import { encodeSidecar } from '../catalog/sidecar.js';
+import { BackendIoError } from '../errors.js';
+import { checksumOfStream } from '../integrity/checksum.js';
+import { metadataKeyOf } from '../storage/storage-layout.js';
+
+export async function commitReplica(config: Config, catalog: Catalog, backend: Backend, record: StoredReplicaInput): Promise<void> {
+  if (config.storage.integrity.verify_on_write) {
+    const readBack = await checksumOfStream(await backend.get(record.path), record.algorithm);
+    if (readBack.checksum !== record.checksum || readBack.sizeBytes !== record.sizeBytes) {
+      // The write was acknowledged but reads back wrong: the medium, not the input, is at fault.
+      throw new BackendIoError(
+        `verify_on_write: ${record.path} on ${backend.name} reads back as ${readBack.checksum} (${readBack.sizeBytes} bytes), expected ${record.checksum} (${record.sizeBytes} bytes)`,
+      );
+    }
+  }
+  if (config.storage.integrity.store_metadata) {
+    const sidecar = encodeSidecar(record);
+    await backend.put(metadataKeyOf(record.path), sidecar.bytes, sidecar.putOptions);
+  }
+  await catalog.recordStored(record);
+}
