@@ -21,6 +21,8 @@ import { CheckpointIndex } from './catalog/checkpoint-index.js';
 import { CheckpointService } from './checkpoints/checkpoint-service.js';
 import { ChunkReader } from './reads/chunk-reader.js';
 import { RepairScheduler } from './reads/repair-scheduler.js';
+import { MaintenanceService } from './maintenance/maintenance-service.js';
+import { maintenanceRunDataSchema } from './jobs/job-data.js';
 import { WorkerPool } from './worker/worker-pool.js';
 import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
 import { reindex, type ReindexReport } from './reindex/reindex.js';
@@ -34,6 +36,7 @@ export interface OpenOptions {
 export class Chunkvault {
   readonly producer: ChunkProducer;
   readonly checkpoints: CheckpointService;
+  readonly maintenance: MaintenanceService;
   readonly #reader: ChunkReader;
   readonly #repairs: RepairScheduler;
   readonly #redis: Redis;
@@ -60,6 +63,10 @@ export class Chunkvault {
     this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
     this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger });
+    this.maintenance = new MaintenanceService({
+      config, catalog, backends, repairs: this.#repairs, redis, queue: this.#queues[QUEUE_NAMES.maintenance]!,
+      keyPrefix: `${prefix}:catalog`, logger,
+    });
   }
 
   /**
@@ -92,6 +99,7 @@ export class Chunkvault {
         'replica.write': (job) => writer.handle(job),
         'chunk.finalize': (job) => finalizer.handle(job),
         'replica.repair': (job) => repairer.handle(job),
+        'maintenance.run': (job) => this.maintenance.runPass(maintenanceRunDataSchema.parse(job.data)),
       },
       // A sealer that died leaves due intervals in the ledger; any live worker seals them soon.
       periodic: { everyMs: 15_000, run: () => this.checkpoints.sealDue() },
@@ -100,12 +108,20 @@ export class Chunkvault {
     await pool.start();
     // Catch up on intervals that filled while no worker ran (or whose sealer crashed).
     await this.checkpoints.sealDue();
+    await this.maintenance.ensureSchedule();
     return pool;
+  }
+
+  /** The BullMQ queue named `name` (for adding jobs by hand, e.g. a scrub). */
+  queue(name: string): Queue {
+    const queue = this.#queues[name];
+    if (!queue) throw new Error(`no queue named ${name}`);
+    return queue;
   }
 
   /** Storage statistics (the seed's field names and more), from the catalog and the queues. */
   getStatistics(): Promise<StorageStatistics> {
-    return collectStatistics(this.catalog, this.checkpoints, this.backends, this.#queues);
+    return collectStatistics(this.catalog, this.checkpoints, this.maintenance, this.backends, this.#queues);
   }
 
   reindex(options: { verify?: boolean } = {}): Promise<ReindexReport> {

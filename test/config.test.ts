@@ -134,9 +134,9 @@ describe('configuration', () => {
   it('names every configured setting this version does not act on', () => {
     const { config } = loadConfig({ configPath: SEED_FILE, env: {} });
     const notes = unimplementedSettings(config).join('\n');
-    for (const setting of ['enable_auto_cleanup', 'compress_old_data', 'enable_write_cache', 'write_buffer_size_mb']) {
+    for (const setting of ['compress_old_data', 'enable_write_cache', 'write_buffer_size_mb']) {
       expect(notes).toContain(setting);
     }
-    expect(notes).not.toMatch(/create_checkpoints|verify_on_read/); // implemented since issue 3
+    expect(notes).not.toMatch(/create_checkpoints|verify_on_read|enable_auto_cleanup|retention_days/); // implemented
   });
 });

@@ -80,7 +80,7 @@ describe('statistics', () => {
     expect(stats.failed_stores).toBe(4);
     expect(stats.total_chunks).toBe(12);
     expect(stats.degraded_chunks).toBe(4);
-    expect(stats.chunks_by_status).toEqual({ pending: 0, stored: 8, degraded: 4, failed: 0 });
+    expect(stats.chunks_by_status).toEqual({ pending: 0, stored: 8, degraded: 4, failed: 0, expired: 0 });
     expect(stats.corruptions_found).toBe(1);
     expect(stats.repairs_done).toBe(1);
     expect(stats.corrupt_replicas).toBe(0);

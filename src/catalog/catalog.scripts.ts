@@ -10,6 +10,7 @@
  *   P:chunks                    zset  chunk ids by first-queued time (ms)
  *   P:stats                     hash  counters (see catalog.ts)
  *   P:reserved:<backend>        hash  bytes reserved by in-flight writes, by replica
+ *   P:verified                  zset  chunkId:replicaId of stored replicas by last verification (ms)
  *   P:ledger:seq                string  number of chunks ever entered in the ledger
  *   P:ledger                    zset  chunk ids by ledger sequence, not yet in a checkpoint
  *   P:checkpoints               zset  checkpoint ids by checkpoint sequence
@@ -27,17 +28,22 @@ const REFRESH_CHUNK = `
 local function refresh_chunk(P, chunkId)
   local chunkKey = P .. ':c:' .. chunkId
   local ids = redis.call('SMEMBERS', chunkKey .. ':replicas')
-  local stored, failed, open = 0, 0, 0
+  local stored, failed, open, expired = 0, 0, 0, 0
   for _, rid in ipairs(ids) do
     local st = redis.call('HGET', P .. ':r:' .. chunkId .. ':' .. rid, 'status')
     if st == 'stored' then stored = stored + 1
     elseif st == 'failed' or st == 'corrupt' then failed = failed + 1
+    elseif st == 'expired' then expired = expired + 1
     else open = open + 1 end
   end
   local status = 'pending'
   if open == 0 then
-    if failed == 0 then status = 'stored' elseif stored > 0 then status = 'degraded' else status = 'failed' end
+    if stored + failed == 0 and expired > 0 then status = 'expired'
+    elseif failed == 0 then status = 'stored' elseif stored > 0 then status = 'degraded' else status = 'failed' end
   end
+  -- An expired chunk leaves the index of live chunks; its records stay as the retention tombstone.
+  if status == 'expired' then redis.call('ZREM', P .. ':chunks', chunkId)
+  else redis.call('ZADD', P .. ':chunks', 'NX', redis.call('HGET', chunkKey, 'createdAtMs') or 0, chunkId) end
   local old = redis.call('HGET', chunkKey, 'status')
   if old ~= status then
     if old then redis.call('HINCRBY', P .. ':stats', 'chunks_' .. old, -1) end
@@ -91,10 +97,10 @@ for i = 0, n - 1 do
     table.insert(result, 'enqueue'); table.insert(result, 0)
   elseif st == 'stored' then
     table.insert(result, 'skip'); table.insert(result, redis.call('HGET', rkey, 'generation'))
-  elseif st == 'failed' then
+  elseif st == 'failed' or st == 'expired' then
     local gen = redis.call('HINCRBY', rkey, 'generation', 1)
     redis.call('HSET', rkey, 'status', 'queued')
-    redis.call('HINCRBY', P .. ':stats', 'replicas_failed', -1)
+    if st == 'failed' then redis.call('HINCRBY', P .. ':stats', 'replicas_failed', -1) end
     table.insert(result, 'enqueue'); table.insert(result, gen)
   else
     table.insert(result, 'enqueue'); table.insert(result, redis.call('HGET', rkey, 'generation'))
@@ -108,7 +114,7 @@ return result
  * Marks a replica stored (creating chunk and replica records when absent, as reindex does),
  * releases its quota reservation and moves the counters once.
  * ARGV: P, chunkId, replicaId, backend, path, checksum, algorithm, sizeBytes, targetNode,
- *       cloudProvider, taskId, storedAt, attempts, createdAtIso, createdAtMs
+ *       cloudProvider, taskId, storedAt, attempts, createdAtIso, createdAtMs, verifiedAtMs
  * Returns the chunk's status.
  */
 export const RECORD_STORED = `${REFRESH_CHUNK}
@@ -143,6 +149,7 @@ if old ~= 'stored' then
   redis.call('HINCRBY', stats, 'cloud:' .. ARGV[10] .. ':bytes', size)
   redis.call('HINCRBY', stats, 'backend:' .. backend .. ':bytes', size)
   redis.call('HINCRBY', stats, 'backend:' .. backend .. ':count', 1)
+  redis.call('ZADD', P .. ':verified', ARGV[16], chunkId .. ':' .. rid)
 end
 local reserved = redis.call('HGET', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
 if reserved then
@@ -221,6 +228,7 @@ redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':bytes', -size)
 redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':count', -1)
 redis.call('HINCRBY', stats, 'replicas_corrupt', 1)
 redis.call('HINCRBY', stats, 'corruptions_found', 1)
+redis.call('ZREM', P .. ':verified', chunkId .. ':' .. rid)
 refresh_chunk(P, chunkId)
 return n
 `;
@@ -246,17 +254,6 @@ redis.call('ZREMRANGEBYSCORE', P .. ':ledger', '-inf', ARGV[4])
 return 'ok'
 `;
 
-/** Releases the sealing lock if the caller still holds it. ARGV: P, token. */
-export const RELEASE_LOCK = `
-if redis.call('GET', ARGV[1] .. ':checkpoint:lock') == ARGV[2] then return redis.call('DEL', ARGV[1] .. ':checkpoint:lock') end
-return 0
-`;
-
-/** Extends the sealing lock if the caller still holds it. ARGV: P, token, ttlMs. */
-export const RENEW_LOCK = `
-if redis.call('GET', ARGV[1] .. ':checkpoint:lock') == ARGV[2] then return redis.call('PEXPIRE', ARGV[1] .. ':checkpoint:lock', ARGV[3]) end
-return 0
-`;
 
 /**
  * Restores one checkpoint into the index from its manifest (reindex): the index entry, the
@@ -291,4 +288,39 @@ for i = 0, n - 1 do
   redis.call('ZREM', P .. ':ledger', chunkId)
 end
 return 'ok'
+`;
+
+/**
+ * Records a stored (or corrupt) replica as deleted by retention (the object is already
+ * gone) and moves the counters once; the record stays as a tombstone with status 'expired'.
+ * ARGV: P, chunkId, replicaId, expiredAtIso
+ * Returns the chunk's status afterwards, or 'skip' if the replica was not stored.
+ */
+export const RECORD_EXPIRED = `${REFRESH_CHUNK}
+local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
+local rkey = P .. ':r:' .. chunkId .. ':' .. rid
+local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend')
+local stats = P .. ':stats'
+if r[1] == 'corrupt' then
+  -- Already out of the stored counters since it was found corrupt.
+  redis.call('HSET', rkey, 'status', 'expired', 'expiredAt', ARGV[4])
+  redis.call('HINCRBY', stats, 'replicas_corrupt', -1)
+  redis.call('HINCRBY', stats, 'replicas_expired', 1)
+  return refresh_chunk(P, chunkId)
+end
+if r[1] ~= 'stored' then return 'skip' end
+local size = tonumber(r[2])
+redis.call('HSET', rkey, 'status', 'expired', 'expiredAt', ARGV[4], 'error', '')
+redis.call('HINCRBY', stats, 'replicas_stored', -1)
+redis.call('HINCRBY', stats, 'bytes_stored', -size)
+redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':count', -1)
+redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':bytes', -size)
+redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':count', -1)
+redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':bytes', -size)
+redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':bytes', -size)
+redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':count', -1)
+redis.call('HINCRBY', stats, 'replicas_expired', 1)
+redis.call('HINCRBY', stats, 'bytes_expired', size)
+redis.call('ZREM', P .. ':verified', chunkId .. ':' .. rid)
+return refresh_chunk(P, chunkId)
 `;

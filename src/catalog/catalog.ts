@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
-import { RECORD_CORRUPT, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
+import { RECORD_CORRUPT, RECORD_EXPIRED, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
 
 export interface ReplicaRequest {
   replicaId: string;
@@ -56,6 +56,9 @@ export interface CatalogCounters {
   replicasCorrupt: number;
   corruptionsFound: number;
   repairsDone: number;
+  /** Replicas and bytes deleted by retention, ever. */
+  replicasExpired: number;
+  bytesExpired: number;
   bytesStored: number;
   chunks: Record<ChunkStatus, number>;
   byCloud: Record<string, { count: number; sizeBytes: number }>;
@@ -71,6 +74,7 @@ type ScriptedRedis = Redis & {
   cvRecordFailed(...args: Array<string | number>): Promise<string>;
   cvReserveQuota(...args: Array<string | number>): Promise<[number, number?]>;
   cvRecordCorrupt(...args: Array<string | number>): Promise<number>;
+  cvRecordExpired(...args: Array<string | number>): Promise<string>;
 };
 
 export class Catalog {
@@ -87,6 +91,7 @@ export class Catalog {
       redis.defineCommand('cvRecordFailed', { numberOfKeys: 0, lua: RECORD_FAILED });
       redis.defineCommand('cvReserveQuota', { numberOfKeys: 0, lua: RESERVE_QUOTA });
       redis.defineCommand('cvRecordCorrupt', { numberOfKeys: 0, lua: RECORD_CORRUPT });
+      redis.defineCommand('cvRecordExpired', { numberOfKeys: 0, lua: RECORD_EXPIRED });
     }
     this.#redis = scripted;
   }
@@ -120,8 +125,40 @@ export class Catalog {
     return (await this.#redis.cvRecordStored(
       this.#p, r.chunkId, r.replicaId, r.backend, r.path, r.checksum, r.algorithm, r.sizeBytes,
       r.targetNode, r.cloudProvider, r.taskId, r.storedAt, r.attempts,
-      new Date(r.createdAtMs).toISOString(), r.createdAtMs,
+      new Date(r.createdAtMs).toISOString(), r.createdAtMs, Date.parse(r.storedAt) || Date.now(),
     )) as ChunkStatus;
+  }
+
+  /** Records a stored replica as deleted by retention; idempotent. Returns the chunk's status or 'skip'. */
+  async recordExpired(chunkId: string, replicaId: string, expiredAt: string): Promise<ChunkStatus | 'skip'> {
+    return (await this.#redis.cvRecordExpired(this.#p, chunkId, replicaId, expiredAt)) as ChunkStatus | 'skip';
+  }
+
+  /** Chunk ids first queued before `beforeMs`, oldest first, `count` from `offset`. */
+  async chunksCreatedBefore(beforeMs: number, offset: number, count: number): Promise<string[]> {
+    return this.#redis.zrangebyscore(`${this.#p}:chunks`, '-inf', `(${beforeMs}`, 'LIMIT', offset, count);
+  }
+
+  /** The `count` stored replicas verified longest ago, with when (ms). */
+  async leastRecentlyVerified(count: number): Promise<Array<{ chunkId: string; replicaId: string; verifiedAtMs: number }>> {
+    const flat = await this.#redis.zrange(`${this.#p}:verified`, '0', String(count - 1), 'WITHSCORES');
+    const out: Array<{ chunkId: string; replicaId: string; verifiedAtMs: number }> = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      const [chunkId, replicaId] = flat[i]!.split(':') as [string, string];
+      out.push({ chunkId, replicaId, verifiedAtMs: Number(flat[i + 1]) });
+    }
+    return out;
+  }
+
+  /** Notes that a stored replica was just read back and found intact. */
+  async markVerified(chunkId: string, replicaId: string, atMs: number): Promise<void> {
+    await this.#redis.zadd(`${this.#p}:verified`, 'XX', atMs, `${chunkId}:${replicaId}`);
+  }
+
+  /** When the least recently verified stored replica was last verified (ms), or undefined when none is stored. */
+  async oldestVerification(): Promise<number | undefined> {
+    const [, score] = await this.#redis.zrange(`${this.#p}:verified`, '0', '0', 'WITHSCORES');
+    return score === undefined ? undefined : Number(score);
   }
 
   /** Marks a replica failed for good unless it is stored; idempotent. */
@@ -220,7 +257,10 @@ export class Catalog {
         stored: Number(raw.chunks_stored ?? 0),
         degraded: Number(raw.chunks_degraded ?? 0),
         failed: Number(raw.chunks_failed ?? 0),
+        expired: Number(raw.chunks_expired ?? 0),
       },
+      replicasExpired: Number(raw.replicas_expired ?? 0),
+      bytesExpired: Number(raw.bytes_expired ?? 0),
       byCloud: {},
       byNode: {},
       backendBytes: {},

@@ -3,9 +3,9 @@
  * sealed checkpoints, and the lock that lets one process at a time seal. The manifests
  * themselves live on the backend (see checkpoints/checkpoint-service.ts).
  */
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { COMMIT_CHECKPOINT, RELEASE_LOCK, RENEW_LOCK, RESTORE_CHECKPOINT } from './catalog.scripts.js';
+import { COMMIT_CHECKPOINT, RESTORE_CHECKPOINT } from './catalog.scripts.js';
+import { RedisLock } from '../redis/redis-lock.js';
 
 export interface CheckpointEntry {
   id: string;
@@ -32,22 +32,21 @@ export interface LedgerState {
 
 type ScriptedRedis = Redis & {
   cvCommitCheckpoint(...args: Array<string | number>): Promise<string>;
-  cvReleaseLock(...args: Array<string | number>): Promise<number>;
-  cvRenewLock(...args: Array<string | number>): Promise<number>;
   cvRestoreCheckpoint(...args: Array<string | number>): Promise<string>;
 };
 
 export class CheckpointIndex {
   readonly #redis: ScriptedRedis;
   readonly #p: string;
+  /** One process seals at a time; COMMIT_CHECKPOINT checks this lock's token. */
+  readonly lock: RedisLock;
 
-  constructor(redis: Redis, keyPrefix: string) {
+  constructor(redis: Redis, keyPrefix: string, lockTtlMs = 10_000) {
     this.#p = keyPrefix;
+    this.lock = new RedisLock(redis, `${keyPrefix}:checkpoint:lock`, lockTtlMs);
     const scripted = redis as ScriptedRedis;
     if (typeof scripted.cvCommitCheckpoint !== 'function') {
       redis.defineCommand('cvCommitCheckpoint', { numberOfKeys: 0, lua: COMMIT_CHECKPOINT });
-      redis.defineCommand('cvReleaseLock', { numberOfKeys: 0, lua: RELEASE_LOCK });
-      redis.defineCommand('cvRenewLock', { numberOfKeys: 0, lua: RENEW_LOCK });
       redis.defineCommand('cvRestoreCheckpoint', { numberOfKeys: 0, lua: RESTORE_CHECKPOINT });
     }
     this.#redis = scripted;
@@ -66,22 +65,6 @@ export class CheckpointIndex {
   /** Chunk ids with ledger sequence in (fromExclusive, toInclusive], in ledger order. */
   async ledgerRange(fromExclusive: number, toInclusive: number): Promise<string[]> {
     return this.#redis.zrangebyscore(`${this.#p}:ledger`, `(${fromExclusive}`, String(toInclusive));
-  }
-
-  /** Takes the sealing lock for `ttlMs`; returns its token, or undefined when another process holds it. */
-  async lock(ttlMs: number): Promise<string | undefined> {
-    const token = randomBytes(12).toString('hex');
-    const ok = await this.#redis.set(`${this.#p}:checkpoint:lock`, token, 'PX', ttlMs, 'NX');
-    return ok === 'OK' ? token : undefined;
-  }
-
-  /** Extends the lock by `ttlMs`; false when `token` no longer holds it. */
-  async renew(token: string, ttlMs: number): Promise<boolean> {
-    return (await this.#redis.cvRenewLock(this.#p, token, ttlMs)) === 1;
-  }
-
-  async unlock(token: string): Promise<void> {
-    await this.#redis.cvReleaseLock(this.#p, token);
   }
 
   /** Records a sealed checkpoint if `token` still holds the lock and the head is still `expectedHeadToSeq`. */

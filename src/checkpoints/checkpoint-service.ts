@@ -17,9 +17,6 @@ import { NotFoundError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { checkpointId, manifestChecksum, manifestKey, parseManifest, type Manifest, type ManifestChunk } from './manifest.js';
 
-/** Short, and renewed while sealing: a sealer that dies blocks the others for at most this long. */
-const LOCK_TTL_MS = 10_000;
-const LOCK_RENEW_MS = 3_000;
 
 export interface ReplicaProblem {
   chunkId: string;
@@ -34,6 +31,8 @@ export interface CheckpointVerifyReport {
   chunks: number;
   replicasChecked: number;
   problems: ReplicaProblem[];
+  /** Replicas deleted on purpose by retention since the checkpoint was sealed (not problems). */
+  expired: ReplicaProblem[];
 }
 
 export interface CheckpointServiceDeps {
@@ -67,7 +66,7 @@ export class CheckpointService {
     for (;;) {
       const state = await this.#deps.index.state();
       if (state.ledgerSeq - state.headToSeq < this.#interval) return sealed;
-      const token = await this.#deps.index.lock(LOCK_TTL_MS);
+      const token = await this.#deps.index.lock.acquire();
       if (!token) return sealed;
       await this.#holding(token, async () => {
         for (;;) {
@@ -86,11 +85,11 @@ export class CheckpointService {
    */
   async sealNow(waitMs = 30_000): Promise<CheckpointEntry[]> {
     const deadline = Date.now() + waitMs;
-    let token = await this.#deps.index.lock(LOCK_TTL_MS);
+    let token = await this.#deps.index.lock.acquire();
     while (!token) {
       if (Date.now() > deadline) throw new Error('another process has been sealing a checkpoint for too long; try again');
       await sleep(100);
-      token = await this.#deps.index.lock(LOCK_TTL_MS);
+      token = await this.#deps.index.lock.acquire();
     }
     const sealed: CheckpointEntry[] = [];
     const held = token;
@@ -104,17 +103,9 @@ export class CheckpointService {
     return sealed;
   }
 
-  /** Runs `body` while keeping the lock alive, then releases it. */
-  async #holding(token: string, body: () => Promise<void>): Promise<void> {
-    const renewal = setInterval(() => {
-      this.#deps.index.renew(token, LOCK_TTL_MS).catch((error: unknown) => this.#deps.logger.warn({ err: error }, 'could not renew the checkpoint lock'));
-    }, LOCK_RENEW_MS);
-    try {
-      await body();
-    } finally {
-      clearInterval(renewal);
-      await this.#deps.index.unlock(token);
-    }
+  /** Runs `body` holding the lock (renewed; a sealer that dies blocks others for one short TTL), then releases it. */
+  #holding(token: string, body: () => Promise<void>): Promise<void> {
+    return this.#deps.index.lock.holding(token, body, (error) => this.#deps.logger.warn({ err: error }, 'could not renew the checkpoint lock'));
   }
 
   /** Checkpoints sealed so far. */
@@ -148,7 +139,7 @@ export class CheckpointService {
   async verify(id: string): Promise<CheckpointVerifyReport> {
     const { catalog, repairs } = this.#deps;
     const manifest = await this.manifest(id);
-    const report: CheckpointVerifyReport = { id, chunks: manifest.chunks.length, replicasChecked: 0, problems: [] };
+    const report: CheckpointVerifyReport = { id, chunks: manifest.chunks.length, replicasChecked: 0, problems: [], expired: [] };
     for (const chunk of manifest.chunks) {
       const good: string[] = [];
       const bad: ReplicaProblem[] = [];
@@ -158,8 +149,13 @@ export class CheckpointService {
         if (problem) bad.push({ chunkId: chunk.chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, problem });
         else good.push(replica.replicaId);
       }
-      for (const found of bad) {
+      for (const found of [...bad]) {
         const record = await catalog.getReplica(found.chunkId, found.replicaId);
+        if (record?.status === 'expired') {
+          bad.splice(bad.indexOf(found), 1);
+          report.expired.push({ ...found, problem: 'expired by retention' });
+          continue;
+        }
         if (record?.status === 'stored' && record.path === found.path && record.backend === found.backend) {
           await catalog.recordCorrupt(found.chunkId, found.replicaId, `${found.problem} (checkpoint verify ${id})`);
         }

@@ -9,6 +9,7 @@ import { registerReindex } from './commands/reindex.command.js';
 import { registerDemo } from './commands/demo.command.js';
 import { registerGet } from './commands/get.command.js';
 import { registerCheckpoint } from './commands/checkpoint.command.js';
+import { registerMaintenance } from './commands/maintenance.command.js';
 
 const program = new Command('chunkvault')
   .description('durable, verified storage of training-data chunk replicas')
@@ -16,7 +17,7 @@ const program = new Command('chunkvault')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`chunkvault: ${text.replace(/^error: /, '')}`) });
 
-for (const register of [registerWorker, registerPut, registerGet, registerCheckpoint, registerStats, registerReindex, registerDemo]) register(program);
+for (const register of [registerWorker, registerPut, registerGet, registerCheckpoint, registerStats, registerMaintenance, registerReindex, registerDemo]) register(program);
 const overrideExit = (command: Command): void => {
   command.exitOverride();
   command.commands.forEach(overrideExit);

@@ -6,6 +6,7 @@
  * here and nowhere else. Keys stay snake_case because they are the user's YAML.
  */
 import { z } from 'zod';
+import { CronExpressionParser } from 'cron-parser';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -13,6 +14,22 @@ const nonNegativeInt = z.number().int().nonnegative();
 export const PARTITION_STRATEGIES = ['date', 'cloud', 'node', 'chunk_size', 'flat'] as const;
 export const CHECKSUM_ALGORITHMS = ['md5', 'sha256'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** cleanup_schedule words and the cron patterns (UTC) they stand for; anything else must be a cron expression. */
+export const SCHEDULE_ALIASES: Readonly<Record<string, string>> = { hourly: '0 * * * *', daily: '0 3 * * *', weekly: '0 3 * * 0' };
+
+/** The cron pattern of a cleanup_schedule value (validated by the schema). */
+export function cronPatternOf(schedule: string): string {
+  return SCHEDULE_ALIASES[schedule] ?? schedule;
+}
+
+const scheduleSchema = z.string().min(1).superRefine((value, ctx) => {
+  try {
+    CronExpressionParser.parse(cronPatternOf(value), { tz: 'UTC' });
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `must be hourly, daily, weekly or a cron expression (${(error as Error).message})` });
+  }
+});
 
 const localBackendSchema = z
   .object({
@@ -68,7 +85,7 @@ const storageSchema = z
       .object({
         enable_auto_cleanup: z.boolean().default(true),
         retention_days: nonNegativeInt.default(30),
-        cleanup_schedule: z.string().min(1).default('daily'),
+        cleanup_schedule: scheduleSchema.default('daily'),
         compress_old_data: z.boolean().default(true),
         compression_age_days: nonNegativeInt.default(7),
       })
@@ -132,6 +149,17 @@ const chunkvaultSchema = z
         /** Finished jobs kept for inspection (Bull Board); the catalog is the lasting record. */
         keep_completed_seconds: nonNegativeInt.default(3600),
         keep_failed_seconds: nonNegativeInt.default(7 * 24 * 3600),
+      })
+      .strict()
+      .prefault({}),
+    maintenance: z
+      .object({
+        /** Objects one retention pass deletes at most; the rest wait for the next pass. */
+        max_deletes_per_pass: positiveInt.default(10_000),
+        /** Read rate of a scrub, so it never starves ingest of disk bandwidth. */
+        scrub_bytes_per_second: positiveInt.default(50 * 1024 * 1024),
+        /** Replicas one scrub pass re-reads at most (least recently verified first). */
+        scrub_replicas_per_pass: positiveInt.default(10_000),
       })
       .strict()
       .prefault({}),

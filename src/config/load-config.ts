@@ -92,9 +92,6 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
 export function unimplementedSettings(config: Config): string[] {
   const notes: string[] = [];
   const s = config.storage;
-  if (s.cleanup.enable_auto_cleanup) {
-    notes.push('storage.cleanup.enable_auto_cleanup / retention_days / cleanup_schedule: retention is not implemented yet; nothing is deleted');
-  }
   if (s.cleanup.compress_old_data) {
     notes.push('storage.cleanup.compress_old_data / compression_age_days: compression is not implemented yet; nothing is compressed');
   }

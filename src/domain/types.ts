@@ -38,12 +38,16 @@ export interface DistributionTask {
 
 /**
  * Lifecycle of one replica in the catalog: queued -> stored | failed; a stored replica found
- * missing or corrupt by a read becomes corrupt until a repair makes it stored again.
+ * missing or corrupt by a read becomes corrupt until a repair makes it stored again;
+ * retention turns a stored replica into expired (a tombstone: its object is deleted).
  */
-export type ReplicaStatus = 'queued' | 'stored' | 'failed' | 'corrupt';
+export type ReplicaStatus = 'queued' | 'stored' | 'failed' | 'corrupt' | 'expired';
 
-/** Lifecycle of a chunk: stored when every replica is, degraded when one failed for good. */
-export type ChunkStatus = 'pending' | 'stored' | 'degraded' | 'failed';
+/**
+ * Lifecycle of a chunk: stored when every replica is, degraded when one failed for good,
+ * expired when retention deleted all of its replicas.
+ */
+export type ChunkStatus = 'pending' | 'stored' | 'degraded' | 'failed' | 'expired';
 
 /** The catalog's record of one replica (one per replica, never one per chunk). */
 export interface ReplicaRecord {

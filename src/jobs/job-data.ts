@@ -54,6 +54,13 @@ export const replicaRepairDataSchema = z
   .strict();
 export type ReplicaRepairData = z.infer<typeof replicaRepairDataSchema>;
 
+export const maintenanceRunDataSchema = z
+  .object({
+    /** Which passes to run; all when absent. */
+    tasks: z.array(z.enum(['retention', 'scrub'])).min(1).optional(),
+  })
+  .strict();
+
 /** "chunkId: must not contain ..; replicaId: ..." from a zod error. */
 export function describeIssues(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join('.') || 'data'}: ${issue.message}`).join('; ');

@@ -5,18 +5,20 @@
  * A chunk is one BullMQ flow: a `chunk.finalize` parent on the `chunks` queue with one
  * `replica.write` child per replica on the `replicas` queue. The parent runs once every
  * child has ended (completed or failed for good), which is when the chunk has ended.
- * `replica.repair` rewrites a replica a read found bad, from a good one.
+ * `replica.repair` rewrites a replica a read found bad, from a good one. `maintenance.run`
+ * (queue `maintenance`, put there by the job scheduler or `chunkvault scrub`) runs a pass.
  */
 import type { z } from 'zod';
-import { chunkFinalizeDataSchema, replicaRepairDataSchema, replicaWriteDataSchema } from './job-data.js';
+import { chunkFinalizeDataSchema, maintenanceRunDataSchema, replicaRepairDataSchema, replicaWriteDataSchema } from './job-data.js';
 
-export const QUEUE_NAMES = { replicas: 'replicas', chunks: 'chunks' } as const;
+export const QUEUE_NAMES = { replicas: 'replicas', chunks: 'chunks', maintenance: 'maintenance' } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 
 export const JOBS = {
   'replica.write': { queue: QUEUE_NAMES.replicas, schema: replicaWriteDataSchema },
   'chunk.finalize': { queue: QUEUE_NAMES.chunks, schema: chunkFinalizeDataSchema },
   'replica.repair': { queue: QUEUE_NAMES.replicas, schema: replicaRepairDataSchema },
+  'maintenance.run': { queue: QUEUE_NAMES.maintenance, schema: maintenanceRunDataSchema },
 } as const satisfies Record<string, { queue: QueueName; schema: z.ZodType }>;
 
 export type JobName = keyof typeof JOBS;

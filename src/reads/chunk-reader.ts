@@ -41,10 +41,12 @@ export class ChunkReader {
     const { catalog } = this.#deps;
     const chunk = await catalog.getChunk(chunkId);
     if (!chunk) throw new NotFoundError(`chunk ${chunkId} not found`);
+    if (chunk.status === 'expired') throw new NotFoundError(`chunk ${chunkId} was deleted by retention`);
     const replicas = await catalog.listReplicas(chunkId);
     const problems: Array<{ replicaId: string; problem: string }> = [];
     const bad: ReplicaRecord[] = [];
     for (const replica of replicas) {
+      if (replica.status === 'expired') continue;
       if (replica.status !== 'stored') {
         problems.push({ replicaId: replica.replicaId, problem: replica.status === 'corrupt' ? `corrupt (${replica.error})` : replica.status });
         continue;

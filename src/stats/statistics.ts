@@ -7,6 +7,7 @@ import type { Queue } from 'bullmq';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
+import type { MaintenanceReport, MaintenanceService } from '../maintenance/maintenance-service.js';
 
 const GIB = 1024 ** 3;
 
@@ -34,17 +35,27 @@ export interface StorageStatistics {
   corrupt_replicas: number;
   corruptions_found: number;
   repairs_done: number;
-  chunks_by_status: { pending: number; stored: number; degraded: number; failed: number };
+  chunks_by_status: { pending: number; stored: number; degraded: number; failed: number; expired: number };
+  /** Replicas and bytes deleted by retention, ever. */
+  expired_replicas: number;
+  expired_bytes: number;
+  /** When the least recently verified stored replica was last read back intact (null: none stored). */
+  oldest_verification: string | null;
+  /** The last maintenance pass (null before the first). */
+  last_maintenance: MaintenanceReport | null;
   queues: Record<string, { waiting: number; active: number; delayed: number; failed: number; waiting_children: number }>;
 }
 
 export async function collectStatistics(
   catalog: Catalog,
   checkpoints: CheckpointService,
+  maintenance: MaintenanceService,
   backends: BackendRegistry,
   queues: Record<string, Queue>,
 ): Promise<StorageStatistics> {
-  const [counters, checkpointCount] = await Promise.all([catalog.counters(), checkpoints.count()]);
+  const [counters, checkpointCount, oldest, lastMaintenance] = await Promise.all([
+    catalog.counters(), checkpoints.count(), catalog.oldestVerification(), maintenance.lastReport(),
+  ]);
   const backendStats: StorageStatistics['backend_stats'] = {};
   for (const backend of backends.all()) {
     const bytes = counters.backendBytes[backend.name] ?? 0;
@@ -83,6 +94,10 @@ export async function collectStatistics(
     corruptions_found: counters.corruptionsFound,
     repairs_done: counters.repairsDone,
     chunks_by_status: { ...counters.chunks },
+    expired_replicas: counters.replicasExpired,
+    expired_bytes: counters.bytesExpired,
+    oldest_verification: oldest === undefined ? null : new Date(oldest).toISOString(),
+    last_maintenance: lastMaintenance ?? null,
     queues: queueStats,
   };
 }

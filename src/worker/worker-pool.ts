@@ -41,6 +41,7 @@ export class WorkerPool {
     const concurrency: Record<QueueName, number> = {
       [QUEUE_NAMES.replicas]: config.storage.performance.max_concurrent_writes,
       [QUEUE_NAMES.chunks]: Math.max(10, config.storage.performance.max_concurrent_writes),
+      [QUEUE_NAMES.maintenance]: 1,
     };
     for (const queue of Object.values(QUEUE_NAMES)) {
       const connection = connect(`chunkvault-worker-${queue}`);

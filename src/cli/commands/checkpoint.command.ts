@@ -49,8 +49,8 @@ export function registerCheckpoint(program: Command): void {
         const report = await vault.checkpoints.verify(id);
         if (options.json) print(report);
         else {
-          process.stdout.write(`${id}: ${report.chunks} chunks, ${report.replicasChecked} replicas checked, ${report.problems.length} problem(s)\n`);
-          for (const p of report.problems) process.stdout.write(`  ${p.chunkId}/${p.replicaId} (${p.backend}:${p.path}): ${p.problem}\n`);
+          process.stdout.write(`${id}: ${report.chunks} chunks, ${report.replicasChecked} replicas checked, ${report.problems.length} problem(s), ${report.expired.length} expired by retention\n`);
+          for (const p of [...report.problems, ...report.expired]) process.stdout.write(`  ${p.chunkId}/${p.replicaId} (${p.backend}:${p.path}): ${p.problem}\n`);
         }
         return report.problems.length ? 1 : 0;
       }),

@@ -11,12 +11,14 @@ export function registerWorker(program: Command): void {
     .action((_options, command: Command) =>
       runCommand(async () => {
         const { config, source } = configFor(command);
+        // Listen first: a signal during start-up still means a graceful stop once started.
+        const stopSignal = new Promise<string>((resolve) => {
+          for (const name of SIGNALS) process.once(name, () => resolve(name));
+        });
         const vault = await openChunkvault(config);
         vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
         await vault.startWorkers();
-        const signal = await new Promise<string>((resolve) => {
-          for (const name of SIGNALS) process.once(name, () => resolve(name));
-        });
+        const signal = await stopSignal;
         vault.logger.info({ signal, timeoutMs: config.chunkvault.worker.shutdown_timeout_ms }, 'shutting down: no new jobs, waiting for active ones');
         // A second signal while draining means "now": exit without waiting (jobs re-run later).
         for (const name of SIGNALS) process.once(name, () => process.exit(1));

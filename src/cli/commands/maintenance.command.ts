@@ -1,0 +1,59 @@
+import type { Command } from 'commander';
+import { openChunkvault } from '../../app.js';
+import { QUEUE_NAMES } from '../../jobs/job-table.js';
+import type { RetentionResult } from '../../maintenance/retention.js';
+import { configFor, runCommand } from '../cli-support.js';
+
+function printRetention(result: RetentionResult): void {
+  const verb = result.dryRun ? 'would delete' : 'deleted';
+  for (const item of result.deleted) {
+    process.stdout.write(`${verb} ${item.backend}:${item.path} (chunk ${item.chunkId}, replica ${item.replicaId}, ${item.sizeBytes} bytes, stored ${item.storedAt})\n`);
+  }
+  process.stdout.write(
+    `${result.dryRun ? 'dry run: ' : ''}${result.replicasDeleted} replica(s), ${result.bytesDeleted} bytes, ${result.chunksExpired} chunk(s) ${result.dryRun ? 'would expire' : 'expired'} (stored before ${result.cutoff})${result.more ? '; more are due than one pass deletes' : ''}\n`,
+  );
+}
+
+export function registerMaintenance(program: Command): void {
+  program
+    .command('cleanup')
+    .description('run a retention pass now: delete replicas stored more than retention_days ago')
+    .option('--dry-run', 'print exactly what a real pass would delete, and delete nothing')
+    .option('--json', 'print JSON')
+    .action((options: { dryRun?: boolean; json?: boolean }, command: Command) =>
+      runCommand(async () => {
+        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
+        try {
+          const report = await vault.maintenance.runPass({ tasks: ['retention'], dryRun: options.dryRun ?? false });
+          if (report.skipped) throw new Error(`${report.skipped}; try again later`);
+          if (options.json) process.stdout.write(`${JSON.stringify(report.retention, null, 2)}\n`);
+          else printRetention(report.retention!);
+        } finally {
+          await vault.close();
+        }
+      }),
+    );
+
+  program
+    .command('scrub')
+    .description('re-read stored replicas (least recently verified first) and repair bad ones; queued for a worker unless --now')
+    .option('--now', 'run the scrub in this process and print its report')
+    .action((options: { now?: boolean }, command: Command) =>
+      runCommand(async () => {
+        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
+        try {
+          if (!options.now) {
+            const job = await vault.queue(QUEUE_NAMES.maintenance).add('maintenance.run', { tasks: ['scrub'] });
+            process.stdout.write(`scrub queued as job ${job.id}\n`);
+            return;
+          }
+          const report = await vault.maintenance.runPass({ tasks: ['scrub'] });
+          if (report.skipped) throw new Error(`${report.skipped}; try again later`);
+          process.stdout.write(`${JSON.stringify(report.scrub, null, 2)}\n`);
+          return report.scrub!.corruptFound > 0 ? 1 : 0;
+        } finally {
+          await vault.close();
+        }
+      }),
+    );
+}

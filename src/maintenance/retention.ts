@@ -1,0 +1,130 @@
+/**
+ * Retention: deletes replicas stored longer ago than `retention_days`.
+ *
+ * Fails closed. A pass first builds its whole plan from the catalog and checks every
+ * planned object on its backend; any catalog or backend error aborts the pass before the
+ * first deletion. Chunks still in flight (status pending) are never touched. A dry run is
+ * the same plan, printed instead of executed. A pass deletes at most `max_deletes_per_pass`
+ * replicas; the rest wait for the next pass.
+ */
+import type { Config } from '../config/config.schema.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Logger } from '../logging/logger.js';
+import { metadataKeyOf } from '../storage/storage-layout.js';
+
+const DAY_MS = 24 * 3600 * 1000;
+const PAGE = 500;
+
+export interface RetentionItem {
+  chunkId: string;
+  replicaId: string;
+  backend: string;
+  path: string;
+  sizeBytes: number;
+  storedAt: string;
+}
+
+export interface RetentionPlan {
+  /** Replicas stored before this instant are due. */
+  cutoff: string;
+  items: RetentionItem[];
+  /** True when more replicas are due than one pass may delete. */
+  more: boolean;
+}
+
+export interface RetentionResult {
+  dryRun: boolean;
+  cutoff: string;
+  replicasDeleted: number;
+  bytesDeleted: number;
+  chunksExpired: number;
+  more: boolean;
+  /** What was (or, in a dry run, would be) deleted. */
+  deleted: RetentionItem[];
+}
+
+export interface RetentionDeps {
+  config: Config;
+  catalog: Catalog;
+  backends: BackendRegistry;
+  logger: Logger;
+}
+
+export class Retention {
+  readonly #deps: RetentionDeps;
+
+  constructor(deps: RetentionDeps) {
+    this.#deps = deps;
+  }
+
+  /** Everything a pass at `nowMs` would delete, oldest first. Throws on any catalog or backend error. */
+  async plan(nowMs: number): Promise<RetentionPlan> {
+    const { config, catalog, backends } = this.#deps;
+    const cutoffMs = nowMs - config.storage.cleanup.retention_days * DAY_MS;
+    const limit = config.chunkvault.maintenance.max_deletes_per_pass;
+    const due: RetentionItem[] = [];
+    // A chunk's replicas are stored after it was queued: only chunks queued before the cutoff can hold due replicas.
+    for (let offset = 0; ; offset += PAGE) {
+      const chunkIds = await catalog.chunksCreatedBefore(cutoffMs, offset, PAGE);
+      for (const chunkId of chunkIds) {
+        const chunk = await catalog.getChunk(chunkId);
+        if (!chunk || chunk.status === 'pending') continue; // in flight: never delete under a running write
+        for (const replica of await catalog.listReplicas(chunkId)) {
+          const storedAtMs = Date.parse(replica.storedAt);
+          if ((replica.status !== 'stored' && replica.status !== 'corrupt') || !(storedAtMs < cutoffMs)) continue;
+          due.push({ chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, sizeBytes: replica.sizeBytes, storedAt: replica.storedAt });
+        }
+      }
+      if (chunkIds.length < PAGE) break;
+    }
+    due.sort((a, b) => a.storedAt.localeCompare(b.storedAt) || a.chunkId.localeCompare(b.chunkId) || a.replicaId.localeCompare(b.replicaId));
+    const items = due.slice(0, limit);
+    // Check every planned object before deleting any: a backend that cannot answer stops the pass here.
+    for (const item of items) {
+      const backend = backends.byName(item.backend);
+      if (!backend) throw new Error(`retention: replica ${item.replicaId} of chunk ${item.chunkId} is on backend ${item.backend}, which is not configured`);
+      await backend.head(item.path);
+    }
+    return { cutoff: new Date(cutoffMs).toISOString(), items, more: due.length > limit };
+  }
+
+  /** Plans at `nowMs` and, unless `dryRun`, deletes what the plan holds. */
+  async run(nowMs: number, dryRun: boolean): Promise<RetentionResult> {
+    const plan = await this.plan(nowMs);
+    const result: RetentionResult = { dryRun, cutoff: plan.cutoff, replicasDeleted: 0, bytesDeleted: 0, chunksExpired: 0, more: plan.more, deleted: [] };
+    if (dryRun) {
+      result.deleted = plan.items;
+      result.replicasDeleted = plan.items.length;
+      result.bytesDeleted = plan.items.reduce((sum, i) => sum + i.sizeBytes, 0);
+      result.chunksExpired = await this.#chunksEmptiedBy(plan.items);
+      return result;
+    }
+    const expiredAt = new Date(nowMs).toISOString();
+    for (const item of plan.items) {
+      const backend = this.#deps.backends.byName(item.backend)!;
+      await backend.delete(item.path);
+      await backend.delete(metadataKeyOf(item.path));
+      const chunkStatus = await this.#deps.catalog.recordExpired(item.chunkId, item.replicaId, expiredAt);
+      if (chunkStatus === 'skip') continue;
+      result.deleted.push(item);
+      result.replicasDeleted += 1;
+      result.bytesDeleted += item.sizeBytes;
+      if (chunkStatus === 'expired') result.chunksExpired += 1;
+    }
+    this.#deps.logger.info({ replicasDeleted: result.replicasDeleted, bytesDeleted: result.bytesDeleted, chunksExpired: result.chunksExpired, more: result.more }, 'retention pass done');
+    return result;
+  }
+
+  /** Chunks whose every remaining replica is in `items` (they would expire). */
+  async #chunksEmptiedBy(items: RetentionItem[]): Promise<number> {
+    const byChunk = new Map<string, Set<string>>();
+    for (const item of items) byChunk.set(item.chunkId, (byChunk.get(item.chunkId) ?? new Set()).add(item.replicaId));
+    let emptied = 0;
+    for (const [chunkId, planned] of byChunk) {
+      const live = (await this.#deps.catalog.listReplicas(chunkId)).filter((r) => r.status === 'stored' || r.status === 'corrupt' || r.status === 'queued');
+      if (live.every((r) => planned.has(r.replicaId))) emptied += 1;
+    }
+    return emptied;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Scrub: re-reads stored replicas, least recently verified first, at a bounded rate, and
+ * checks each against its chunk's checksum. An intact replica gets a new verification time;
+ * a bad one is marked corrupt and repaired from a good replica (the read path's repair).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config/config.schema.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Logger } from '../logging/logger.js';
+import type { RepairScheduler } from '../reads/repair-scheduler.js';
+import { NotFoundError, describeError } from '../errors.js';
+import { checksumOfStream } from '../integrity/checksum.js';
+
+export interface ScrubResult {
+  replicasChecked: number;
+  bytesRead: number;
+  corruptFound: number;
+  repairsQueued: number;
+  problems: Array<{ chunkId: string; replicaId: string; problem: string }>;
+}
+
+export interface ScrubDeps {
+  config: Config;
+  catalog: Catalog;
+  backends: BackendRegistry;
+  repairs: RepairScheduler;
+  logger: Logger;
+}
+
+export class Scrub {
+  readonly #deps: ScrubDeps;
+
+  constructor(deps: ScrubDeps) {
+    this.#deps = deps;
+  }
+
+  /** One scrub pass; `now` gives the verification time recorded (injectable for tests). */
+  async run(now: () => number = Date.now): Promise<ScrubResult> {
+    const { config, catalog, backends, repairs, logger } = this.#deps;
+    const { scrub_bytes_per_second: rate, scrub_replicas_per_pass: perPass } = config.chunkvault.maintenance;
+    const result: ScrubResult = { replicasChecked: 0, bytesRead: 0, corruptFound: 0, repairsQueued: 0, problems: [] };
+    const started = Date.now();
+    for (const { chunkId, replicaId } of await catalog.leastRecentlyVerified(perPass)) {
+      const [chunk, replica] = await Promise.all([catalog.getChunk(chunkId), catalog.getReplica(chunkId, replicaId)]);
+      if (!chunk || replica?.status !== 'stored') continue;
+      const backend = backends.byName(replica.backend);
+      if (!backend) continue;
+      let problem: string | undefined;
+      try {
+        const actual = await checksumOfStream(await backend.get(replica.path), chunk.algorithm);
+        result.bytesRead += actual.sizeBytes;
+        if (actual.sizeBytes !== chunk.sizeBytes) problem = `corrupt: ${actual.sizeBytes} bytes, recorded ${chunk.sizeBytes}`;
+        else if (actual.checksum !== chunk.checksum) problem = `corrupt: checksum ${actual.checksum}, expected ${chunk.checksum}`;
+      } catch (error) {
+        problem = error instanceof NotFoundError ? 'missing' : `unreadable: ${describeError(error)}`;
+      }
+      result.replicasChecked += 1;
+      if (problem) {
+        result.corruptFound += 1;
+        result.problems.push({ chunkId, replicaId, problem });
+        await catalog.recordCorrupt(chunkId, replicaId, `${problem} (scrub)`);
+        const source = (await catalog.listReplicas(chunkId)).find((r) => r.status === 'stored');
+        await repairs.schedule(chunkId, replicaId, source?.replicaId);
+        result.repairsQueued += 1;
+        logger.warn({ chunkId, replicaId, problem }, 'scrub found a bad replica; repair queued');
+      } else {
+        await catalog.markVerified(chunkId, replicaId, now());
+      }
+      // Bounded rate: never read faster than scrub_bytes_per_second on average.
+      const ahead = (result.bytesRead / rate) * 1000 - (Date.now() - started);
+      if (ahead > 0) await sleep(ahead);
+    }
+    logger.info({ ...result, problems: result.problems.length }, 'scrub pass done');
+    return result;
+  }
+}
