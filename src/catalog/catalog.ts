@@ -46,6 +46,8 @@ export interface StoredReplicaInput {
   storedAt: string;
   attempts: number;
   createdAtMs: number;
+  /** When the bytes were last read back intact (ms); defaults to storedAt. */
+  verifiedAtMs?: number;
 }
 
 /** Raw counters kept in P:stats. */
@@ -125,7 +127,7 @@ export class Catalog {
     return (await this.#redis.cvRecordStored(
       this.#p, r.chunkId, r.replicaId, r.backend, r.path, r.checksum, r.algorithm, r.sizeBytes,
       r.targetNode, r.cloudProvider, r.taskId, r.storedAt, r.attempts,
-      new Date(r.createdAtMs).toISOString(), r.createdAtMs, Date.parse(r.storedAt) || Date.now(),
+      new Date(r.createdAtMs).toISOString(), r.createdAtMs, r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()),
     )) as ChunkStatus;
   }
 

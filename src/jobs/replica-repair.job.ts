@@ -95,6 +95,7 @@ export class ReplicaRepairer {
       checksum: target.checksum, algorithm: target.algorithm, sizeBytes: target.sizeBytes, targetNode: target.targetNode,
       cloudProvider: target.cloudProvider, taskId: target.taskId, storedAt: target.storedAt || new Date().toISOString(),
       attempts: target.attempts, createdAtMs: Date.parse(chunkCreatedAt) || Date.now(),
+      verifiedAtMs: Date.now(), // just copied through a checksum-checked put and read back
     });
   }
 }

@@ -1,0 +1,255 @@
+/**
+ * Maintenance: retention deletes exactly the old data (from disk and catalog), fails
+ * closed, never touches work in flight, shows the same plan in a dry run; the scrub finds
+ * and repairs injected corruption; the schedule is never duplicated. Time is injected, so
+ * data is aged without sleeping.
+ */
+import { access, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import type { Chunkvault } from '../src/app.js';
+import type { Backend } from '../src/backends/backend.js';
+import { BackendRegistry } from '../src/backends/backend-registry.js';
+import { BackendIoError, NotFoundError } from '../src/errors.js';
+import { Retention } from '../src/maintenance/retention.js';
+import type { StoredChunk } from '../src/domain/types.js';
+import { createLogger } from '../src/logging/logger.js';
+import { makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+
+const DAY = 24 * 3600 * 1000;
+let env: TestEnv;
+let vault: Chunkvault | undefined;
+let other: Chunkvault | undefined;
+
+afterEach(async () => {
+  await other?.close();
+  other = undefined;
+  await vault?.close();
+  vault = undefined;
+  await env.cleanup();
+});
+
+async function start(overrides: Record<string, unknown> = {}): Promise<Chunkvault> {
+  env = await makeTestEnv(overrides);
+  vault = await openVault(env);
+  await vault.startWorkers();
+  return vault;
+}
+
+const exists = (file: string) => access(file).then(() => true, () => false);
+const fileOf = (r: StoredChunk) => path.join(env.basePath, r.storagePath);
+const sidecarOf = (r: StoredChunk) => fileOf(r).replace(/\.dat$/, '.meta.json');
+const maxStoredAt = (rs: StoredChunk[]) => Math.max(...rs.map((r) => Date.parse(r.storedAt)));
+
+describe('retention', () => {
+  it('deletes data older than retention_days from disk and catalog, and leaves recent data alone (test_cleanup_old_data)', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 30 } } });
+    const old = await (await v.producer.store(seedTasks(4, 2, 'old'))).results({ timeoutMs: 30_000 });
+    const recent = await (await v.producer.store(seedTasks(3, 2, 'new'))).results({ timeoutMs: 30_000 });
+    // "Now" is 30 days and 1 ms after the last old replica was stored: only the old ones are due.
+    const now = maxStoredAt(old) + 30 * DAY + 1;
+    expect(Math.min(...recent.map((r) => Date.parse(r.storedAt)))).toBeGreaterThan(maxStoredAt(old) + 1);
+
+    const report = await v.maintenance.runPass({ tasks: ['retention'], now: () => now });
+    expect(report.retention).toMatchObject({ replicasDeleted: 8, chunksExpired: 4, more: false, dryRun: false });
+    for (const r of old) {
+      expect(await exists(fileOf(r))).toBe(false);
+      expect(await exists(sidecarOf(r))).toBe(false);
+      expect((await v.catalog.getReplica(r.chunkId, r.replicaId))!.status).toBe('expired');
+    }
+    for (const r of recent) {
+      expect((await readFile(fileOf(r))).byteLength).toBe(r.sizeBytes);
+      expect((await v.catalog.getReplica(r.chunkId, r.replicaId))!.status).toBe('stored');
+    }
+    expect((await v.catalog.getChunk('old_0'))!.status).toBe('expired');
+    expect(await v.catalog.chunksCreatedBefore(now, 0, 100)).toEqual(expect.not.arrayContaining(['old_0']));
+    await expect(v.getChunk('old_0')).rejects.toThrow(NotFoundError);
+    await expect(v.getChunk('old_0')).rejects.toThrow(/chunk old_0 was deleted by retention/);
+    expect((await v.getChunk('new_0')).byteLength).toBe(recent[0]!.sizeBytes);
+
+    const stats = await v.getStatistics();
+    expect(stats.total_chunks).toBe(3);
+    expect(stats.successful_stores).toBe(6);
+    expect(stats.expired_replicas).toBe(8);
+    expect(stats.expired_bytes).toBe(old.reduce((s, r) => s + r.sizeBytes, 0));
+    expect(stats.chunks_by_status.expired).toBe(4);
+    expect(stats.backend_stats.local!.file_count).toBe(6);
+    expect(stats.last_maintenance?.retention?.replicasDeleted).toBe(8);
+  });
+
+  it('with retention_days 0 removes everything stored before now (test_automatic_cleanup_garbage_collection)', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 0 } } });
+    const [stored] = await (await v.producer.store(seedTasks(1, 1, 'gc'))).results({ timeoutMs: 30_000 });
+    const report = await v.maintenance.runPass({ tasks: ['retention'], now: () => Date.parse(stored!.storedAt) + 1 });
+    expect(report.retention!.replicasDeleted).toBe(1);
+    expect(await exists(fileOf(stored!))).toBe(false);
+    expect((await v.getStatistics()).total_chunks).toBe(0);
+  });
+
+  it('a dry run lists exactly what the real pass then deletes, and deletes nothing', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 1 } } });
+    const results = await (await v.producer.store(seedTasks(5, 2))).results({ timeoutMs: 30_000 });
+    const now = maxStoredAt(results) + DAY + 1;
+    const dry = await v.maintenance.runPass({ tasks: ['retention'], dryRun: true, now: () => now });
+    for (const r of results) expect(await exists(fileOf(r))).toBe(true);
+    const real = await v.maintenance.runPass({ tasks: ['retention'], now: () => now });
+    expect(dry.retention!.deleted).toHaveLength(10);
+    expect(real.retention!.deleted).toEqual(dry.retention!.deleted);
+    expect(real.retention!.chunksExpired).toBe(dry.retention!.chunksExpired);
+  });
+
+  it('`cleanup --dry-run` prints what `cleanup` then deletes', async () => {
+    await start({ storage: { cleanup: { retention_days: 0 } } });
+    await (await vault!.producer.store(seedTasks(3, 1))).results({ timeoutMs: 30_000 });
+    await vault!.close();
+    vault = undefined;
+    const dry = await runCli(['cleanup', '--dry-run', '--config', env.configPath]);
+    expect(dry.code).toBe(0);
+    const real = await runCli(['cleanup', '--config', env.configPath]);
+    expect(real.code).toBe(0);
+    const planned = dry.stdout.split('\n').filter((l) => l.startsWith('would delete ')).map((l) => l.replace('would delete ', ''));
+    const deleted = real.stdout.split('\n').filter((l) => l.startsWith('deleted ')).map((l) => l.replace('deleted ', ''));
+    expect(planned).toHaveLength(3);
+    expect(deleted).toEqual(planned);
+    expect(dry.stdout).toMatch(/dry run: 3 replica\(s\), \d+ bytes, 3 chunk\(s\) would expire/);
+  });
+
+  it('fails closed: a backend error while planning deletes nothing', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 0 } } });
+    const results = await (await v.producer.store(seedTasks(4, 1))).results({ timeoutMs: 30_000 });
+    const brokenKey = results[2]!.storagePath;
+    // The real local backend, except that asking about one object fails as a flaky disk would.
+    class FlakyRegistry extends BackendRegistry {
+      override byName(name: string): Backend | undefined {
+        const real = super.byName(name)!;
+        return Object.assign(Object.create(real) as Backend, {
+          head: async (key: string) => {
+            if (key === brokenKey) throw new BackendIoError(`head ${key}: EIO: i/o error`);
+            return real.head(key);
+          },
+        });
+      }
+    }
+    const retention = new Retention({ config: v.config, catalog: v.catalog, backends: new FlakyRegistry(v.config), logger: createLogger('silent') });
+    await expect(retention.run(Date.now() + 1, false)).rejects.toThrow(/EIO/);
+    for (const r of results) {
+      expect(await exists(fileOf(r))).toBe(true);
+      expect((await v.catalog.getReplica(r.chunkId, r.replicaId))!.status).toBe('stored');
+    }
+  });
+
+  it('never deletes a chunk that is still being written', async () => {
+    env = await makeTestEnv({ storage: { cleanup: { retention_days: 0 } } });
+    vault = await openVault(env); // no workers: the chunk stays queued
+    await vault.producer.store(seedTasks(1, 2));
+    const plan = await vault.maintenance.retention.plan(Date.now() + 10 * DAY);
+    expect(plan.items).toEqual([]);
+    expect((await vault.catalog.getChunk('chunk_0'))!.status).toBe('pending');
+  });
+
+  it('deletes at most max_deletes_per_pass objects; the rest wait for the next pass', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 0 } }, chunkvault: { maintenance: { max_deletes_per_pass: 3 } } });
+    const results = await (await v.producer.store(seedTasks(4, 2))).results({ timeoutMs: 30_000 });
+    const now = () => maxStoredAt(results) + 1;
+    const first = await v.maintenance.runPass({ tasks: ['retention'], now });
+    expect(first.retention).toMatchObject({ replicasDeleted: 3, more: true });
+    const second = await v.maintenance.runPass({ tasks: ['retention'], now });
+    expect(second.retention).toMatchObject({ replicasDeleted: 3, more: true });
+    const third = await v.maintenance.runPass({ tasks: ['retention'], now });
+    expect(third.retention).toMatchObject({ replicasDeleted: 2, more: false });
+    // Oldest first, each replica once.
+    const all = [...first.retention!.deleted, ...second.retention!.deleted, ...third.retention!.deleted];
+    expect(new Set(all.map((i) => i.replicaId)).size).toBe(8);
+  });
+
+  it('makes checkpoint verify report expired replicas as "expired by retention", not missing', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 0 }, organization: { checkpoint_interval_chunks: 2 } } });
+    const results = await (await v.producer.store(seedTasks(2, 1))).results({ timeoutMs: 30_000 });
+    await waitFor('a checkpoint', async () => (await v.checkpoints.count()) === 1);
+    await v.maintenance.runPass({ tasks: ['retention'], now: () => maxStoredAt(results) + 1 });
+    const run = await runCli(['checkpoint', 'verify', 'cp-00000001', '--json', '--config', env.configPath]);
+    const report = JSON.parse(run.stdout);
+    expect(report.problems).toEqual([]);
+    expect(report.expired.map((e: { problem: string }) => e.problem)).toEqual(['expired by retention', 'expired by retention']);
+    expect(run.code).toBe(0);
+  });
+});
+
+describe('scrub', () => {
+  it('finds injected corruption, repairs it, and records when each replica was verified', async () => {
+    const v = await start();
+    const results = await (await v.producer.store(seedTasks(3, 2))).results({ timeoutMs: 30_000 });
+    const before = (await v.getStatistics()).oldest_verification;
+    const victim = results[1]!;
+    const bytes = await readFile(fileOf(victim));
+    bytes[0] = bytes[0]! ^ 0x55;
+    await writeFile(fileOf(victim), bytes);
+
+    const report = await v.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + DAY });
+    expect(report.scrub).toMatchObject({ replicasChecked: 6, corruptFound: 1, repairsQueued: 1 });
+    expect(report.scrub!.problems).toEqual([{ chunkId: victim.chunkId, replicaId: victim.replicaId, problem: expect.stringMatching(/^corrupt: checksum/) }]);
+    await waitFor('the repair', async () => (await v.catalog.getReplica(victim.chunkId, victim.replicaId))?.status === 'stored');
+    const original = seedTasks(3, 2).find((t) => t.chunkId === victim.chunkId)!.chunkData as Buffer;
+    expect((await readFile(fileOf(victim))).equals(original)).toBe(true);
+
+    const stats = await v.getStatistics();
+    expect(stats.repairs_done).toBe(1);
+    expect(stats.corruptions_found).toBe(1);
+    // The five intact replicas were verified "a day later"; the repaired one when it was rewritten.
+    expect(Date.parse(stats.oldest_verification!)).toBeGreaterThan(Date.parse(before!));
+    expect(stats.last_maintenance?.scrub?.corruptFound).toBe(1);
+  });
+
+  it('`chunkvault scrub --now` runs a pass and exits 0 when all is intact', async () => {
+    await start();
+    await (await vault!.producer.store(seedTasks(2, 1))).results({ timeoutMs: 30_000 });
+    const run = await runCli(['scrub', '--now', '--config', env.configPath]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ replicasChecked: 2, corruptFound: 0 });
+  });
+});
+
+describe('schedule', () => {
+  it('is created once however many workers start, and removed when enable_auto_cleanup is false', async () => {
+    env = await makeTestEnv({ storage: { cleanup: { cleanup_schedule: 'hourly' } } });
+    vault = await openVault(env);
+    other = await openVault(env);
+    await Promise.all([vault.startWorkers(), other.startWorkers()]);
+    const schedulers = await vault.queue('maintenance').getJobSchedulers();
+    expect(schedulers).toHaveLength(1);
+    expect(schedulers[0]).toMatchObject({ key: 'chunkvault-maintenance', pattern: '0 * * * *', tz: 'UTC' });
+
+    const off = await makeTestEnv({ storage: { cleanup: { enable_auto_cleanup: false } }, chunkvault: { redis: { prefix: env.prefix } } });
+    const third = await openVault(off);
+    try {
+      await third.startWorkers();
+      expect(await third.queue('maintenance').getJobSchedulers()).toEqual([]);
+    } finally {
+      await third.close();
+      await off.cleanup();
+    }
+  });
+
+  it('never runs two passes at once', async () => {
+    // A slow scrub (2 KB/s over ~5.5 KB) keeps the first pass running while the second starts.
+    env = await makeTestEnv({ chunkvault: { maintenance: { scrub_bytes_per_second: 2000 } } });
+    vault = await openVault(env);
+    await vault.startWorkers();
+    await (await vault.producer.store(seedTasks(1, 1))).results({ timeoutMs: 30_000 });
+    other = await openVault(env);
+    const first = vault.maintenance.runPass({ tasks: ['scrub'] });
+    const redis = new Redis(env.config.chunkvault.redis.url);
+    try {
+      await waitFor('the first pass to hold the lock', async () => (await redis.exists(`{${env.prefix}}:catalog:maintenance:lock`)) === 1, 10_000, 5);
+    } finally {
+      redis.disconnect();
+    }
+    const second = await other.maintenance.runPass({ tasks: ['scrub'] });
+    expect(second.skipped).toBe('another maintenance pass is running');
+    expect(second.scrub).toBeUndefined();
+    const done = await first;
+    expect(done.skipped).toBeUndefined();
+    expect(done.scrub!.replicasChecked).toBe(1);
+  });
+});
