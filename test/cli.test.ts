@@ -117,7 +117,7 @@ describe('chunkvault CLI', () => {
     env = await makeTestEnv();
     const worker = await startWorkerProcess(env);
     children.push(worker);
-        expect(worker.output().stderr).toMatch(/compression is not implemented yet/);
+        expect(worker.output().stderr).toMatch(/no write cache is implemented/);
   });
 
   it('demo stores a seed-like workload on a private Redis when none answers, and exits 0', async () => {

@@ -123,6 +123,24 @@ describe('configuration', () => {
     expect(() => loadConfig({ configPath: list, env: {} })).toThrow(/must hold a YAML mapping/);
   });
 
+  it('accepts hourly, daily, weekly and cron expressions for cleanup_schedule, and refuses anything else by its path', async () => {
+    for (const schedule of ['hourly', 'daily', 'weekly', '*/10 * * * *', '0 4 * * 1-5']) {
+      const file = await configFile(`storage:\n  cleanup:\n    cleanup_schedule: "${schedule}"\n`);
+      expect(loadConfig({ configPath: file, env: {} }).config.storage.cleanup.cleanup_schedule).toBe(schedule);
+    }
+    const bad = await configFile('storage:\n  cleanup:\n    cleanup_schedule: "every tuesday"\n');
+    expect(problemsOf(() => loadConfig({ configPath: bad, env: {} }))).toEqual([expect.stringMatching(/^storage\.cleanup\.cleanup_schedule: must be hourly, daily, weekly or a cron expression/)]);
+    const range = await configFile('storage:\n  cleanup:\n    cleanup_schedule: "61 * * * *"\n');
+    expect(problemsOf(() => loadConfig({ configPath: range, env: {} }))).toEqual([expect.stringMatching(/cleanup_schedule: .*expected range 0-59/)]);
+  });
+
+  it('refuses a compression codec this runtime does not have', async () => {
+    const file = await configFile('chunkvault:\n  maintenance:\n    compression_codec: zstd\n');
+    const hasZstd = typeof (await import('node:zlib') as { createZstdCompress?: unknown }).createZstdCompress === 'function';
+    if (hasZstd) expect(loadConfig({ configPath: file, env: {} }).config.chunkvault.maintenance.compression_codec).toBe('zstd');
+    else expect(problemsOf(() => loadConfig({ configPath: file, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.maintenance\.compression_codec: zstd is not available in Node /)]);
+  });
+
   it('refuses a Redis password in the file: secrets come from the environment', async () => {
     const file = await configFile('chunkvault:\n  redis:\n    url: "redis://:hunter2@127.0.0.1:6379"\n');
     const problems = problemsOf(() => loadConfig({ configPath: file, env: {} }));
@@ -134,9 +152,9 @@ describe('configuration', () => {
   it('names every configured setting this version does not act on', () => {
     const { config } = loadConfig({ configPath: SEED_FILE, env: {} });
     const notes = unimplementedSettings(config).join('\n');
-    for (const setting of ['compress_old_data', 'enable_write_cache', 'write_buffer_size_mb']) {
+    for (const setting of ['enable_write_cache', 'write_buffer_size_mb']) {
       expect(notes).toContain(setting);
     }
-    expect(notes).not.toMatch(/create_checkpoints|verify_on_read|enable_auto_cleanup|retention_days/); // implemented
+    expect(notes).not.toMatch(/create_checkpoints|verify_on_read|enable_auto_cleanup|retention_days|compress_old_data/); // implemented
   });
 });

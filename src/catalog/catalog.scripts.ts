@@ -114,12 +114,14 @@ return result
  * Marks a replica stored (creating chunk and replica records when absent, as reindex does),
  * releases its quota reservation and moves the counters once.
  * ARGV: P, chunkId, replicaId, backend, path, checksum, algorithm, sizeBytes, targetNode,
- *       cloudProvider, taskId, storedAt, attempts, createdAtIso, createdAtMs, verifiedAtMs
+ *       cloudProvider, taskId, storedAt, attempts, createdAtIso, createdAtMs, verifiedAtMs,
+ *       codec ('' = as is), storedBytes (bytes on the backend)
+ * Byte counters count bytes on the backend (compressed size for compressed replicas).
  * Returns the chunk's status.
  */
 export const RECORD_STORED = `${REFRESH_CHUNK}
 local P, chunkId, rid, backend = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local size = tonumber(ARGV[8])
+local size = tonumber(ARGV[18])
 local chunkKey = P .. ':c:' .. chunkId
 local rkey = P .. ':r:' .. chunkId .. ':' .. rid
 local stats = P .. ':stats'
@@ -134,7 +136,7 @@ if old ~= 'stored' then
   redis.call('HSET', rkey, 'chunkId', chunkId, 'replicaId', rid, 'backend', backend, 'path', ARGV[5],
     'checksum', ARGV[6], 'algorithm', ARGV[7], 'sizeBytes', ARGV[8], 'targetNode', ARGV[9],
     'cloudProvider', ARGV[10], 'taskId', ARGV[11], 'storedAt', ARGV[12], 'attempts', ARGV[13],
-    'status', 'stored', 'error', '')
+    'status', 'stored', 'error', '', 'codec', ARGV[17], 'storedBytes', ARGV[18])
   if not redis.call('HGET', rkey, 'generation') then redis.call('HSET', rkey, 'generation', 0) end
   if old == 'failed' then redis.call('HINCRBY', stats, 'replicas_failed', -1) end
   if old == 'corrupt' then
@@ -211,10 +213,10 @@ return {1}
 export const RECORD_CORRUPT = `${REFRESH_CHUNK}
 local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
 local rkey = P .. ':r:' .. chunkId .. ':' .. rid
-local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'corruptions')
+local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'corruptions', 'storedBytes')
 if r[1] == 'corrupt' then return tonumber(r[6] or '1') end
 if r[1] ~= 'stored' then return 0 end
-local size = tonumber(r[2])
+local size = tonumber(r[7] or r[2])
 local stats = P .. ':stats'
 local n = redis.call('HINCRBY', rkey, 'corruptions', 1)
 redis.call('HSET', rkey, 'status', 'corrupt', 'error', ARGV[4])
@@ -299,7 +301,7 @@ return 'ok'
 export const RECORD_EXPIRED = `${REFRESH_CHUNK}
 local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
 local rkey = P .. ':r:' .. chunkId .. ':' .. rid
-local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend')
+local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'storedBytes')
 local stats = P .. ':stats'
 if r[1] == 'corrupt' then
   -- Already out of the stored counters since it was found corrupt.
@@ -309,7 +311,7 @@ if r[1] == 'corrupt' then
   return refresh_chunk(P, chunkId)
 end
 if r[1] ~= 'stored' then return 'skip' end
-local size = tonumber(r[2])
+local size = tonumber(r[6] or r[2])
 redis.call('HSET', rkey, 'status', 'expired', 'expiredAt', ARGV[4], 'error', '')
 redis.call('HINCRBY', stats, 'replicas_stored', -1)
 redis.call('HINCRBY', stats, 'bytes_stored', -size)
@@ -323,4 +325,27 @@ redis.call('HINCRBY', stats, 'replicas_expired', 1)
 redis.call('HINCRBY', stats, 'bytes_expired', size)
 redis.call('ZREM', P .. ':verified', chunkId .. ':' .. rid)
 return refresh_chunk(P, chunkId)
+`;
+
+/**
+ * Points a stored replica at its compressed object, if it is still stored at `expectedPath`,
+ * and moves the byte counters by the bytes saved.
+ * ARGV: P, chunkId, replicaId, expectedPath, newPath, codec, storedBytes
+ * Returns 'ok' or 'skip' (the replica changed meanwhile).
+ */
+export const RECORD_COMPRESSED = `
+local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
+local rkey = P .. ':r:' .. chunkId .. ':' .. rid
+local r = redis.call('HMGET', rkey, 'status', 'path', 'sizeBytes', 'storedBytes', 'cloudProvider', 'targetNode', 'backend')
+if r[1] ~= 'stored' or r[2] ~= ARGV[4] then return 'skip' end
+local delta = tonumber(ARGV[7]) - tonumber(r[4] or r[3])
+local stats = P .. ':stats'
+redis.call('HSET', rkey, 'path', ARGV[5], 'codec', ARGV[6], 'storedBytes', ARGV[7])
+redis.call('HINCRBY', stats, 'bytes_stored', delta)
+redis.call('HINCRBY', stats, 'cloud:' .. r[5] .. ':bytes', delta)
+redis.call('HINCRBY', stats, 'node:' .. r[6] .. ':bytes', delta)
+redis.call('HINCRBY', stats, 'backend:' .. r[7] .. ':bytes', delta)
+redis.call('HINCRBY', stats, 'replicas_compressed', 1)
+redis.call('HINCRBY', stats, 'bytes_saved_by_compression', -delta)
+return 'ok'
 `;

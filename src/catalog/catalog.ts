@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
-import { RECORD_CORRUPT, RECORD_EXPIRED, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
+import { RECORD_COMPRESSED, RECORD_CORRUPT, RECORD_EXPIRED, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
 
 export interface ReplicaRequest {
   replicaId: string;
@@ -48,6 +48,9 @@ export interface StoredReplicaInput {
   createdAtMs: number;
   /** When the bytes were last read back intact (ms); defaults to storedAt. */
   verifiedAtMs?: number;
+  /** Codec of the stored object (default: none) and its size on the backend (default: sizeBytes). */
+  codec?: ReplicaRecord['codec'];
+  storedBytes?: number;
 }
 
 /** Raw counters kept in P:stats. */
@@ -61,6 +64,8 @@ export interface CatalogCounters {
   /** Replicas and bytes deleted by retention, ever. */
   replicasExpired: number;
   bytesExpired: number;
+  replicasCompressed: number;
+  bytesSavedByCompression: number;
   bytesStored: number;
   chunks: Record<ChunkStatus, number>;
   byCloud: Record<string, { count: number; sizeBytes: number }>;
@@ -77,6 +82,7 @@ type ScriptedRedis = Redis & {
   cvReserveQuota(...args: Array<string | number>): Promise<[number, number?]>;
   cvRecordCorrupt(...args: Array<string | number>): Promise<number>;
   cvRecordExpired(...args: Array<string | number>): Promise<string>;
+  cvRecordCompressed(...args: Array<string | number>): Promise<string>;
 };
 
 export class Catalog {
@@ -94,6 +100,7 @@ export class Catalog {
       redis.defineCommand('cvReserveQuota', { numberOfKeys: 0, lua: RESERVE_QUOTA });
       redis.defineCommand('cvRecordCorrupt', { numberOfKeys: 0, lua: RECORD_CORRUPT });
       redis.defineCommand('cvRecordExpired', { numberOfKeys: 0, lua: RECORD_EXPIRED });
+      redis.defineCommand('cvRecordCompressed', { numberOfKeys: 0, lua: RECORD_COMPRESSED });
     }
     this.#redis = scripted;
   }
@@ -128,7 +135,26 @@ export class Catalog {
       this.#p, r.chunkId, r.replicaId, r.backend, r.path, r.checksum, r.algorithm, r.sizeBytes,
       r.targetNode, r.cloudProvider, r.taskId, r.storedAt, r.attempts,
       new Date(r.createdAtMs).toISOString(), r.createdAtMs, r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()),
+      r.codec ?? '', r.storedBytes ?? r.sizeBytes,
     )) as ChunkStatus;
+  }
+
+  /** Points a stored replica at its compressed object if it is still at `expectedPath`. */
+  async recordCompressed(chunkId: string, replicaId: string, expectedPath: string, newPath: string, codec: string, storedBytes: number): Promise<'ok' | 'skip'> {
+    return (await this.#redis.cvRecordCompressed(this.#p, chunkId, replicaId, expectedPath, newPath, codec, storedBytes)) as 'ok' | 'skip';
+  }
+
+  /** Compressions between writing the compressed object and removing the original (crash recovery). */
+  async compressionsInFlight(): Promise<string[]> {
+    return this.#redis.smembers(`${this.#p}:compressing`);
+  }
+
+  async beginCompression(member: string): Promise<void> {
+    await this.#redis.sadd(`${this.#p}:compressing`, member);
+  }
+
+  async endCompression(member: string): Promise<void> {
+    await this.#redis.srem(`${this.#p}:compressing`, member);
   }
 
   /** Records a stored replica as deleted by retention; idempotent. Returns the chunk's status or 'skip'. */
@@ -262,6 +288,8 @@ export class Catalog {
         expired: Number(raw.chunks_expired ?? 0),
       },
       replicasExpired: Number(raw.replicas_expired ?? 0),
+      replicasCompressed: Number(raw.replicas_compressed ?? 0),
+      bytesSavedByCompression: Number(raw.bytes_saved_by_compression ?? 0),
       bytesExpired: Number(raw.bytes_expired ?? 0),
       byCloud: {},
       byNode: {},
@@ -308,5 +336,7 @@ function toReplicaRecord(raw: Record<string, string>): ReplicaRecord {
     error: raw.error ?? '',
     generation: Number(raw.generation ?? 0),
     corruptions: Number(raw.corruptions ?? 0),
+    codec: (raw.codec ?? '') as ReplicaRecord['codec'],
+    storedBytes: Number(raw.storedBytes ?? raw.sizeBytes ?? 0),
   };
 }

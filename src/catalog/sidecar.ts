@@ -25,6 +25,8 @@ export const sidecarSchema = z.object({
   taskId: idSchema,
   storedAt: z.string().min(1),
   createdAtMs: z.number().int().positive(),
+  codec: z.enum(['', 'gzip', 'brotli', 'zstd']).default(''),
+  storedBytes: z.number().int().nonnegative().optional(),
 });
 export type Sidecar = z.infer<typeof sidecarSchema>;
 
@@ -35,6 +37,7 @@ export function encodeSidecar(record: Omit<StoredReplicaInput, 'attempts'>): { b
     checksum: record.checksum, algorithm: record.algorithm, sizeBytes: record.sizeBytes,
     targetNode: record.targetNode, cloudProvider: record.cloudProvider, taskId: record.taskId,
     storedAt: record.storedAt, createdAtMs: record.createdAtMs,
+    codec: record.codec ?? '', storedBytes: record.storedBytes ?? record.sizeBytes,
   };
   const bytes = Buffer.from(`${JSON.stringify(sidecar, null, 2)}\n`);
   return { bytes, putOptions: { sizeBytes: bytes.byteLength, checksum: createHash('sha256').update(bytes).digest('hex'), algorithm: 'sha256' } };

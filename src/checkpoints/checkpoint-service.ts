@@ -15,6 +15,8 @@ import type { Logger } from '../logging/logger.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
 import { NotFoundError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
+import { decoded } from '../integrity/codecs.js';
+import type { ReplicaRecord } from '../domain/types.js';
 import { checkpointId, manifestChecksum, manifestKey, parseManifest, type Manifest, type ManifestChunk } from './manifest.js';
 
 
@@ -145,8 +147,11 @@ export class CheckpointService {
       const bad: ReplicaProblem[] = [];
       for (const replica of chunk.replicas.filter((r) => r.status === 'stored')) {
         report.replicasChecked += 1;
-        const problem = await this.#checkReplica(chunk, replica);
-        if (problem) bad.push({ chunkId: chunk.chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, problem });
+        // The manifest records where the replica was; the catalog knows where it is now (e.g. compressed).
+        const record = await catalog.getReplica(chunk.chunkId, replica.replicaId);
+        const current = record && record.status !== 'expired' && record.path ? { ...replica, path: record.path, codec: record.codec } : { ...replica, codec: '' as const };
+        const problem = await this.#checkReplica(chunk, current);
+        if (problem) bad.push({ chunkId: chunk.chunkId, replicaId: replica.replicaId, backend: replica.backend, path: current.path, problem });
         else good.push(replica.replicaId);
       }
       for (const found of [...bad]) {
@@ -166,11 +171,11 @@ export class CheckpointService {
     return report;
   }
 
-  async #checkReplica(chunk: ManifestChunk, replica: ManifestChunk['replicas'][number]): Promise<string | undefined> {
+  async #checkReplica(chunk: ManifestChunk, replica: ManifestChunk['replicas'][number] & { codec: ReplicaRecord['codec'] }): Promise<string | undefined> {
     const backend = this.#deps.backends.byName(replica.backend);
     if (!backend) return `backend ${replica.backend} is not configured`;
     try {
-      const actual = await checksumOfStream(await backend.get(replica.path), chunk.algorithm);
+      const actual = await checksumOfStream(decoded(await backend.get(replica.path), replica.codec), chunk.algorithm);
       if (actual.sizeBytes !== chunk.sizeBytes) return `corrupt: ${actual.sizeBytes} bytes, expected ${chunk.sizeBytes}`;
       if (actual.checksum !== chunk.checksum) return `corrupt: checksum ${actual.checksum}, expected ${chunk.checksum}`;
       return undefined;

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
+import { CODECS } from '../integrity/codecs.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -160,6 +161,10 @@ const chunkvaultSchema = z
         scrub_bytes_per_second: positiveInt.default(50 * 1024 * 1024),
         /** Replicas one scrub pass re-reads at most (least recently verified first). */
         scrub_replicas_per_pass: positiveInt.default(10_000),
+        /** Codec for compress_old_data: gzip, brotli, or zstd where the runtime has it. */
+        compression_codec: z.enum(CODECS).default('gzip'),
+        /** Replicas one compression pass re-encodes at most. */
+        compress_replicas_per_pass: positiveInt.default(1000),
       })
       .strict()
       .prefault({}),

@@ -16,6 +16,7 @@ import yaml from 'js-yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './config.schema.js';
+import { codecAvailable } from '../integrity/codecs.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/storage_config.yml';
 
@@ -92,9 +93,6 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
 export function unimplementedSettings(config: Config): string[] {
   const notes: string[] = [];
   const s = config.storage;
-  if (s.cleanup.compress_old_data) {
-    notes.push('storage.cleanup.compress_old_data / compression_age_days: compression is not implemented yet; nothing is compressed');
-  }
   if (s.performance.enable_write_cache) {
     notes.push('storage.performance.enable_write_cache / cache_size_mb: no write cache is implemented; every write goes straight to the backend');
   }
@@ -104,6 +102,9 @@ export function unimplementedSettings(config: Config): string[] {
 
 function crossFieldProblems(config: Config): string[] {
   const problems: string[] = [];
+  if (!codecAvailable(config.chunkvault.maintenance.compression_codec)) {
+    problems.push(`chunkvault.maintenance.compression_codec: ${config.chunkvault.maintenance.compression_codec} is not available in Node ${process.versions.node}; use gzip or brotli`);
+  }
   if (config.storage.backends.cloud.enabled) {
     problems.push('storage.backends.cloud.enabled: cloud backends (S3, GCS, Azure) are not implemented yet; set it to false');
   }

@@ -73,6 +73,10 @@ export interface ReplicaRecord {
   generation: number;
   /** How often a read found this replica bad; names its repair job. */
   corruptions: number;
+  /** Codec the object is stored with ('' = the chunk's bytes as they are). */
+  codec: '' | 'gzip' | 'brotli' | 'zstd';
+  /** Bytes the object takes on the backend (sizeBytes unless compressed). */
+  storedBytes: number;
 }
 
 export interface ChunkRecord {

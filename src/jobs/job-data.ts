@@ -57,7 +57,7 @@ export type ReplicaRepairData = z.infer<typeof replicaRepairDataSchema>;
 export const maintenanceRunDataSchema = z
   .object({
     /** Which passes to run; all when absent. */
-    tasks: z.array(z.enum(['retention', 'scrub'])).min(1).optional(),
+    tasks: z.array(z.enum(['retention', 'compression', 'scrub'])).min(1).optional(),
   })
   .strict();
 

@@ -14,6 +14,7 @@ import type { Logger } from '../logging/logger.js';
 import type { ReplicaRecord } from '../domain/types.js';
 import { ChecksumMismatchError, NotFoundError, SizeMismatchError } from '../errors.js';
 import { commitReplica } from './replica-commit.js';
+import { decoded, withoutCodecSuffix } from '../integrity/codecs.js';
 import { describeIssues, replicaRepairDataSchema } from './job-data.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
 
@@ -65,13 +66,15 @@ export class ReplicaRepairer {
     for (const source of sources) {
       const sourceBackend = backends.byName(source.backend);
       if (!sourceBackend) continue;
+      // Rewritten as the chunk's plain bytes at the replica's uncompressed key; compression may come again later.
+      const targetKey = withoutCodecSuffix(target.path);
       try {
-        const body = await sourceBackend.get(source.path);
-        await targetBackend.put(target.path, body, { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm });
+        const body = decoded(await sourceBackend.get(source.path), source.codec);
+        await targetBackend.put(targetKey, body, { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm });
       } catch (error) {
-        if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError || error instanceof NotFoundError) {
+        if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError || error instanceof NotFoundError || isDecodeError(error)) {
           // The source is bad too: nothing was written; mark it, repair it later, try the next one.
-          const problem = error instanceof NotFoundError ? 'missing' : error instanceof SizeMismatchError ? 'wrong size' : 'bytes do not match the chunk checksum';
+          const problem = error instanceof NotFoundError ? 'missing' : error instanceof SizeMismatchError ? 'wrong size' : isDecodeError(error) ? `cannot decode ${source.codec}` : 'bytes do not match the chunk checksum';
           await catalog.recordCorrupt(chunkId, source.replicaId, `${problem} (found while copying ${source.path} to repair ${replicaId})`);
           badSources.push(source.replicaId);
           log.warn({ source: source.replicaId, err: error }, 'repair source is bad; trying the next replica');
@@ -79,8 +82,9 @@ export class ReplicaRepairer {
         }
         throw error;
       }
-      await this.#finish(target, chunk.createdAt);
-      log.info({ source: source.replicaId, path: target.path }, 'replica repaired');
+      await this.#finish({ ...target, path: targetKey }, chunk.createdAt);
+      if (targetKey !== target.path) await targetBackend.delete(target.path); // the bad compressed object
+      log.info({ source: source.replicaId, path: targetKey }, 'replica repaired');
       // Sources found bad on the way get their own repair, from the replica just made good.
       for (const bad of badSources) await this.#deps.repairs.schedule(chunkId, bad, source.replicaId);
       return { chunkId, replicaId, repaired: true, sourceReplicaId: source.replicaId };
@@ -98,4 +102,10 @@ export class ReplicaRepairer {
       verifiedAtMs: Date.now(), // just copied through a checksum-checked put and read back
     });
   }
+}
+
+/** zlib's errors for bytes that are not valid compressed data. */
+function isDecodeError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
+  return code.startsWith('Z_') || code.startsWith('ERR_BROTLI') || code === 'ERR__ERROR_FORMAT_PADDING_1';
 }

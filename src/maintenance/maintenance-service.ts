@@ -1,5 +1,5 @@
 /**
- * Maintenance: retention and scrub passes, run by a BullMQ job scheduler on
+ * Maintenance: retention, compression and scrub passes, run by a BullMQ job scheduler on
  * `cleanup_schedule` (UTC) or on demand. The scheduler is upserted, so restarting or adding
  * workers never duplicates it; a Redis lock lets one pass run at a time across processes.
  * Each pass's report is kept in Redis for `chunkvault stats`.
@@ -14,9 +14,10 @@ import type { RepairScheduler } from '../reads/repair-scheduler.js';
 import { RedisLock } from '../redis/redis-lock.js';
 import { Retention, type RetentionResult } from './retention.js';
 import { Scrub, type ScrubResult } from './scrub.js';
+import { Compression, type CompressionResult } from './compression.js';
 
 export const MAINTENANCE_SCHEDULER_ID = 'chunkvault-maintenance';
-export const MAINTENANCE_TASKS = ['retention', 'scrub'] as const;
+export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
 export type MaintenanceTask = (typeof MAINTENANCE_TASKS)[number];
 
 /** Items of a retention pass kept in a stored report (the job result and the CLI get them all). */
@@ -28,11 +29,13 @@ export interface MaintenanceReport {
   /** Set when the pass did not run (another pass held the lock). */
   skipped?: string;
   retention?: RetentionResult;
+  compression?: CompressionResult;
   scrub?: ScrubResult;
   error?: string;
 }
 
 export interface PassOptions {
+  /** Default: retention, compression (when compress_old_data is on), scrub. */
   tasks?: readonly MaintenanceTask[];
   dryRun?: boolean;
   /** The pass's notion of now (ms); injectable so tests can age data without sleeping. */
@@ -54,6 +57,7 @@ export interface MaintenanceDeps {
 export class MaintenanceService {
   readonly retention: Retention;
   readonly scrub: Scrub;
+  readonly compression: Compression;
   readonly #deps: MaintenanceDeps;
   readonly #lock: RedisLock;
 
@@ -61,6 +65,7 @@ export class MaintenanceService {
     this.#deps = deps;
     this.retention = new Retention(deps);
     this.scrub = new Scrub(deps);
+    this.compression = new Compression(deps);
     this.#lock = new RedisLock(deps.redis, `${deps.keyPrefix}:maintenance:lock`, 30_000);
   }
 
@@ -88,7 +93,7 @@ export class MaintenanceService {
    */
   async runPass(options: PassOptions = {}): Promise<MaintenanceReport> {
     const now = options.now ?? Date.now;
-    const tasks = options.tasks ?? MAINTENANCE_TASKS;
+    const tasks = options.tasks ?? MAINTENANCE_TASKS.filter((t) => t !== 'compression' || this.#deps.config.storage.cleanup.compress_old_data);
     const report: MaintenanceReport = { startedAt: new Date().toISOString(), finishedAt: '' };
     const token = await this.#lock.acquire();
     if (!token) {
@@ -98,7 +103,9 @@ export class MaintenanceService {
     }
     await this.#lock.holding(token, async () => {
       try {
+        // Retention first: nothing is compressed that is about to be deleted.
         if (tasks.includes('retention')) report.retention = await this.retention.run(now(), options.dryRun ?? false);
+        if (tasks.includes('compression')) report.compression = await this.compression.run(now(), options.dryRun ?? false);
         if (tasks.includes('scrub') && !options.dryRun) report.scrub = await this.scrub.run(now);
       } catch (error) {
         report.error = (error as Error).message;
@@ -108,7 +115,7 @@ export class MaintenanceService {
         if (!options.dryRun) await this.#save(report);
       }
     }, (error) => this.#deps.logger.warn({ err: error }, 'could not renew the maintenance lock'));
-    this.#deps.logger.info({ retention: summary(report.retention), scrub: report.scrub && { ...report.scrub, problems: report.scrub.problems.length } }, 'maintenance pass done');
+    this.#deps.logger.info({ retention: summary(report.retention), compression: report.compression && { ...report.compression, items: report.compression.items.length }, scrub: report.scrub && { ...report.scrub, problems: report.scrub.problems.length } }, 'maintenance pass done');
     return report;
   }
 
@@ -119,7 +126,9 @@ export class MaintenanceService {
   }
 
   async #save(report: MaintenanceReport): Promise<void> {
-    const stored = report.retention ? { ...report, retention: { ...report.retention, deleted: report.retention.deleted.slice(0, REPORTED_ITEMS) } } : report;
+    const stored: MaintenanceReport = { ...report };
+    if (report.retention) stored.retention = { ...report.retention, deleted: report.retention.deleted.slice(0, REPORTED_ITEMS) };
+    if (report.compression) stored.compression = { ...report.compression, items: report.compression.items.slice(0, REPORTED_ITEMS) };
     await this.#deps.redis.set(`${this.#deps.keyPrefix}:maintenance:last`, JSON.stringify(stored));
   }
 }

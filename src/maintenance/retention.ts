@@ -12,6 +12,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import { metadataKeyOf } from '../storage/storage-layout.js';
+import { CODEC_SUFFIX, withoutCodecSuffix } from '../integrity/codecs.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const PAGE = 500;
@@ -21,6 +22,7 @@ export interface RetentionItem {
   replicaId: string;
   backend: string;
   path: string;
+  /** Bytes the object takes on the backend. */
   sizeBytes: number;
   storedAt: string;
 }
@@ -73,7 +75,7 @@ export class Retention {
         for (const replica of await catalog.listReplicas(chunkId)) {
           const storedAtMs = Date.parse(replica.storedAt);
           if ((replica.status !== 'stored' && replica.status !== 'corrupt') || !(storedAtMs < cutoffMs)) continue;
-          due.push({ chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, sizeBytes: replica.sizeBytes, storedAt: replica.storedAt });
+          due.push({ chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, sizeBytes: replica.storedBytes, storedAt: replica.storedAt });
         }
       }
       if (chunkIds.length < PAGE) break;
@@ -103,8 +105,9 @@ export class Retention {
     const expiredAt = new Date(nowMs).toISOString();
     for (const item of plan.items) {
       const backend = this.#deps.backends.byName(item.backend)!;
-      await backend.delete(item.path);
-      await backend.delete(metadataKeyOf(item.path));
+      // The object, its metadata, and any leftover of an interrupted compression of it.
+      const plain = withoutCodecSuffix(item.path);
+      for (const key of new Set([item.path, plain, ...Object.values(CODEC_SUFFIX).map((s) => plain + s), metadataKeyOf(item.path)])) await backend.delete(key);
       const chunkStatus = await this.#deps.catalog.recordExpired(item.chunkId, item.replicaId, expiredAt);
       if (chunkStatus === 'skip') continue;
       result.deleted.push(item);

@@ -11,6 +11,7 @@ import type { Logger } from '../logging/logger.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
 import { NotFoundError, describeError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
+import { decoded } from '../integrity/codecs.js';
 
 export interface ScrubResult {
   replicasChecked: number;
@@ -48,8 +49,8 @@ export class Scrub {
       if (!backend) continue;
       let problem: string | undefined;
       try {
-        const actual = await checksumOfStream(await backend.get(replica.path), chunk.algorithm);
-        result.bytesRead += actual.sizeBytes;
+        const actual = await checksumOfStream(decoded(await backend.get(replica.path), replica.codec), chunk.algorithm);
+        result.bytesRead += replica.storedBytes;
         if (actual.sizeBytes !== chunk.sizeBytes) problem = `corrupt: ${actual.sizeBytes} bytes, recorded ${chunk.sizeBytes}`;
         else if (actual.checksum !== chunk.checksum) problem = `corrupt: checksum ${actual.checksum}, expected ${chunk.checksum}`;
       } catch (error) {

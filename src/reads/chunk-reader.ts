@@ -12,6 +12,7 @@ import type { Logger } from '../logging/logger.js';
 import type { ChunkRecord, ReplicaRecord } from '../domain/types.js';
 import { ChunkCorruptError, NotFoundError, describeError } from '../errors.js';
 import { newHash } from '../integrity/checksum.js';
+import { decoded } from '../integrity/codecs.js';
 import { idSchema } from '../domain/ids.js';
 import { InvalidInputError } from '../errors.js';
 import type { RepairScheduler } from './repair-scheduler.js';
@@ -69,9 +70,10 @@ export class ChunkReader {
   async #read(chunk: ChunkRecord, replica: ReplicaRecord): Promise<Buffer> {
     const backend = this.#deps.backends.byName(replica.backend);
     if (!backend) throw new Error(`backend ${replica.backend} is not configured`);
-    const stream = await backend.get(replica.path).catch((error: unknown) => {
+    const stored = await backend.get(replica.path).catch((error: unknown) => {
       throw error instanceof NotFoundError ? new Error('missing', { cause: error }) : error;
     });
+    const stream = decoded(stored, replica.codec);
     const buffer = Buffer.allocUnsafe(chunk.sizeBytes);
     const hash = newHash(chunk.algorithm);
     let offset = 0;
@@ -83,8 +85,11 @@ export class ChunkReader {
         hash.update(bytes);
         offset += bytes.byteLength;
       }
+    } catch (error) {
+      throw replica.codec && !(error as Error).message.startsWith('corrupt') ? new Error(`corrupt: cannot decode ${replica.codec} (${(error as Error).message})`, { cause: error }) : error;
     } finally {
       stream.destroy();
+      stored.destroy();
     }
     if (offset !== chunk.sizeBytes) throw new Error(`corrupt: ${offset} bytes, recorded ${chunk.sizeBytes}`);
     if (this.#deps.config.storage.integrity.verify_on_read) {

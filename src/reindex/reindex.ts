@@ -11,7 +11,8 @@ import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
 import { sidecarSchema } from '../catalog/sidecar.js';
 import { checksumOfStream } from '../integrity/checksum.js';
-import { DATA_SUFFIX, METADATA_SUFFIX, metadataKeyOf } from '../storage/storage-layout.js';
+import { METADATA_SUFFIX, isDataKey, metadataKeyOf } from '../storage/storage-layout.js';
+import { decoded } from '../integrity/codecs.js';
 import type { CheckpointIndex } from '../catalog/checkpoint-index.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest, type Manifest } from '../checkpoints/manifest.js';
 
@@ -82,7 +83,7 @@ async function reindexBackend(backend: Backend, catalog: Catalog, verify: boolea
   const sidecarKeys: string[] = [];
   for await (const object of backend.list('')) {
     if (object.key.endsWith(METADATA_SUFFIX)) sidecarKeys.push(object.key);
-    else if (object.key.endsWith(DATA_SUFFIX)) dataKeys.add(object.key);
+    else if (isDataKey(object.key)) dataKeys.add(object.key);
   }
   for (const key of sidecarKeys) {
     report.sidecars += 1;
@@ -103,18 +104,19 @@ async function reindexBackend(backend: Backend, catalog: Catalog, verify: boolea
       report.problems.push(`${backend.name}:${sidecar.path}: data missing (metadata present)`);
       continue;
     }
-    if (object.sizeBytes !== sidecar.sizeBytes) {
-      report.problems.push(`${backend.name}:${sidecar.path}: ${object.sizeBytes} bytes, metadata says ${sidecar.sizeBytes}`);
+    const storedBytes = sidecar.storedBytes ?? sidecar.sizeBytes;
+    if (object.sizeBytes !== storedBytes) {
+      report.problems.push(`${backend.name}:${sidecar.path}: ${object.sizeBytes} bytes, metadata says ${storedBytes}`);
       continue;
     }
     if (verify) {
-      const actual = await checksumOfStream(await backend.get(sidecar.path), sidecar.algorithm);
+      const actual = await checksumOfStream(decoded(await backend.get(sidecar.path), sidecar.codec), sidecar.algorithm);
       if (actual.checksum !== sidecar.checksum) {
         report.problems.push(`${backend.name}:${sidecar.path}: checksum ${actual.checksum}, metadata says ${sidecar.checksum}`);
         continue;
       }
     }
-    await catalog.recordStored({ ...sidecar, backend: backend.name, attempts: 0 });
+    await catalog.recordStored({ ...sidecar, backend: backend.name, attempts: 0, storedBytes });
     report.restored += 1;
   }
   for (const key of dataKeys) report.problems.push(`${backend.name}:${key}: data without metadata (not indexed)`);

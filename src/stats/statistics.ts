@@ -18,7 +18,7 @@ export interface StorageStatistics {
   total_chunks: number;
   /** Replicas stored (and not found corrupt since). */
   total_replicas: number;
-  /** Bytes of all stored replicas. */
+  /** Bytes all stored replicas take on their backends (compressed size where compressed). */
   total_size_bytes: number;
   total_size_gb: number;
   checkpoints_created: number;
@@ -39,6 +39,9 @@ export interface StorageStatistics {
   /** Replicas and bytes deleted by retention, ever. */
   expired_replicas: number;
   expired_bytes: number;
+  /** Replicas compressed, ever, and the backend bytes that saved. */
+  compressed_replicas: number;
+  bytes_saved_by_compression: number;
   /** When the least recently verified stored replica was last read back intact (null: none stored). */
   oldest_verification: string | null;
   /** The last maintenance pass (null before the first). */
@@ -96,6 +99,8 @@ export async function collectStatistics(
     chunks_by_status: { ...counters.chunks },
     expired_replicas: counters.replicasExpired,
     expired_bytes: counters.bytesExpired,
+    compressed_replicas: counters.replicasCompressed,
+    bytes_saved_by_compression: counters.bytesSavedByCompression,
     oldest_verification: oldest === undefined ? null : new Date(oldest).toISOString(),
     last_maintenance: lastMaintenance ?? null,
     queues: queueStats,

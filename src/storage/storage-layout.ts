@@ -10,9 +10,10 @@
  *   flat        <chunkId>/<replicaId>.dat
  *
  * The metadata sidecar sits beside the data as <replicaId>.meta.json; the suffixes keep the
- * two apart for any pair of ids.
+ * two apart for any pair of ids. A compressed replica is <replicaId>.dat.gz (or .br, .zst).
  */
 import type { PartitionStrategy } from '../config/config.schema.js';
+import { withoutCodecSuffix } from '../integrity/codecs.js';
 
 export const DATA_SUFFIX = '.dat';
 export const METADATA_SUFFIX = '.meta.json';
@@ -43,9 +44,14 @@ export function dataKeyOf(strategy: PartitionStrategy, replica: LayoutInput): st
   return `${partitionOf(strategy, replica)}${replica.chunkId}/${replica.replicaId}${DATA_SUFFIX}`;
 }
 
-/** The storage key of the metadata sidecar that belongs to a data key. */
+/** The storage key of the metadata sidecar that belongs to a data key (compressed or not). */
 export function metadataKeyOf(dataKey: string): string {
-  return dataKey.slice(0, -DATA_SUFFIX.length) + METADATA_SUFFIX;
+  return withoutCodecSuffix(dataKey).slice(0, -DATA_SUFFIX.length) + METADATA_SUFFIX;
+}
+
+/** Whether `key` is a replica's data object (compressed or not). */
+export function isDataKey(key: string): boolean {
+  return withoutCodecSuffix(key).endsWith(DATA_SUFFIX);
 }
 
 function partitionOf(strategy: PartitionStrategy, replica: LayoutInput): string {

@@ -35,6 +35,32 @@ export function registerMaintenance(program: Command): void {
     );
 
   program
+    .command('compress')
+    .description('run a compression pass now: re-encode replicas older than compression_age_days')
+    .option('--dry-run', 'print what a real pass would compress, and change nothing')
+    .option('--json', 'print JSON')
+    .action((options: { dryRun?: boolean; json?: boolean }, command: Command) =>
+      runCommand(async () => {
+        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
+        try {
+          const report = await vault.maintenance.runPass({ tasks: ['compression'], dryRun: options.dryRun ?? false });
+          if (report.skipped) throw new Error(`${report.skipped}; try again later`);
+          const result = report.compression!;
+          if (options.json) return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          const verb = result.dryRun ? 'would compress' : 'compressed';
+          for (const item of result.items) process.stdout.write(`${verb} ${item.backend}:${item.path} (chunk ${item.chunkId}, replica ${item.replicaId}, ${item.sizeBytes} bytes, stored ${item.storedAt})\n`);
+          process.stdout.write(
+            result.dryRun
+              ? `dry run: ${result.items.length} replica(s) stored before ${result.cutoff} would be compressed with ${result.codec}${result.more ? ' (more are due than one pass handles)' : ''}\n`
+              : `${result.replicasCompressed} replica(s) compressed with ${result.codec}: ${result.bytesBefore} -> ${result.bytesAfter} bytes; ${result.skippedNoGain} left as they were (no gain); ${result.recovered} interrupted compression(s) finished\n`,
+          );
+        } finally {
+          await vault.close();
+        }
+      }),
+    );
+
+  program
     .command('scrub')
     .description('re-read stored replicas (least recently verified first) and repair bad ones; queued for a worker unless --now')
     .option('--now', 'run the scrub in this process and print its report')

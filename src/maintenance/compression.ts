@@ -1,0 +1,181 @@
+/**
+ * Compression of old data: replicas stored longer ago than `compression_age_days` are
+ * re-encoded with the configured codec.
+ *
+ * Per replica: encode -> write the compressed object beside the original (atomic, durable,
+ * checksummed) -> read it back and decode it against the chunk's checksum -> note the
+ * replica as "compressing" -> rewrite its metadata -> point the catalog at the compressed
+ * object -> remove the original -> clear the note. Every pass first finishes what a crashed
+ * pass left noted: if the catalog points at the compressed object the original is removed,
+ * otherwise the compressed object is. So a crash at any step leaves a readable replica, and
+ * the next pass leaves no garbage. Data that does not shrink is left as it is.
+ */
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import type { Config } from '../config/config.schema.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Logger } from '../logging/logger.js';
+import type { ReplicaRecord } from '../domain/types.js';
+import { encodeSidecar } from '../catalog/sidecar.js';
+import { checksumOfStream } from '../integrity/checksum.js';
+import { CODEC_SUFFIX, decoded, encoder, withoutCodecSuffix } from '../integrity/codecs.js';
+import { metadataKeyOf } from '../storage/storage-layout.js';
+
+const DAY_MS = 24 * 3600 * 1000;
+const PAGE = 500;
+
+export interface CompressionItem {
+  chunkId: string;
+  replicaId: string;
+  backend: string;
+  path: string;
+  sizeBytes: number;
+  storedAt: string;
+}
+
+export interface CompressionResult {
+  dryRun: boolean;
+  cutoff: string;
+  codec: string;
+  replicasCompressed: number;
+  bytesBefore: number;
+  bytesAfter: number;
+  /** Replicas left as they were because the codec did not make them smaller. */
+  skippedNoGain: number;
+  /** Interrupted compressions of an earlier pass that this pass finished. */
+  recovered: number;
+  more: boolean;
+  /** What was (or, in a dry run, would be) compressed. */
+  items: CompressionItem[];
+}
+
+export interface CompressionDeps {
+  config: Config;
+  catalog: Catalog;
+  backends: BackendRegistry;
+  logger: Logger;
+}
+
+export class Compression {
+  readonly #deps: CompressionDeps;
+
+  constructor(deps: CompressionDeps) {
+    this.#deps = deps;
+  }
+
+  /** Stored, uncompressed replicas of settled chunks stored before the cutoff, oldest first. */
+  async plan(nowMs: number): Promise<{ cutoff: string; items: CompressionItem[]; more: boolean }> {
+    const { config, catalog } = this.#deps;
+    const cutoffMs = nowMs - config.storage.cleanup.compression_age_days * DAY_MS;
+    const limit = config.chunkvault.maintenance.compress_replicas_per_pass;
+    const due: CompressionItem[] = [];
+    for (let offset = 0; ; offset += PAGE) {
+      const chunkIds = await catalog.chunksCreatedBefore(cutoffMs, offset, PAGE);
+      for (const chunkId of chunkIds) {
+        const chunk = await catalog.getChunk(chunkId);
+        if (!chunk || chunk.status === 'pending') continue;
+        for (const r of await catalog.listReplicas(chunkId)) {
+          if (r.status !== 'stored' || r.codec !== '' || !(Date.parse(r.storedAt) < cutoffMs)) continue;
+          due.push({ chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, sizeBytes: r.sizeBytes, storedAt: r.storedAt });
+        }
+      }
+      if (chunkIds.length < PAGE) break;
+    }
+    due.sort((a, b) => a.storedAt.localeCompare(b.storedAt) || a.chunkId.localeCompare(b.chunkId) || a.replicaId.localeCompare(b.replicaId));
+    return { cutoff: new Date(cutoffMs).toISOString(), items: due.slice(0, limit), more: due.length > limit };
+  }
+
+  async run(nowMs: number, dryRun: boolean): Promise<CompressionResult> {
+    const codec = this.#deps.config.chunkvault.maintenance.compression_codec;
+    const recovered = dryRun ? 0 : await this.recover();
+    const plan = await this.plan(nowMs);
+    const result: CompressionResult = {
+      dryRun, cutoff: plan.cutoff, codec, replicasCompressed: 0, bytesBefore: 0, bytesAfter: 0, skippedNoGain: 0, recovered, more: plan.more, items: [],
+    };
+    if (dryRun) {
+      result.items = plan.items;
+      return result;
+    }
+    for (const item of plan.items) {
+      const record = await this.#deps.catalog.getReplica(item.chunkId, item.replicaId);
+      if (!record || record.status !== 'stored' || record.path !== item.path) continue;
+      const after = await this.#compressOne(record);
+      if (after === undefined) {
+        result.skippedNoGain += 1;
+        continue;
+      }
+      result.items.push(item);
+      result.replicasCompressed += 1;
+      result.bytesBefore += item.sizeBytes;
+      result.bytesAfter += after;
+    }
+    this.#deps.logger.info({ codec, replicasCompressed: result.replicasCompressed, bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter, skippedNoGain: result.skippedNoGain, recovered }, 'compression pass done');
+    return result;
+  }
+
+  /** Finishes compressions a crashed pass left half-way. Returns how many it finished. */
+  async recover(): Promise<number> {
+    const { catalog, backends } = this.#deps;
+    let finished = 0;
+    for (const member of await catalog.compressionsInFlight()) {
+      const [chunkId, replicaId, backendName, compressedKey] = member.split('\n') as [string, string, string, string];
+      const backend = backends.byName(backendName);
+      if (!backend) continue;
+      const record = await catalog.getReplica(chunkId, replicaId);
+      // The catalog decides which object is the replica; the other one is the leftover.
+      const compressedWon = record?.path === compressedKey;
+      await backend.delete(compressedWon ? withoutCodecSuffix(compressedKey) : compressedKey);
+      if (!compressedWon && record?.status === 'stored' && this.#deps.config.storage.integrity.store_metadata) {
+        // The metadata may already name the compressed object: make it name the original again.
+        const chunk = await catalog.getChunk(chunkId);
+        const sidecar = encodeSidecar({ ...record, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
+        await backend.put(metadataKeyOf(record.path), sidecar.bytes, sidecar.putOptions);
+      }
+      await catalog.endCompression(member);
+      finished += 1;
+    }
+    return finished;
+  }
+
+  /** Compresses one replica; returns its new size, or undefined when the codec gained nothing. */
+  async #compressOne(record: ReplicaRecord): Promise<number | undefined> {
+    const { config, catalog, backends } = this.#deps;
+    const codec = config.chunkvault.maintenance.compression_codec;
+    const backend = backends.byName(record.backend)!;
+    const pieces: Buffer[] = [];
+    await pipeline(await backend.get(record.path), encoder(codec), new Writable({
+      write(piece: Buffer, _encoding, done) {
+        pieces.push(piece);
+        done();
+      },
+    }));
+    const compressed = Buffer.concat(pieces);
+    if (compressed.byteLength >= record.sizeBytes) return undefined;
+
+    const compressedKey = record.path + CODEC_SUFFIX[codec];
+    await backend.put(compressedKey, compressed, { sizeBytes: compressed.byteLength, checksum: createHash('sha256').update(compressed).digest('hex'), algorithm: 'sha256' });
+    const check = await checksumOfStream(decoded(await backend.get(compressedKey), codec), record.algorithm);
+    if (check.checksum !== record.checksum || check.sizeBytes !== record.sizeBytes) {
+      await backend.delete(compressedKey);
+      throw new Error(`compression of ${record.path} does not decode to the chunk (${check.checksum}, ${check.sizeBytes} bytes); left uncompressed`);
+    }
+
+    const member = [record.chunkId, record.replicaId, record.backend, compressedKey].join('\n');
+    await catalog.beginCompression(member);
+    if (config.storage.integrity.store_metadata) {
+      const chunk = await catalog.getChunk(record.chunkId);
+      const sidecar = encodeSidecar({ ...record, path: compressedKey, codec, storedBytes: compressed.byteLength, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
+      await backend.put(metadataKeyOf(compressedKey), sidecar.bytes, sidecar.putOptions);
+    }
+    const outcome = await catalog.recordCompressed(record.chunkId, record.replicaId, record.path, compressedKey, codec, compressed.byteLength);
+    if (outcome === 'skip') {
+      await backend.delete(compressedKey); // the replica changed meanwhile (repaired, expired): leave it be
+    } else {
+      await backend.delete(record.path);
+    }
+    await catalog.endCompression(member);
+    return outcome === 'ok' ? compressed.byteLength : undefined;
+  }
+}

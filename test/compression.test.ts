@@ -1,0 +1,207 @@
+/**
+ * Compression of old data: old replicas are re-encoded beside the original, verified by
+ * decoding, recorded, and only then is the original removed; reads stay byte-identical;
+ * a crash at either end of the critical step recovers on the next pass with no garbage.
+ */
+import { randomBytes } from 'node:crypto';
+import { access, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import type { Chunkvault } from '../src/app.js';
+import type { Backend } from '../src/backends/backend.js';
+import { BackendRegistry } from '../src/backends/backend-registry.js';
+import { BackendIoError } from '../src/errors.js';
+import { Compression } from '../src/maintenance/compression.js';
+import { createLogger } from '../src/logging/logger.js';
+import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
+import { makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+
+const DAY = 24 * 3600 * 1000;
+let env: TestEnv;
+let vault: Chunkvault | undefined;
+
+afterEach(async () => {
+  await vault?.close();
+  vault = undefined;
+  await env.cleanup();
+});
+
+async function start(overrides: Record<string, unknown> = {}): Promise<Chunkvault> {
+  env = await makeTestEnv({ storage: { cleanup: { compression_age_days: 7 } }, ...overrides });
+  vault = await openVault(env);
+  await vault.startWorkers();
+  return vault;
+}
+
+const exists = (file: string) => access(file).then(() => true, () => false);
+const later = (results: StoredChunk[], days: number) => () => Math.max(...results.map((r) => Date.parse(r.storedAt))) + days * DAY + 1;
+
+/** Every file under the data directory, relative, sorted. */
+async function filesOnDisk(): Promise<string[]> {
+  const entries = await readdir(env.basePath, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(env.basePath, path.join(e.parentPath, e.name))).sort();
+}
+
+/** The local backend, except that one operation on keys matching `match` fails as a crash would cut it short. */
+function registryFailing(v: Chunkvault, op: 'put' | 'delete', match: RegExp): BackendRegistry {
+  class Failing extends BackendRegistry {
+    override byName(name: string): Backend | undefined {
+      const real = super.byName(name)!;
+      const failing = async (key: string, ...rest: unknown[]) => {
+        if (match.test(key)) throw new BackendIoError(`${op} ${key}: simulated crash`);
+        return (real[op] as (...a: unknown[]) => Promise<void>).call(real, key, ...rest);
+      };
+      return new Proxy(real, {
+        get: (target, prop) => (prop === op ? failing : typeof target[prop as keyof Backend] === 'function' ? (target[prop as keyof Backend] as (...a: unknown[]) => unknown).bind(target) : target[prop as keyof Backend]),
+      });
+    }
+  }
+  return new Failing(v.config);
+}
+
+describe('compression of old data', () => {
+  it('re-encodes old replicas, keeps reads byte-identical, and skips data that does not shrink', async () => {
+    const v = await start();
+    const tasks: DistributionTask[] = [...seedTasks(3, 2), ...seedTasks(1, 2, 'noise')];
+    tasks[3]!.chunkData = randomBytes(20_000);
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const before = await v.getStatistics();
+    const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+    expect(report.compression).toMatchObject({ codec: 'gzip', replicasCompressed: 6, skippedNoGain: 2, recovered: 0 });
+
+    const files = await filesOnDisk();
+    for (const r of results) {
+      const compressed = !r.chunkId.startsWith('noise');
+      expect(files.includes(r.storagePath)).toBe(!compressed);
+      expect(files.includes(`${r.storagePath}.gz`)).toBe(compressed);
+      const record = await v.catalog.getReplica(r.chunkId, r.replicaId);
+      expect(record).toMatchObject({ status: 'stored', codec: compressed ? 'gzip' : '', checksum: r.checksum, sizeBytes: r.sizeBytes });
+    }
+    for (const task of tasks) expect((await v.getChunk(task.chunkId)).equals(task.chunkData as Buffer)).toBe(true);
+
+    const stats = await v.getStatistics();
+    let onDisk = 0;
+    for (const f of files.filter((f) => /\.dat(\.gz)?$/.test(f))) onDisk += (await stat(path.join(env.basePath, f))).size;
+    expect(stats.total_size_bytes).toBe(onDisk);
+    expect(stats.backend_stats.local!.total_size_bytes).toBe(onDisk);
+    expect(stats.bytes_saved_by_compression).toBe(before.total_size_bytes - onDisk);
+    expect(stats.compressed_replicas).toBe(6);
+    expect(stats.successful_stores).toBe(8);
+
+    // Nothing left to do on the next pass.
+    expect((await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 8) })).compression!.replicasCompressed).toBe(0);
+  });
+
+  it('leaves data younger than compression_age_days alone', async () => {
+    const v = await start();
+    const results = await (await v.producer.store(seedTasks(2, 1))).results({ timeoutMs: 30_000 });
+    const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 6) });
+    expect(report.compression!.replicasCompressed).toBe(0);
+    for (const r of results) expect(await exists(path.join(env.basePath, r.storagePath))).toBe(true);
+  });
+
+  it('brotli works too', async () => {
+    const v = await start({ chunkvault: { maintenance: { compression_codec: 'brotli' } } });
+    const tasks = seedTasks(2, 1);
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+    expect(await exists(path.join(env.basePath, `${results[0]!.storagePath}.br`))).toBe(true);
+    expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+  });
+
+  it('recovers from a crash after the catalog switched but before the original was removed', async () => {
+    const v = await start();
+    const tasks = seedTasks(1, 1);
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const original = results[0]!.storagePath;
+    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: registryFailing(v, 'delete', /\.dat$/), logger: createLogger('silent') });
+    await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
+    // Mid-way: both objects exist; the catalog already reads the compressed one.
+    expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.gz`]));
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('gzip');
+    expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+
+    const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+    expect(report.compression!.recovered).toBe(1);
+    expect(await filesOnDisk()).toEqual([`${original}.gz`, original.replace(/\.dat$/, '.meta.json')]);
+    expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+  });
+
+  it('recovers from a crash after the compressed object was written but before the catalog switched', async () => {
+    const v = await start();
+    const tasks = seedTasks(1, 1);
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const original = results[0]!.storagePath;
+    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: registryFailing(v, 'put', /\.meta\.json$/), logger: createLogger('silent') });
+    await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
+    expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.gz`]));
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('');
+    expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+
+    // The next pass removes the leftover, then compresses the replica properly.
+    const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+    expect(report.compression).toMatchObject({ recovered: 1, replicasCompressed: 1 });
+    expect(await filesOnDisk()).toEqual([`${original}.gz`, original.replace(/\.dat$/, '.meta.json')]);
+    const sidecar = JSON.parse(await readFile(path.join(env.basePath, original.replace(/\.dat$/, '.meta.json')), 'utf8'));
+    expect(sidecar).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
+  });
+
+  it('repairs a corrupt compressed replica from another one, as plain data', async () => {
+    const v = await start();
+    const tasks = seedTasks(1, 2);
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+    const gz = path.join(env.basePath, `${results[0]!.storagePath}.gz`);
+    const bytes = await readFile(gz);
+    bytes[bytes.length - 6] = bytes[bytes.length - 6]! ^ 0xff; // inside the gzip trailer's CRC
+    await writeFile(gz, bytes);
+
+    expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+    await waitFor('the repair', async () => (await v.getStatistics()).repairs_done === 1);
+    const record = await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0');
+    expect(record).toMatchObject({ status: 'stored', codec: '', path: results[0]!.storagePath });
+    expect(await exists(gz)).toBe(false);
+    expect((await readFile(path.join(env.basePath, results[0]!.storagePath))).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+  });
+
+  it('keeps checkpoint verify, scrub, retention and reindex working on compressed replicas', async () => {
+    const v = await start({ storage: { cleanup: { compression_age_days: 7, retention_days: 30 }, organization: { checkpoint_interval_chunks: 2 } } });
+    const tasks = seedTasks(2, 1);
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    await waitFor('a checkpoint', async () => (await v.checkpoints.count()) === 1);
+    await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+
+    expect((await v.checkpoints.verify('cp-00000001')).problems).toEqual([]);
+    expect((await v.maintenance.runPass({ tasks: ['scrub'] })).scrub).toMatchObject({ replicasChecked: 2, corruptFound: 0 });
+
+    // Reindex after a flush of this test's keys finds the compressed replicas again.
+    const redis = new Redis(env.config.chunkvault.redis.url);
+    const keys = await redis.keys(`{${env.prefix}}:catalog:*`);
+    await redis.del(...keys);
+    redis.disconnect();
+    const report = await v.reindex({ verify: true });
+    expect(report).toMatchObject({ restored: 2, problems: [] });
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('gzip');
+    expect((await v.getChunk('chunk_1')).equals(tasks[1]!.chunkData as Buffer)).toBe(true);
+
+    const expired = await v.maintenance.runPass({ tasks: ['retention'], now: later(results, 31) });
+    expect(expired.retention!.replicasDeleted).toBe(2);
+    expect((await filesOnDisk()).filter((f) => !f.startsWith('_chunkvault/'))).toEqual([]);
+  });
+
+  it('`compress --dry-run` shows what `compress` then compresses', async () => {
+    await start({ storage: { cleanup: { compression_age_days: 0 } } });
+    await (await vault!.producer.store(seedTasks(2, 1))).results({ timeoutMs: 30_000 });
+    await vault!.close();
+    vault = undefined;
+    const dry = await runCli(['compress', '--dry-run', '--config', env.configPath]);
+    expect(dry.code).toBe(0);
+    const real = await runCli(['compress', '--config', env.configPath]);
+    expect(real.code).toBe(0);
+    const planned = dry.stdout.split('\n').filter((l) => l.startsWith('would compress ')).map((l) => l.replace('would compress ', ''));
+    const done = real.stdout.split('\n').filter((l) => l.startsWith('compressed ')).map((l) => l.replace('compressed ', ''));
+    expect(planned).toHaveLength(2);
+    expect(done).toEqual(planned);
+  });
+});
