@@ -231,6 +231,19 @@ describe('schedule', () => {
     }
   });
 
+  it('runs passes on the schedule in a worker, reporting them in stats', async () => {
+    env = await makeTestEnv({ storage: { cleanup: { cleanup_schedule: '* * * * * *', retention_days: 0 } } }); // every second
+    vault = await openVault(env);
+    await vault.startWorkers();
+    await (await vault.producer.store(seedTasks(2, 1))).results({ timeoutMs: 30_000 });
+    const stats = await waitFor('a scheduled pass that deleted the data', async () => {
+      const s = await vault!.getStatistics();
+      return s.expired_replicas === 2 ? s : undefined;
+    }, 20_000, 100);
+    expect(stats.expired_replicas).toBe(2);
+    expect(stats.last_maintenance!.scrub).toBeDefined();
+  });
+
   it('never runs two passes at once', async () => {
     // A slow scrub (2 KB/s over ~5.5 KB) keeps the first pass running while the second starts.
     env = await makeTestEnv({ chunkvault: { maintenance: { scrub_bytes_per_second: 2000 } } });
