@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openChunkvault } from '../../app.js';
 import { configFor, runCommand } from '../cli-support.js';
+import type { StorageStatistics } from '../../stats/statistics.js';
 
 export function registerStats(program: Command): void {
   program
@@ -21,6 +22,10 @@ export function registerStats(program: Command): void {
             `replicas stored:    ${stats.successful_stores} (failed ${stats.failed_stores}, corrupt ${stats.corrupt_replicas}, repairs done ${stats.repairs_done})`,
             `size:               ${stats.total_size_gb.toFixed(4)} GB (${stats.total_size_bytes} bytes)`,
             `checkpoints:        ${stats.checkpoints_created}`,
+            `expired:            ${stats.expired_replicas} replicas (${stats.expired_bytes} bytes) by retention`,
+            `compressed:         ${stats.compressed_replicas} replicas (${stats.bytes_saved_by_compression} bytes saved)`,
+            `oldest verified:    ${stats.oldest_verification ?? 'n/a'}`,
+            `last maintenance:   ${describeLast(stats.last_maintenance)}`,
             'by cloud:',
             ...Object.entries(stats.storage_by_cloud).map(([cloud, c]) => `  ${cloud}: ${c.count} replicas, ${(c.size_bytes / 1024 ** 2).toFixed(2)} MB`),
             'by node:',
@@ -36,4 +41,14 @@ export function registerStats(program: Command): void {
         }
       }),
     );
+}
+
+function describeLast(report: StorageStatistics['last_maintenance']): string {
+  if (!report) return 'never';
+  const parts = [report.finishedAt];
+  if (report.retention) parts.push(`retention deleted ${report.retention.replicasDeleted} (${report.retention.bytesDeleted} bytes)`);
+  if (report.compression) parts.push(`compressed ${report.compression.replicasCompressed}`);
+  if (report.scrub) parts.push(`scrubbed ${report.scrub.replicasChecked}, ${report.scrub.corruptFound} bad`);
+  if (report.error) parts.push(`error: ${report.error}`);
+  return parts.join('; ');
 }
