@@ -59,6 +59,22 @@ local function refresh_chunk(P, chunkId)
 end
 `;
 
+/** Takes a replica that was stored out of every stored counter and the verification index. */
+const LEAVE_STORED = `
+local function leave_stored(P, chunkId, rid, size, cloud, node, backend)
+  local stats = P .. ':stats'
+  redis.call('HINCRBY', stats, 'replicas_stored', -1)
+  redis.call('HINCRBY', stats, 'bytes_stored', -size)
+  redis.call('HINCRBY', stats, 'cloud:' .. cloud .. ':count', -1)
+  redis.call('HINCRBY', stats, 'cloud:' .. cloud .. ':bytes', -size)
+  redis.call('HINCRBY', stats, 'node:' .. node .. ':count', -1)
+  redis.call('HINCRBY', stats, 'node:' .. node .. ':bytes', -size)
+  redis.call('HINCRBY', stats, 'backend:' .. backend .. ':bytes', -size)
+  redis.call('HINCRBY', stats, 'backend:' .. backend .. ':count', -1)
+  redis.call('ZREM', P .. ':verified', chunkId .. ':' .. rid)
+end
+`;
+
 /**
  * Registers a chunk and the replicas a producer asks for.
  * ARGV: P, chunkId, checksum, algorithm, sizeBytes, createdAtIso, createdAtMs, n, then n x
@@ -210,7 +226,7 @@ return {1}
  * ARGV: P, chunkId, replicaId, reason
  * Returns the replica's corruption number (names its repair job), or 0 if it is not stored.
  */
-export const RECORD_CORRUPT = `${REFRESH_CHUNK}
+export const RECORD_CORRUPT = `${REFRESH_CHUNK}${LEAVE_STORED}
 local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
 local rkey = P .. ':r:' .. chunkId .. ':' .. rid
 local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'corruptions', 'storedBytes')
@@ -220,17 +236,9 @@ local size = tonumber(r[7] or r[2])
 local stats = P .. ':stats'
 local n = redis.call('HINCRBY', rkey, 'corruptions', 1)
 redis.call('HSET', rkey, 'status', 'corrupt', 'error', ARGV[4])
-redis.call('HINCRBY', stats, 'replicas_stored', -1)
-redis.call('HINCRBY', stats, 'bytes_stored', -size)
-redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':count', -1)
-redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':bytes', -size)
-redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':count', -1)
-redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':bytes', -size)
-redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':bytes', -size)
-redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':count', -1)
+leave_stored(P, chunkId, rid, size, r[3], r[4], r[5])
 redis.call('HINCRBY', stats, 'replicas_corrupt', 1)
 redis.call('HINCRBY', stats, 'corruptions_found', 1)
-redis.call('ZREM', P .. ':verified', chunkId .. ':' .. rid)
 refresh_chunk(P, chunkId)
 return n
 `;
@@ -298,7 +306,7 @@ return 'ok'
  * ARGV: P, chunkId, replicaId, expiredAtIso
  * Returns the chunk's status afterwards, or 'skip' if the replica was not stored.
  */
-export const RECORD_EXPIRED = `${REFRESH_CHUNK}
+export const RECORD_EXPIRED = `${REFRESH_CHUNK}${LEAVE_STORED}
 local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
 local rkey = P .. ':r:' .. chunkId .. ':' .. rid
 local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'storedBytes')
@@ -313,17 +321,9 @@ end
 if r[1] ~= 'stored' then return 'skip' end
 local size = tonumber(r[6] or r[2])
 redis.call('HSET', rkey, 'status', 'expired', 'expiredAt', ARGV[4], 'error', '')
-redis.call('HINCRBY', stats, 'replicas_stored', -1)
-redis.call('HINCRBY', stats, 'bytes_stored', -size)
-redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':count', -1)
-redis.call('HINCRBY', stats, 'cloud:' .. r[3] .. ':bytes', -size)
-redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':count', -1)
-redis.call('HINCRBY', stats, 'node:' .. r[4] .. ':bytes', -size)
-redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':bytes', -size)
-redis.call('HINCRBY', stats, 'backend:' .. r[5] .. ':count', -1)
+leave_stored(P, chunkId, rid, size, r[3], r[4], r[5])
 redis.call('HINCRBY', stats, 'replicas_expired', 1)
 redis.call('HINCRBY', stats, 'bytes_expired', size)
-redis.call('ZREM', P .. ':verified', chunkId .. ':' .. rid)
 return refresh_chunk(P, chunkId)
 `;
 

@@ -22,18 +22,11 @@ import { encodeSidecar } from '../catalog/sidecar.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { CODEC_SUFFIX, decoded, encoder, withoutCodecSuffix } from '../integrity/codecs.js';
 import { metadataKeyOf } from '../storage/storage-layout.js';
+import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
 
-const DAY_MS = 24 * 3600 * 1000;
-const PAGE = 500;
 
-export interface CompressionItem {
-  chunkId: string;
-  replicaId: string;
-  backend: string;
-  path: string;
-  sizeBytes: number;
-  storedAt: string;
-}
+/** A replica compression re-encodes. */
+export type CompressionItem = AgedReplica;
 
 export interface CompressionResult {
   dryRun: boolean;
@@ -70,21 +63,8 @@ export class Compression {
     const { config, catalog } = this.#deps;
     const cutoffMs = nowMs - config.storage.cleanup.compression_age_days * DAY_MS;
     const limit = config.chunkvault.maintenance.compress_replicas_per_pass;
-    const due: CompressionItem[] = [];
-    for (let offset = 0; ; offset += PAGE) {
-      const chunkIds = await catalog.chunksCreatedBefore(cutoffMs, offset, PAGE);
-      for (const chunkId of chunkIds) {
-        const chunk = await catalog.getChunk(chunkId);
-        if (!chunk || chunk.status === 'pending') continue;
-        for (const r of await catalog.listReplicas(chunkId)) {
-          if (r.status !== 'stored' || r.codec !== '' || !(Date.parse(r.storedAt) < cutoffMs)) continue;
-          due.push({ chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, sizeBytes: r.sizeBytes, storedAt: r.storedAt });
-        }
-      }
-      if (chunkIds.length < PAGE) break;
-    }
-    due.sort((a, b) => a.storedAt.localeCompare(b.storedAt) || a.chunkId.localeCompare(b.chunkId) || a.replicaId.localeCompare(b.replicaId));
-    return { cutoff: new Date(cutoffMs).toISOString(), items: due.slice(0, limit), more: due.length > limit };
+    const { items, more } = await agedReplicas(catalog, cutoffMs, limit, (r) => r.status === 'stored' && r.codec === '');
+    return { cutoff: new Date(cutoffMs).toISOString(), items, more };
   }
 
   async run(nowMs: number, dryRun: boolean): Promise<CompressionResult> {

@@ -12,20 +12,12 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import { metadataKeyOf } from '../storage/storage-layout.js';
+import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
 import { CODEC_SUFFIX, withoutCodecSuffix } from '../integrity/codecs.js';
 
-const DAY_MS = 24 * 3600 * 1000;
-const PAGE = 500;
 
-export interface RetentionItem {
-  chunkId: string;
-  replicaId: string;
-  backend: string;
-  path: string;
-  /** Bytes the object takes on the backend. */
-  sizeBytes: number;
-  storedAt: string;
-}
+/** A replica retention deletes. */
+export type RetentionItem = AgedReplica;
 
 export interface RetentionPlan {
   /** Replicas stored before this instant are due. */
@@ -65,30 +57,14 @@ export class Retention {
     const { config, catalog, backends } = this.#deps;
     const cutoffMs = nowMs - config.storage.cleanup.retention_days * DAY_MS;
     const limit = config.chunkvault.maintenance.max_deletes_per_pass;
-    const due: RetentionItem[] = [];
-    // A chunk's replicas are stored after it was queued: only chunks queued before the cutoff can hold due replicas.
-    for (let offset = 0; ; offset += PAGE) {
-      const chunkIds = await catalog.chunksCreatedBefore(cutoffMs, offset, PAGE);
-      for (const chunkId of chunkIds) {
-        const chunk = await catalog.getChunk(chunkId);
-        if (!chunk || chunk.status === 'pending') continue; // in flight: never delete under a running write
-        for (const replica of await catalog.listReplicas(chunkId)) {
-          const storedAtMs = Date.parse(replica.storedAt);
-          if ((replica.status !== 'stored' && replica.status !== 'corrupt') || !(storedAtMs < cutoffMs)) continue;
-          due.push({ chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, sizeBytes: replica.storedBytes, storedAt: replica.storedAt });
-        }
-      }
-      if (chunkIds.length < PAGE) break;
-    }
-    due.sort((a, b) => a.storedAt.localeCompare(b.storedAt) || a.chunkId.localeCompare(b.chunkId) || a.replicaId.localeCompare(b.replicaId));
-    const items = due.slice(0, limit);
+    const { items, more } = await agedReplicas(catalog, cutoffMs, limit, (r) => r.status === 'stored' || r.status === 'corrupt');
     // Check every planned object before deleting any: a backend that cannot answer stops the pass here.
     for (const item of items) {
       const backend = backends.byName(item.backend);
       if (!backend) throw new Error(`retention: replica ${item.replicaId} of chunk ${item.chunkId} is on backend ${item.backend}, which is not configured`);
       await backend.head(item.path);
     }
-    return { cutoff: new Date(cutoffMs).toISOString(), items, more: due.length > limit };
+    return { cutoff: new Date(cutoffMs).toISOString(), items, more };
   }
 
   /** Plans at `nowMs` and, unless `dryRun`, deletes what the plan holds. */
