@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { openChunkvault } from '../../app.js';
 import { configFor, runCommand } from '../cli-support.js';
 
@@ -15,6 +16,9 @@ export function registerWorker(program: Command): void {
         const stopSignal = new Promise<string>((resolve) => {
           for (const name of SIGNALS) process.once(name, () => resolve(name));
         });
+        // The longest event-loop stall matters: one longer than lock_duration_ms lets a job run twice.
+        const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+        loopDelay.enable();
         const vault = await openChunkvault(config);
         vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
         await vault.startWorkers();
@@ -23,7 +27,12 @@ export function registerWorker(program: Command): void {
         // A second signal while draining means "now": exit without waiting (jobs re-run later).
         for (const name of SIGNALS) process.once(name, () => process.exit(1));
         await vault.close();
-        vault.logger.info('worker stopped');
+        loopDelay.disable();
+        const cpu = process.cpuUsage();
+        vault.logger.info(
+          { cpuUserMs: Math.round(cpu.user / 1000), cpuSystemMs: Math.round(cpu.system / 1000), maxRssKiB: process.resourceUsage().maxRSS, eventLoopMaxMs: Math.round(loopDelay.max / 1e6) },
+          'worker stopped',
+        );
         return 0;
       }),
     );
