@@ -12,6 +12,9 @@ export interface ReplicaRef {
   replicaId: string;
 }
 
+/** Replica statuses read per poll at most. */
+const POLL_WINDOW = 256;
+
 export interface WaitOptions {
   /** How often the catalog is polled; default 100 ms. */
   pollIntervalMs?: number;
@@ -50,15 +53,20 @@ export class StoreHandle {
     let outstanding = this.tracked.map((_, i) => i);
     for (;;) {
       options.signal?.throwIfAborted();
-      const statuses = await this.#catalog.replicaStatuses(outstanding.map((i) => this.tracked[i]!));
-      outstanding = outstanding.filter((_, k) => statuses[k] !== 'stored' && statuses[k] !== 'failed');
+      // Replicas end roughly in the order they were queued: look at a bounded window of the
+      // oldest outstanding ones per poll, so a poll costs the same for 10 or 100,000 replicas.
+      const window = outstanding.slice(0, POLL_WINDOW);
+      const statuses = await this.#catalog.replicaStatuses(window.map((i) => this.tracked[i]!));
+      const ended = new Set(window.filter((_, k) => statuses[k] === 'stored' || statuses[k] === 'failed'));
+      if (ended.size) outstanding = outstanding.filter((i) => !ended.has(i));
       options.onProgress?.(this.total - outstanding.length, this.total);
       if (outstanding.length === 0) break;
       if (Date.now() >= deadline) {
         const names = outstanding.slice(0, 5).map((i) => `${this.tracked[i]!.replicaId}@${this.tracked[i]!.chunkId}`);
         throw new Error(`timed out waiting for ${outstanding.length} replica(s) (${names.join(', ')}${outstanding.length > 5 ? ', ...' : ''}); is a worker running?`);
       }
-      await sleep(interval);
+      // A window that had ended entirely: look at the next one at once.
+      if (ended.size < window.length) await sleep(interval);
     }
     const records = await this.#catalog.getReplicas(this.tracked);
     return [...this.rejected, ...records.map((record, i) => toResult(record, this.tracked[i]!))];
