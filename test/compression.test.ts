@@ -9,13 +9,10 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
-import type { Backend } from '../src/backends/backend.js';
-import { BackendRegistry } from '../src/backends/backend-registry.js';
-import { BackendIoError } from '../src/errors.js';
 import { Compression } from '../src/maintenance/compression.js';
 import { createLogger } from '../src/logging/logger.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
-import { makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { failingBackends, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 const DAY = 24 * 3600 * 1000;
 let env: TestEnv;
@@ -41,23 +38,6 @@ const later = (results: StoredChunk[], days: number) => () => Math.max(...result
 async function filesOnDisk(): Promise<string[]> {
   const entries = await readdir(env.basePath, { recursive: true, withFileTypes: true });
   return entries.filter((e) => e.isFile()).map((e) => path.relative(env.basePath, path.join(e.parentPath, e.name))).sort();
-}
-
-/** The local backend, except that one operation on keys matching `match` fails as a crash would cut it short. */
-function registryFailing(v: Chunkvault, op: 'put' | 'delete', match: RegExp): BackendRegistry {
-  class Failing extends BackendRegistry {
-    override byName(name: string): Backend | undefined {
-      const real = super.byName(name)!;
-      const failing = async (key: string, ...rest: unknown[]) => {
-        if (match.test(key)) throw new BackendIoError(`${op} ${key}: simulated crash`);
-        return (real[op] as (...a: unknown[]) => Promise<void>).call(real, key, ...rest);
-      };
-      return new Proxy(real, {
-        get: (target, prop) => (prop === op ? failing : typeof target[prop as keyof Backend] === 'function' ? (target[prop as keyof Backend] as (...a: unknown[]) => unknown).bind(target) : target[prop as keyof Backend]),
-      });
-    }
-  }
-  return new Failing(v.config);
 }
 
 describe('compression of old data', () => {
@@ -115,7 +95,7 @@ describe('compression of old data', () => {
     const tasks = seedTasks(1, 1);
     const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     const original = results[0]!.storagePath;
-    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: registryFailing(v, 'delete', /\.dat$/), logger: createLogger('silent') });
+    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'delete', /\.dat$/), logger: createLogger('silent') });
     await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
     // Mid-way: both objects exist; the catalog already reads the compressed one.
     expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.gz`]));
@@ -133,7 +113,7 @@ describe('compression of old data', () => {
     const tasks = seedTasks(1, 1);
     const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     const original = results[0]!.storagePath;
-    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: registryFailing(v, 'put', /\.meta\.json$/), logger: createLogger('silent') });
+    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'put', /\.meta\.json$/), logger: createLogger('silent') });
     await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
     expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.gz`]));
     expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('');

@@ -9,13 +9,11 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
-import type { Backend } from '../src/backends/backend.js';
-import { BackendRegistry } from '../src/backends/backend-registry.js';
-import { BackendIoError, NotFoundError } from '../src/errors.js';
+import { NotFoundError } from '../src/errors.js';
 import { Retention } from '../src/maintenance/retention.js';
 import type { StoredChunk } from '../src/domain/types.js';
 import { createLogger } from '../src/logging/logger.js';
-import { makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { failingBackends, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 const DAY = 24 * 3600 * 1000;
 let env: TestEnv;
@@ -120,18 +118,7 @@ describe('retention', () => {
     const results = await (await v.producer.store(seedTasks(4, 1))).results({ timeoutMs: 30_000 });
     const brokenKey = results[2]!.storagePath;
     // The real local backend, except that asking about one object fails as a flaky disk would.
-    class FlakyRegistry extends BackendRegistry {
-      override byName(name: string): Backend | undefined {
-        const real = super.byName(name)!;
-        return Object.assign(Object.create(real) as Backend, {
-          head: async (key: string) => {
-            if (key === brokenKey) throw new BackendIoError(`head ${key}: EIO: i/o error`);
-            return real.head(key);
-          },
-        });
-      }
-    }
-    const retention = new Retention({ config: v.config, catalog: v.catalog, backends: new FlakyRegistry(v.config), logger: createLogger('silent') });
+    const retention = new Retention({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'head', new RegExp(`^${brokenKey.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`), 'EIO: i/o error'), logger: createLogger('silent') });
     await expect(retention.run(Date.now() + 1, false)).rejects.toThrow(/EIO/);
     for (const r of results) {
       expect(await exists(fileOf(r))).toBe(true);

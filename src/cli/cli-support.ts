@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig, type LoadedConfig } from '../config/load-config.js';
+import { openChunkvault, type Chunkvault } from '../app.js';
 import { ChunkvaultError, ConfigError } from '../errors.js';
 
 export const EXIT_OK = 0;
@@ -48,4 +49,19 @@ export function positiveInteger(name: string): (value: string) => number {
     if (!Number.isInteger(parsed) || parsed <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
     return parsed;
   };
+}
+
+/**
+ * Runs a one-shot command body with chunkvault opened on the command's config (quietly:
+ * unimplemented settings are reported by long-running commands), closing it afterwards.
+ */
+export function withVault(command: Command, body: (vault: Chunkvault) => Promise<number | void>): Promise<never> {
+  return runCommand(async () => {
+    const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
+    try {
+      return await body(vault);
+    } finally {
+      await vault.close();
+    }
+  });
 }

@@ -15,6 +15,9 @@ import type { Config } from '../../src/config/config.schema.js';
 import { openChunkvault, type Chunkvault } from '../../src/app.js';
 import { createLogger } from '../../src/logging/logger.js';
 import type { DistributionTask } from '../../src/domain/types.js';
+import type { Backend } from '../../src/backends/backend.js';
+import { BackendRegistry } from '../../src/backends/backend-registry.js';
+import { BackendIoError } from '../../src/errors.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
@@ -170,4 +173,29 @@ function deepMerge(target: Record<string, unknown>, source: Record<string, unkno
         : value;
   }
   return out;
+}
+
+/**
+ * The configured backends, except that `op` on keys matching `match` fails the way a flaky
+ * disk or a crash would cut it short. Everything else goes to the real backend.
+ */
+export function failingBackends(config: Config, op: 'put' | 'delete' | 'head', match: RegExp, reason = 'simulated crash'): BackendRegistry {
+  class Failing extends BackendRegistry {
+    override byName(name: string): Backend | undefined {
+      const real = super.byName(name);
+      if (!real) return undefined;
+      const failing = async (key: string, ...rest: unknown[]) => {
+        if (match.test(key)) throw new BackendIoError(`${op} ${key}: ${reason}`);
+        return (real[op] as (...a: unknown[]) => Promise<unknown>).call(real, key, ...rest);
+      };
+      return new Proxy(real, {
+        get: (target, prop) => {
+          if (prop === op) return failing;
+          const value = target[prop as keyof Backend];
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    }
+  }
+  return new Failing(config);
 }

@@ -1,17 +1,5 @@
 import type { Command } from 'commander';
-import { openChunkvault, type Chunkvault } from '../../app.js';
-import { configFor, runCommand } from '../cli-support.js';
-
-function withVault(command: Command, body: (vault: Chunkvault) => Promise<number | void>): Promise<never> {
-  return runCommand(async () => {
-    const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
-    try {
-      return await body(vault);
-    } finally {
-      await vault.close();
-    }
-  });
-}
+import { withVault } from '../cli-support.js';
 
 function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

@@ -1,7 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { openChunkvault } from '../../app.js';
-import { configFor, runCommand } from '../cli-support.js';
+import { withVault } from '../cli-support.js';
 
 export function registerGet(program: Command): void {
   program
@@ -10,15 +9,10 @@ export function registerGet(program: Command): void {
     .argument('<chunkId>', 'the chunk to read')
     .option('-o, --output <file>', 'write to this file instead of stdout')
     .action((chunkId: string, options: { output?: string }, command: Command) =>
-      runCommand(async () => {
-        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
-        try {
-          const bytes = await vault.getChunk(chunkId);
-          if (options.output) await writeFile(options.output, bytes);
-          else await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (error) => (error ? reject(error) : resolve())));
-        } finally {
-          await vault.close();
-        }
+      withVault(command, async (vault) => {
+        const bytes = await vault.getChunk(chunkId);
+        if (options.output) await writeFile(options.output, bytes);
+        else await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (error) => (error ? reject(error) : resolve())));
       }),
     );
 }

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import { openChunkvault } from '../../app.js';
 import { QUEUE_NAMES } from '../../jobs/job-table.js';
 import type { RetentionResult } from '../../maintenance/retention.js';
-import { configFor, runCommand } from '../cli-support.js';
+import { withVault } from '../cli-support.js';
 
 function printRetention(result: RetentionResult): void {
   const verb = result.dryRun ? 'would delete' : 'deleted';
@@ -21,16 +20,11 @@ export function registerMaintenance(program: Command): void {
     .option('--dry-run', 'print exactly what a real pass would delete, and delete nothing')
     .option('--json', 'print JSON')
     .action((options: { dryRun?: boolean; json?: boolean }, command: Command) =>
-      runCommand(async () => {
-        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
-        try {
-          const report = await vault.maintenance.runPass({ tasks: ['retention'], dryRun: options.dryRun ?? false });
-          if (report.skipped) throw new Error(`${report.skipped}; try again later`);
-          if (options.json) process.stdout.write(`${JSON.stringify(report.retention, null, 2)}\n`);
-          else printRetention(report.retention!);
-        } finally {
-          await vault.close();
-        }
+      withVault(command, async (vault) => {
+        const report = await vault.maintenance.runPass({ tasks: ['retention'], dryRun: options.dryRun ?? false });
+        if (report.skipped) throw new Error(`${report.skipped}; try again later`);
+        if (options.json) process.stdout.write(`${JSON.stringify(report.retention, null, 2)}\n`);
+        else printRetention(report.retention!);
       }),
     );
 
@@ -40,23 +34,18 @@ export function registerMaintenance(program: Command): void {
     .option('--dry-run', 'print what a real pass would compress, and change nothing')
     .option('--json', 'print JSON')
     .action((options: { dryRun?: boolean; json?: boolean }, command: Command) =>
-      runCommand(async () => {
-        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
-        try {
-          const report = await vault.maintenance.runPass({ tasks: ['compression'], dryRun: options.dryRun ?? false });
-          if (report.skipped) throw new Error(`${report.skipped}; try again later`);
-          const result = report.compression!;
-          if (options.json) return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-          const verb = result.dryRun ? 'would compress' : 'compressed';
-          for (const item of result.items) process.stdout.write(`${verb} ${item.backend}:${item.path} (chunk ${item.chunkId}, replica ${item.replicaId}, ${item.sizeBytes} bytes, stored ${item.storedAt})\n`);
-          process.stdout.write(
-            result.dryRun
-              ? `dry run: ${result.items.length} replica(s) stored before ${result.cutoff} would be compressed with ${result.codec}${result.more ? ' (more are due than one pass handles)' : ''}\n`
-              : `${result.replicasCompressed} replica(s) compressed with ${result.codec}: ${result.bytesBefore} -> ${result.bytesAfter} bytes; ${result.skippedNoGain} left as they were (no gain); ${result.recovered} interrupted compression(s) finished\n`,
-          );
-        } finally {
-          await vault.close();
-        }
+      withVault(command, async (vault) => {
+        const report = await vault.maintenance.runPass({ tasks: ['compression'], dryRun: options.dryRun ?? false });
+        if (report.skipped) throw new Error(`${report.skipped}; try again later`);
+        const result = report.compression!;
+        if (options.json) return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        const verb = result.dryRun ? 'would compress' : 'compressed';
+        for (const item of result.items) process.stdout.write(`${verb} ${item.backend}:${item.path} (chunk ${item.chunkId}, replica ${item.replicaId}, ${item.sizeBytes} bytes, stored ${item.storedAt})\n`);
+        process.stdout.write(
+          result.dryRun
+            ? `dry run: ${result.items.length} replica(s) stored before ${result.cutoff} would be compressed with ${result.codec}${result.more ? ' (more are due than one pass handles)' : ''}\n`
+            : `${result.replicasCompressed} replica(s) compressed with ${result.codec}: ${result.bytesBefore} -> ${result.bytesAfter} bytes; ${result.skippedNoGain} left as they were (no gain); ${result.recovered} interrupted compression(s) finished\n`,
+        );
       }),
     );
 
@@ -65,21 +54,16 @@ export function registerMaintenance(program: Command): void {
     .description('re-read stored replicas (least recently verified first) and repair bad ones; queued for a worker unless --now')
     .option('--now', 'run the scrub in this process and print its report')
     .action((options: { now?: boolean }, command: Command) =>
-      runCommand(async () => {
-        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
-        try {
-          if (!options.now) {
-            const job = await vault.queue(QUEUE_NAMES.maintenance).add('maintenance.run', { tasks: ['scrub'] });
-            process.stdout.write(`scrub queued as job ${job.id}\n`);
-            return;
-          }
-          const report = await vault.maintenance.runPass({ tasks: ['scrub'] });
-          if (report.skipped) throw new Error(`${report.skipped}; try again later`);
-          process.stdout.write(`${JSON.stringify(report.scrub, null, 2)}\n`);
-          return report.scrub!.corruptFound > 0 ? 1 : 0;
-        } finally {
-          await vault.close();
+      withVault(command, async (vault) => {
+        if (!options.now) {
+          const job = await vault.queue(QUEUE_NAMES.maintenance).add('maintenance.run', { tasks: ['scrub'] });
+          process.stdout.write(`scrub queued as job ${job.id}\n`);
+          return;
         }
+        const report = await vault.maintenance.runPass({ tasks: ['scrub'] });
+        if (report.skipped) throw new Error(`${report.skipped}; try again later`);
+        process.stdout.write(`${JSON.stringify(report.scrub, null, 2)}\n`);
+        return report.scrub!.corruptFound > 0 ? 1 : 0;
       }),
     );
 }

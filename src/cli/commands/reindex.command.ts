@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { openChunkvault } from '../../app.js';
-import { configFor, runCommand } from '../cli-support.js';
+import { withVault } from '../cli-support.js';
 
 export function registerReindex(program: Command): void {
   program
@@ -9,19 +8,14 @@ export function registerReindex(program: Command): void {
     .option('--verify', 'also re-hash every data object before indexing it')
     .option('--json', 'print the report as JSON')
     .action((options: { verify?: boolean; json?: boolean }, command: Command) =>
-      runCommand(async () => {
-        const vault = await openChunkvault(configFor(command).config, { announceUnimplemented: false });
-        try {
-          const report = await vault.reindex({ verify: options.verify ?? false });
-          if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-          else {
-            process.stdout.write(`restored ${report.checkpoints} checkpoints; read ${report.sidecars} metadata files, indexed ${report.restored} replicas, ${report.problems.length} problem(s)\n`);
-            for (const problem of report.problems) process.stdout.write(`  ${problem}\n`);
-          }
-          return report.problems.length ? 1 : 0;
-        } finally {
-          await vault.close();
+      withVault(command, async (vault) => {
+        const report = await vault.reindex({ verify: options.verify ?? false });
+        if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else {
+          process.stdout.write(`restored ${report.checkpoints} checkpoints; read ${report.sidecars} metadata files, indexed ${report.restored} replicas, ${report.problems.length} problem(s)\n`);
+          for (const problem of report.problems) process.stdout.write(`  ${problem}\n`);
         }
+        return report.problems.length ? 1 : 0;
       }),
     );
 }
