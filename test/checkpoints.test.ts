@@ -3,7 +3,7 @@
  * re-queues, several worker processes and a worker killed mid-run), intervals are honoured
  * as configured, manifests are immutable and checksummed, and the CLI reports on them.
  */
-import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
@@ -131,6 +131,27 @@ describe('checkpoints', () => {
     expect(ids).toHaveLength(120);
     expect(new Set(ids)).toEqual(new Set(tasks.map((t) => t.chunkId)));
     expect((await v.checkpoints.list()).map((e) => e.chunkCount)).toEqual([...Array(17).fill(7), 1]);
+  });
+
+  it('removes the manifest of a sealer killed before its commit once that sequence is sealed again', async () => {
+    const v = await start(3);
+    // What a sealer killed between writing its manifest and committing it leaves behind.
+    const body: Omit<Manifest, 'checksum'> = {
+      format: 'chunkvault.checkpoint/1', id: 'cp-00000001', sequence: 1, createdAt: new Date(0).toISOString(), previousId: null,
+      fromLedgerSeq: 0, toLedgerSeq: 2, chunkCount: 0, totalBytes: 0, chunks: [],
+    };
+    const checksum = manifestChecksum(body);
+    const dir = path.join(env.basePath, '_chunkvault', 'checkpoints');
+    await mkdir(dir, { recursive: true });
+    const leftover = path.join(dir, `cp-00000001-${checksum.slice(0, 16)}.json`);
+    await writeFile(leftover, JSON.stringify({ ...body, checksum }));
+
+    await v.startWorkers();
+    await (await v.producer.store(seedTasks(3, 2))).results({ timeoutMs: 30_000 });
+    await waitFor('a checkpoint', async () => (await v.checkpoints.count()) === 1);
+    const manifests = await manifestsOnDisk();
+    expect(manifests.map((m) => [m.id, m.chunkCount])).toEqual([['cp-00000001', 3]]);
+    expect((await v.checkpoints.list())[0]!.checksum).toBe(manifests[0]!.checksum);
   });
 
   it('checkpoint list, show and verify report on the manifests; verify exits 1 on a missing or corrupt replica, and is clean once the bad replicas are repaired', async () => {

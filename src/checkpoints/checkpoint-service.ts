@@ -17,7 +17,7 @@ import { NotFoundError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { decoded } from '../integrity/codecs.js';
 import type { ReplicaRecord } from '../domain/types.js';
-import { checkpointId, manifestChecksum, manifestKey, parseManifest, type Manifest, type ManifestChunk } from './manifest.js';
+import { CHECKPOINT_KEY_PREFIX, checkpointId, manifestChecksum, manifestKey, parseManifest, type Manifest, type ManifestChunk } from './manifest.js';
 
 
 export interface ReplicaProblem {
@@ -219,8 +219,38 @@ export class CheckpointService {
       totalBytes: manifest.totalBytes, checksum: manifest.checksum, key, fromLedgerSeq: from, toLedgerSeq: to,
     };
     const outcome = await index.commit(token, from, entry);
-    if (outcome !== 'ok') throw new Error(`checkpoint ${id} was not committed (${outcome}); it will be sealed again`);
+    if (outcome !== 'ok') {
+      await this.#dropManifest(key);
+      throw new Error(`checkpoint ${id} was not committed (${outcome}); it will be sealed again`);
+    }
     logger.info({ checkpoint: id, chunks: entry.chunkCount, totalBytes: entry.totalBytes }, 'checkpoint sealed');
+    await this.#dropUncommittedManifests(id, key);
     return entry;
+  }
+
+  /**
+   * A sealer killed between writing its manifest and committing it leaves a manifest that no
+   * checkpoint names; the next sealer seals the same sequence again. Once that commit lands,
+   * every other manifest for the sequence is such a leftover and goes, so each chunk stays
+   * in exactly one manifest on the backend too (reindex would otherwise have to choose).
+   */
+  async #dropUncommittedManifests(id: string, committedKey: string): Promise<void> {
+    const backend = this.#deps.backends.forCheckpoints();
+    try {
+      for await (const object of backend.list(`${CHECKPOINT_KEY_PREFIX}${id}-`)) {
+        if (object.key !== committedKey) await this.#dropManifest(object.key);
+      }
+    } catch (error) {
+      this.#deps.logger.warn({ err: error, checkpoint: id }, 'could not list manifests to remove uncommitted ones; reindex reports them');
+    }
+  }
+
+  async #dropManifest(key: string): Promise<void> {
+    try {
+      await this.#deps.backends.forCheckpoints().delete(key);
+      this.#deps.logger.info({ key }, 'removed a manifest that was never committed');
+    } catch (error) {
+      this.#deps.logger.warn({ err: error, key }, 'could not remove a manifest that was never committed; reindex reports it');
+    }
   }
 }
