@@ -67,6 +67,13 @@ describe('statistics', () => {
     await writeFile(file, bytes);
     expect((await vault.getChunk('c1')).equals(tasks[1]!.chunkData as Buffer)).toBe(true);
     await waitFor('the repair', async () => (await vault!.catalog.getReplica('c1', 'c1_r0'))?.status === 'stored');
+    // Chunk completion and sealing follow the replicas asynchronously: wait until both have run
+    // (12 chunks at an interval of 4 make three checkpoints).
+    await waitFor('the queues to settle', async () => {
+      const { chunks, replicas } = (await vault!.getStatistics()).queues;
+      const busy = [chunks, replicas].reduce((sum, q) => sum + (q?.active ?? 1) + (q?.waiting ?? 1), 0);
+      return busy === 0 && (await vault!.checkpoints.count()) === 3;
+    });
 
     const stats = await vault.getStatistics();
     const disk = await dataOnDisk(env.basePath);
