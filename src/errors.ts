@@ -3,6 +3,7 @@
  * original error as `cause`, and whether trying again can help. The job layer turns a
  * non-retryable error into BullMQ's UnrecoverableError so the job fails without retries.
  */
+import { redactSecrets } from './logging/redact.js';
 export type ErrorCode =
   | 'E_CONFIG'
   | 'E_INVALID_INPUT'
@@ -108,6 +109,5 @@ export class ChunkCorruptError extends ChunkvaultError {
 
 /** Short form of any thrown value for records and logs. */
 export function describeError(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
+  return redactSecrets(error instanceof Error ? error.message : String(error));
 }

@@ -5,6 +5,7 @@
  */
 import { pino, type Logger } from 'pino';
 import type { Config } from '../config/config.schema.js';
+import { redactSecrets } from './redact.js';
 
 export type { Logger };
 
@@ -16,9 +17,28 @@ const REDACT_PATHS = [
 
 export function createLogger(level: Config['chunkvault']['log_level'], destination: number = 2): Logger {
   return pino(
-    { name: 'chunkvault', level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { pid: process.pid } },
+    {
+      name: 'chunkvault', level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { pid: process.pid },
+      serializers: { err: serializeError },
+    },
     pino.destination({ dest: destination, sync: true }),
   );
+}
+
+/**
+ * Errors as they are logged: type, code, message and stack, and the same for each cause,
+ * with secrets removed. Never the other properties an SDK error carries (its request, with
+ * headers and signed URLs, or its response).
+ */
+export function serializeError(error: unknown, depth = 0): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: redactSecrets(String(error)) };
+  const out: Record<string, unknown> = { type: error.name, message: redactSecrets(error.message) };
+  const { code, retryable } = error as { code?: unknown; retryable?: unknown };
+  if (typeof code === 'string' || typeof code === 'number') out.code = code;
+  if (typeof retryable === 'boolean') out.retryable = retryable;
+  if (error.stack) out.stack = redactSecrets(error.stack);
+  if (error.cause !== undefined && depth < 5) out.cause = serializeError(error.cause, depth + 1);
+  return out;
 }
 
 /** The URL with any user name and password replaced, safe to print. */
