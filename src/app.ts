@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config/config.schema.js';
 import { unimplementedSettings } from './config/load-config.js';
 import { createLogger, redactUrl, type Logger } from './logging/logger.js';
-import { assertRedisReachable, keyRoot, openRedis } from './redis/redis-connection.js';
+import { assertRedisReachable, keyRoot, openCatalogRedis, openRedis } from './redis/redis-connection.js';
 import { BackendRegistry } from './backends/backend-registry.js';
 import { Catalog } from './catalog/catalog.js';
 import { StagingArea } from './staging/staging-area.js';
@@ -40,6 +40,7 @@ export class Chunkvault {
   readonly #reader: ChunkReader;
   readonly #repairs: RepairScheduler;
   readonly #redis: Redis;
+  readonly #catalogRedis: Redis;
   readonly #flows: FlowProducer;
   readonly #queues: Record<string, Queue>;
   readonly #pools: WorkerPool[] = [];
@@ -50,12 +51,14 @@ export class Chunkvault {
     readonly config: Config,
     readonly logger: Logger,
     redis: Redis,
+    catalogRedis: Redis,
     readonly catalog: Catalog,
     readonly backends: BackendRegistry,
     readonly staging: StagingArea,
     readonly checkpointIndex: CheckpointIndex,
   ) {
     this.#redis = redis;
+    this.#catalogRedis = catalogRedis;
     const prefix = keyRoot(config.chunkvault.redis.prefix);
     this.#flows = new FlowProducer({ connection: redis, prefix });
     this.#queues = Object.fromEntries(Object.values(QUEUE_NAMES).map((name) => [name, new Queue(name, { connection: redis, prefix })]));
@@ -85,7 +88,13 @@ export class Chunkvault {
   async startWorkers(): Promise<WorkerPool> {
     const { config, logger, catalog, backends, staging } = this;
     let swept = await staging.sweepIncompleteWrites();
-    for (const backend of backends.all()) swept += await backend.sweepIncompleteWrites();
+    for (const backend of backends.all()) {
+      // A backend that cannot be swept now (down, refusing) must not keep the others from working.
+      swept += await backend.sweepIncompleteWrites().catch((error: unknown) => {
+        logger.warn({ err: error, backend: backend.name }, 'could not remove leftovers of crashed writes; will try at the next start');
+        return 0;
+      });
+    }
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
     const writer = new ReplicaWriter({ config, catalog, backends, staging, logger });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
@@ -135,7 +144,7 @@ export class Chunkvault {
     for (const pool of this.#pools.reverse()) await pool.close(this.config.chunkvault.worker.shutdown_timeout_ms);
     await this.#flows.close();
     for (const queue of Object.values(this.#queues)) await queue.close();
-    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    for (const connection of [this.#redis, this.#catalogRedis]) await connection.quit().catch(() => connection.disconnect());
     await this.backends.close();
   }
 }
@@ -150,10 +159,13 @@ export async function openChunkvault(config: Config, options: OpenOptions = {}):
   const level = options.announceUnimplemented === false ? 'debug' : 'warn';
   for (const note of unimplementedSettings(config)) logger[level]({ setting: note }, 'configured but not implemented in this version');
   const redis = openRedis(config.chunkvault.redis.url, 'chunkvault');
-  redis.on('error', (error) => logger.error({ err: error, redis: redactUrl(config.chunkvault.redis.url) }, 'redis connection error'));
+  const catalogRedis = openCatalogRedis(config.chunkvault.redis.url, 'chunkvault-catalog');
+  for (const connection of [redis, catalogRedis]) {
+    connection.on('error', (error) => logger.error({ err: error, redis: redactUrl(config.chunkvault.redis.url) }, 'redis connection error'));
+  }
   const backends = new BackendRegistry(config);
   const catalogPrefix = `${keyRoot(config.chunkvault.redis.prefix)}:catalog`;
-  const catalog = new Catalog(redis, catalogPrefix);
+  const catalog = new Catalog(catalogRedis, catalogPrefix);
   const staging = new StagingArea(config.chunkvault.staging.dir, config.chunkvault.worker.stale_temp_after_ms);
-  return new Chunkvault(config, logger, redis, catalog, backends, staging, new CheckpointIndex(redis, catalogPrefix));
+  return new Chunkvault(config, logger, redis, catalogRedis, catalog, backends, staging, new CheckpointIndex(redis, catalogPrefix));
 }

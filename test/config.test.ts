@@ -40,7 +40,8 @@ describe('configuration', () => {
     const { config, source } = loadConfig({ configPath: SEED_FILE, env: {}, cwd: '/srv' });
     expect(source).toBe(SEED_FILE);
     expect(config.storage.backends.local).toEqual({ enabled: true, base_path: '/srv/storage/data', max_size_gb: 100 });
-    expect(config.storage.backends.cloud.aws_s3).toEqual({ bucket: 'ml-training-storage', region: 'us-east-1' });
+    expect(config.storage.backends.cloud.aws_s3).toEqual({ bucket: 'ml-training-storage', region: 'us-east-1', force_path_style: false, key_prefix: '', max_size_gb: 0 });
+    expect(config.storage.backends.cloud.gcp_gcs).toEqual({ bucket: 'ml-training-storage', region: 'us-central1', key_prefix: '', max_size_gb: 0 });
     expect(config.storage.organization).toEqual({ partition_by: 'date', create_checkpoints: true, checkpoint_interval_chunks: 1000 });
     expect(config.storage.integrity.checksum_algorithm).toBe('md5');
     expect(config.storage.performance.max_concurrent_writes).toBe(20);
@@ -109,9 +110,30 @@ describe('configuration', () => {
 
   it('refuses settings that would leave no backend, saying why', async () => {
     const cloud = await configFile('storage:\n  backends:\n    cloud:\n      enabled: true\n');
-    expect(problemsOf(() => loadConfig({ configPath: cloud, env: {} }))).toEqual([expect.stringMatching(/^storage\.backends\.cloud\.enabled: cloud backends .* not implemented yet/)]);
+    expect(problemsOf(() => loadConfig({ configPath: cloud, env: {} }))).toEqual([expect.stringMatching(/^storage\.backends\.cloud\.enabled: true, but none of aws_s3, gcp_gcs, azure_blob/)]);
     const none = await configFile('use_local_storage: false\n');
     expect(problemsOf(() => loadConfig({ configPath: none, env: {} }))).toEqual([expect.stringMatching(/^use_local_storage: false leaves no backend/)]);
+    const cloudOff = await configFile('use_local_storage: false\nstorage:\n  backends:\n    cloud:\n      enabled: false\n      aws_s3: { bucket: b }\n');
+    expect(problemsOf(() => loadConfig({ configPath: cloudOff, env: {} }))).toEqual([expect.stringMatching(/^use_local_storage: false leaves no backend/)]);
+  });
+
+  it('accepts cloud-only and mixed setups, with the seed\'s cloud block extended by endpoint and key prefix', async () => {
+    const mixed = await configFile([
+      'storage:', '  backends:', '    cloud:', '      enabled: true',
+      '      aws_s3: { bucket: b1, region: eu-west-1, endpoint: "http://127.0.0.1:7480", force_path_style: true, key_prefix: cv/ }',
+      '      gcp_gcs: { bucket: b2, region: us-central1 }',
+      '      azure_blob: { container: c1, endpoint: "http://127.0.0.1:10000/devstoreaccount1" }',
+    ].join('\n'));
+    const { config } = loadConfig({ configPath: mixed, env: {} });
+    expect(config.storage.backends.cloud.aws_s3).toEqual({ bucket: 'b1', region: 'eu-west-1', endpoint: 'http://127.0.0.1:7480', force_path_style: true, key_prefix: 'cv/', max_size_gb: 0 });
+    expect(config.storage.backends.cloud.azure_blob?.container).toBe('c1');
+    const cloudOnly = await configFile('use_local_storage: false\nstorage:\n  backends:\n    cloud:\n      enabled: true\n      gcp_gcs: { bucket: b }\n');
+    expect(loadConfig({ configPath: cloudOnly, env: {} }).config.use_local_storage).toBe(false);
+  });
+
+  it('never takes cloud credentials from the YAML', async () => {
+    const withKeys = await configFile('storage:\n  backends:\n    cloud:\n      aws_s3: { bucket: b, access_key_id: AKIA, secret_access_key: s }\n');
+    expect(problemsOf(() => loadConfig({ configPath: withKeys, env: {} }))).toEqual([expect.stringMatching(/^storage\.backends\.cloud\.aws_s3: .*access_key_id/)]);
   });
 
   it('refuses a missing file, invalid YAML and a non-mapping with a clear message', async () => {

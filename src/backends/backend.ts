@@ -70,3 +70,14 @@ export interface Backend {
 
   close(): Promise<void>;
 }
+
+/** `usage()` for a backend that can only list: every object's size, summed (one full listing). */
+export async function usageFromListing(backend: Pick<Backend, 'list' | 'location'>): Promise<BackendUsage> {
+  let totalSizeBytes = 0;
+  let fileCount = 0;
+  for await (const info of backend.list('')) {
+    totalSizeBytes += info.sizeBytes;
+    fileCount += 1;
+  }
+  return { totalSizeBytes, fileCount, location: backend.location };
+}

@@ -105,13 +105,16 @@ function crossFieldProblems(config: Config): string[] {
   if (!codecAvailable(config.chunkvault.maintenance.compression_codec)) {
     problems.push(`chunkvault.maintenance.compression_codec: ${config.chunkvault.maintenance.compression_codec} is not available in Node ${process.versions.node}; use gzip or brotli`);
   }
-  if (config.storage.backends.cloud.enabled) {
-    problems.push('storage.backends.cloud.enabled: cloud backends (S3, GCS, Azure) are not implemented yet; set it to false');
+  const cloud = config.storage.backends.cloud;
+  const cloudBlocks = (['aws_s3', 'gcp_gcs', 'azure_blob'] as const).filter((name) => cloud[name] !== undefined);
+  if (cloud.enabled && cloudBlocks.length === 0) {
+    problems.push('storage.backends.cloud.enabled: true, but none of aws_s3, gcp_gcs, azure_blob is configured');
   }
-  if (!config.use_local_storage) {
-    problems.push('use_local_storage: false leaves no backend (cloud backends are not implemented yet)');
-  } else if (!config.storage.backends.local.enabled) {
-    problems.push('storage.backends.local.enabled: false leaves no backend while use_local_storage is true');
+  const cloudInUse = cloud.enabled && cloudBlocks.length > 0;
+  if (!config.use_local_storage && !cloudInUse) {
+    problems.push('use_local_storage: false leaves no backend (enable storage.backends.cloud with at least one of aws_s3, gcp_gcs, azure_blob)');
+  } else if (config.use_local_storage && !config.storage.backends.local.enabled) {
+    problems.push('storage.backends.local.enabled: false contradicts use_local_storage: true (set use_local_storage: false to use cloud backends only)');
   }
   return problems;
 }

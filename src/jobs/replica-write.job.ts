@@ -11,7 +11,7 @@ import type { Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
-import type { BackendRegistry } from '../backends/backend-registry.js';
+import { UNROUTED_BACKEND, type BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
@@ -43,10 +43,18 @@ export class ReplicaWriter {
       throw new UnrecoverableError(`invalid replica job data: ${describeIssues(parsed.error)}`);
     }
     const data = parsed.data;
-    const backend = this.#deps.backends.forReplica(data.cloudProvider);
-    const log = this.#deps.logger.child({ queue: job.queueName, jobId: job.id, chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
+    const route = this.#deps.backends.routeOf(data.cloudProvider);
+    if ('problem' in route) {
+      // No configuration change reaches a running job: fail it now, naming the provider.
+      const message = `replica ${data.replicaId} of chunk ${data.chunkId}: ${route.problem}`;
+      await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, UNROUTED_BACKEND, message, attempt);
+      this.#deps.logger.error({ queue: job.queueName, jobId: job.id, chunkId: data.chunkId, replicaId: data.replicaId, cloudProvider: data.cloudProvider }, message);
+      throw new UnrecoverableError(message);
+    }
+    const backend = route.backend;
+    const log = this.#deps.logger.child({ queue: job.queueName, jobId: job.id, chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
     try {
       const result = await this.#write(data, backend, attempt);
       log.debug({ path: result.storagePath, attempt }, 'replica stored');

@@ -31,8 +31,16 @@ export interface ChunkProducerDeps {
 
 /** Flows sent to Redis per round trip. */
 const FLOW_BATCH = 200;
-/** Chunks hashed and staged at once. */
-const PREPARE_CONCURRENCY = 8;
+/** Chunks hashed and staged at once at most (their fsyncs share directory commits: see directory-sync). */
+const PREPARE_CONCURRENCY = 32;
+/** Bytes being hashed and staged at once, so big chunks finish (and reach the workers) one by one rather than all together. */
+const PREPARE_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+
+function prepareLanes(tasks: readonly DistributionTask[]): number {
+  const bytes = tasks.reduce((sum, task) => sum + (task.chunkData?.byteLength ?? 0), 0);
+  const average = tasks.length ? bytes / tasks.length : 0;
+  return Math.max(2, Math.min(PREPARE_CONCURRENCY, Math.floor(PREPARE_BYTES_IN_FLIGHT / Math.max(1, average))));
+}
 
 export class ChunkProducer {
   readonly #deps: ChunkProducerDeps;
@@ -49,42 +57,75 @@ export class ChunkProducer {
   async store(tasks: readonly DistributionTask[]): Promise<StoreHandle> {
     if (!Array.isArray(tasks)) throw new TypeError('store() takes an array of distribution tasks');
     const eligible = tasks.filter((task) => task?.status === 'completed');
-    // Prepared concurrently, reported in the order given.
+    // Prepared concurrently, reported in the order given. Flows go to Redis as soon as they
+    // are ready, one addBulk at a time: whatever is ready when the previous one returns goes
+    // next, so workers start on the first chunks while later ones are still being staged.
     const outcomes: Array<Awaited<ReturnType<ChunkProducer['prepare']>>> = new Array(eligible.length);
+    const ready: FlowJob[] = [];
+    let sending: Promise<void> | undefined;
+    let sendFailure: unknown;
+    let flowCount = 0;
+    const pump = (): void => {
+      if (sending || ready.length === 0 || sendFailure !== undefined) return;
+      const batch = ready.splice(0, FLOW_BATCH);
+      flowCount += batch.length;
+      sending = this.#deps.flows.addBulk(batch).then(
+        () => {
+          sending = undefined;
+          pump();
+        },
+        (error: unknown) => {
+          sendFailure = error;
+          sending = undefined;
+        },
+      );
+    };
     let next = 0;
     const prepareNext = async (): Promise<void> => {
       while (next < eligible.length) {
         const index = next++;
-        outcomes[index] = await this.prepare(eligible[index]!);
+        const outcome = await this.prepare(eligible[index]!);
+        outcomes[index] = outcome;
+        if (outcome.flow) {
+          ready.push(outcome.flow);
+          pump();
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(PREPARE_CONCURRENCY, eligible.length) }, prepareNext));
+    await Promise.all(Array.from({ length: Math.min(prepareLanes(eligible), eligible.length) }, prepareNext));
+    pump();
+    while (sending) await sending;
+    if (sendFailure !== undefined) throw sendFailure;
 
     const tracked: ReplicaRef[] = [];
     const rejected: StoredChunk[] = [];
-    const flows: FlowJob[] = [];
     for (const outcome of outcomes) {
-      if ('rejected' in outcome) rejected.push(...outcome.rejected);
-      else {
-        tracked.push(...outcome.tracked);
-        if (outcome.flow) flows.push(outcome.flow);
-      }
+      rejected.push(...outcome.rejected);
+      tracked.push(...outcome.tracked);
     }
 
-    for (let i = 0; i < flows.length; i += FLOW_BATCH) await this.#deps.flows.addBulk(flows.slice(i, i + FLOW_BATCH));
-    this.#deps.logger.info({ tasks: tasks.length, replicas: tracked.length, rejected: rejected.length, flows: flows.length }, 'chunks queued');
+    this.#deps.logger.info({ tasks: tasks.length, replicas: tracked.length, rejected: rejected.length, flows: flowCount }, 'chunks queued');
     return new StoreHandle(this.#deps.catalog, tracked, rejected);
   }
 
-  private async prepare(task: DistributionTask): Promise<{ rejected: StoredChunk[] } | { tracked: ReplicaRef[]; flow?: FlowJob }> {
-    const replicas = (Array.isArray(task.replicas) ? task.replicas : []).filter((r) => r?.status === 'completed');
-    if (replicas.length === 0) return { tracked: [] };
-    const parsed = distributionTaskSchema.safeParse({ ...task, replicas });
+  private async prepare(task: DistributionTask): Promise<{ tracked: ReplicaRef[]; rejected: StoredChunk[]; flow?: FlowJob }> {
+    const completed = (Array.isArray(task.replicas) ? task.replicas : []).filter((r) => r?.status === 'completed');
+    if (completed.length === 0) return { tracked: [], rejected: [] };
+    const parsed = distributionTaskSchema.safeParse({ ...task, replicas: completed });
     if (!parsed.success) {
       const reason = `invalid task ${String(task.taskId)}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
-      return { rejected: replicas.map((r) => rejectedResult(task, r, reason)) };
+      return { tracked: [], rejected: completed.map((r) => rejectedResult(task, r, reason)) };
     }
     const { config, catalog, backends, staging } = this.#deps;
+    // A replica whose provider routes to no configured backend is refused alone; the chunk's other replicas go ahead.
+    const unroutable: StoredChunk[] = [];
+    const replicas: Array<ReplicaPlacement & { backend: string }> = [];
+    for (const r of completed) {
+      const route = backends.routeOf(r.cloudProvider);
+      if ('problem' in route) unroutable.push(rejectedResult(task, r, `replica ${r.replicaId} of chunk ${task.chunkId}: ${route.problem}`));
+      else replicas.push({ ...r, backend: route.backend.name });
+    }
+    if (replicas.length === 0) return { tracked: [], rejected: unroutable };
     const algorithm = config.storage.integrity.checksum_algorithm;
     const bytes = task.chunkData;
     let registered: Array<{ replicaId: string; backend: string }> = [];
@@ -93,14 +134,14 @@ export class ChunkProducer {
       const registration = await catalog.registerChunk({
         chunkId: task.chunkId, checksum, algorithm, sizeBytes: bytes.byteLength, createdAtMs: Date.now(),
         replicas: replicas.map((r) => ({
-          replicaId: r.replicaId, backend: backends.forReplica(r.cloudProvider).name,
+          replicaId: r.replicaId, backend: r.backend,
           targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: task.taskId,
         })),
       });
       const tracked = replicas.map((r) => ({ chunkId: task.chunkId, replicaId: r.replicaId }));
       const toWrite = registration.replicas.filter((r) => r.action === 'enqueue');
-      if (toWrite.length === 0) return { tracked };
-      registered = toWrite.map((r) => ({ replicaId: r.replicaId, backend: backends.forReplica(byIdOf(replicas, r.replicaId).cloudProvider).name }));
+      if (toWrite.length === 0) return { tracked, rejected: unroutable };
+      registered = toWrite.map((r) => ({ replicaId: r.replicaId, backend: byIdOf(replicas, r.replicaId).backend }));
 
       const jobIds = toWrite.map((r) => replicaJobId(task.chunkId, r.replicaId, r.generation));
       const flowTag = createHash('sha256').update(`${checksum}\0${jobIds.join('\0')}`).digest('hex').slice(0, 16);
@@ -142,17 +183,17 @@ export class ChunkProducer {
           };
         }),
       };
-      return { tracked, flow };
+      return { tracked, rejected: unroutable, flow };
     } catch (error) {
       const reason = describeError(error);
       // Registered but not queued: mark those failed so no one waits on them (queuing them again retries).
       for (const r of registered) await catalog.recordFailed(task.chunkId, r.replicaId, r.backend, reason, 0).catch(() => undefined);
-      return { rejected: replicas.map((r) => rejectedResult(task, r, reason)) };
+      return { tracked: [], rejected: [...unroutable, ...replicas.map((r) => rejectedResult(task, r, reason))] };
     }
   }
 }
 
-function byIdOf(replicas: readonly ReplicaPlacement[], replicaId: string): ReplicaPlacement {
+function byIdOf<R extends ReplicaPlacement>(replicas: readonly R[], replicaId: string): R {
   return replicas.find((r) => r.replicaId === replicaId)!;
 }
 

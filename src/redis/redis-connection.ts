@@ -17,6 +17,16 @@ export function openRedis(url: string, connectionName: string): Redis {
 }
 
 /**
+ * The catalog's own connection: commands issued in one event-loop turn by concurrent jobs
+ * go out in one write (ioredis auto-pipelining), which saves a socket write per command.
+ * Only for chunkvault's own non-blocking commands and scripts, never for BullMQ's
+ * connections (auto-pipelining there has been reported to break job handling).
+ */
+export function openCatalogRedis(url: string, connectionName: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, connectionName, lazyConnect: false, enableAutoPipelining: true });
+}
+
+/**
  * Fails fast with a clear error when nothing answers at `url`, instead of letting ioredis
  * retry forever. Resolves when Redis answers PING.
  */

@@ -1,0 +1,330 @@
+/**
+ * Azure Blob Storage backend (block blobs). The SDK is imported on first use, so a deployment
+ * without Azure never loads it.
+ *
+ * A put checks the body against its announced size and checksum before anything becomes
+ * visible under the key. Bodies up to `singlePutMaxBytes` are buffered and sent in one Put
+ * Blob with a transactional Content-MD5 the service checks. Larger ones are staged as blocks of
+ * a temp blob (`<keyPrefix>.cvtmp~/...`, never listed), each block with its own transactional
+ * MD5; the temp blob is committed only once the whole body matched, then copied over the final
+ * key server-side and removed. A crash leaves at most a temp blob, which sweepIncompleteWrites
+ * removes once it is stale.
+ * The chunk checksum and its algorithm are stored as blob metadata (`cv_checksum`,
+ * `cv_algorithm`: Azure metadata names must be C# identifiers, so no '-') for reindex.
+ *
+ * Credentials come only from the environment (see azure-credentials.ts), never from options.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
+import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
+import {
+  BodyVerifier,
+  DEFAULT_PART_SIZE_BYTES,
+  DEFAULT_SINGLE_PUT_MAX_BYTES,
+  DEFAULT_STALE_UPLOAD_AFTER_MS,
+  hex,
+  isTransientNetworkError,
+  isTransientStatus,
+  normaliseKeyPrefix,
+  objectStoreLocation,
+  partsOf,
+  piecesOf,
+  putBySize,
+} from './cloud-support.js';
+import { serviceClientFromEnvironment } from './azure-credentials.js';
+import { assertSafeKey } from './storage-key.js';
+
+export interface AzureBlobBackendOptions {
+  /** Name recorded in the catalog for replicas on this backend. Default "azure_blob". */
+  name?: string;
+  container: string;
+  /**
+   * Blob service URL (e.g. "https://account.blob.core.windows.net", or Azurite's
+   * "http://127.0.0.1:10000/devstoreaccount1"). Default: the connection string's, else the
+   * public endpoint of AZURE_STORAGE_ACCOUNT.
+   */
+  endpoint?: string;
+  /** Every key is stored under this prefix (e.g. "chunkvault/"). */
+  keyPrefix?: string;
+  /** Bodies up to this size go in one Put Blob; larger ones as staged blocks. Default 8 MiB. */
+  singlePutMaxBytes?: number;
+  /** Block size for large bodies. Default 8 MiB. */
+  blockSizeBytes?: number;
+  /** Temp blobs older than this are removed by sweepIncompleteWrites. Default 24 h. */
+  staleUploadAfterMs?: number;
+  /** Tries per request inside the SDK (its own retry with backoff). Default: the SDK's (4). */
+  maxAttempts?: number;
+}
+
+/** Metadata names on Azure (C# identifiers). */
+export const AZURE_METADATA_CHECKSUM = 'cv_checksum';
+export const AZURE_METADATA_ALGORITHM = 'cv_algorithm';
+
+type AzureSdk = typeof import('@azure/storage-blob');
+
+interface AzureError {
+  statusCode?: number;
+  code?: string;
+  message?: string;
+  details?: { errorCode?: string };
+}
+
+const TRANSIENT_CODES = new Set(['REQUEST_SEND_ERROR', 'ServerBusy', 'OperationTimedOut', 'InternalError']);
+/** Temp blobs of large puts live under this folder of the key prefix; no storage key can start with '.'. */
+const TEMP_FOLDER = '.cvtmp~/';
+
+export class AzureBlobBackend implements Backend {
+  readonly name: string;
+  readonly location: string;
+  readonly #options: AzureBlobBackendOptions;
+  readonly #keyPrefix: string;
+  readonly #singlePutMaxBytes: number;
+  readonly #blockSizeBytes: number;
+  readonly #staleUploadAfterMs: number;
+  #connection: Promise<ContainerClient> | undefined;
+
+  constructor(options: AzureBlobBackendOptions) {
+    if (!options.container) throw new ConfigError('Azure Blob backend: container is required');
+    this.#options = options;
+    this.name = options.name ?? 'azure_blob';
+    this.#keyPrefix = normaliseKeyPrefix(options.keyPrefix, 'Azure Blob backend');
+    this.#singlePutMaxBytes = options.singlePutMaxBytes ?? DEFAULT_SINGLE_PUT_MAX_BYTES;
+    this.#blockSizeBytes = options.blockSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
+    this.#staleUploadAfterMs = options.staleUploadAfterMs ?? DEFAULT_STALE_UPLOAD_AFTER_MS;
+    if (!(this.#blockSizeBytes >= 1)) throw new ConfigError('Azure Blob backend: blockSizeBytes must be positive');
+    this.location = objectStoreLocation('azure', options.container, this.#keyPrefix, options.endpoint);
+  }
+
+  put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
+    return putBySize(key, body, options, this.#singlePutMaxBytes, {
+      single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
+      large: () => this.#putBlocks(key, body, options),
+      wrap: (error) => this.#wrap(error, 'put', key),
+    });
+  }
+
+  async get(key: string): Promise<Readable> {
+    assertSafeKey(key);
+    const container = await this.#connect();
+    try {
+      const response = await container.getBlockBlobClient(this.#keyPrefix + key).download(0);
+      if (!response.readableStreamBody) throw new BackendIoError(`get ${key}: the service returned no body`);
+      return response.readableStreamBody as Readable;
+    } catch (error) {
+      throw this.#wrap(error, 'get', key);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    assertSafeKey(key);
+    const container = await this.#connect();
+    try {
+      const properties = await container.getBlockBlobClient(this.#keyPrefix + key).getProperties();
+      return { key, sizeBytes: properties.contentLength ?? 0, modifiedAt: properties.lastModified ?? new Date(0) };
+    } catch (error) {
+      if (statusOf(error) === 404 && codeOf(error) !== 'ContainerNotFound') return undefined;
+      throw this.#wrap(error, 'head', key);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const container = await this.#connect();
+    const pages = container.listBlobsFlat({ prefix: this.#keyPrefix + prefix }).byPage({ maxPageSize: 1000 });
+    for (;;) {
+      let page;
+      try {
+        page = await pages.next();
+      } catch (error) {
+        throw this.#wrap(error, 'list', prefix || '(all)');
+      }
+      if (page.done) return;
+      for (const item of page.value.segment.blobItems) {
+        const key = item.name.slice(this.#keyPrefix.length);
+        if (key.startsWith(TEMP_FOLDER)) continue;
+        yield {
+          key,
+          sizeBytes: item.properties.contentLength ?? 0,
+          modifiedAt: item.properties.lastModified ?? new Date(0),
+        };
+      }
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    assertSafeKey(key);
+    const container = await this.#connect();
+    try {
+      await container.getBlockBlobClient(this.#keyPrefix + key).deleteIfExists();
+    } catch (error) {
+      throw this.#wrap(error, 'delete', key);
+    }
+  }
+
+  usage(): Promise<BackendUsage> {
+    return usageFromListing(this);
+  }
+
+  /**
+   * Removes committed temp blobs of large puts older than `staleUploadAfterMs`. Blocks a dead
+   * writer staged but never committed are invisible and discarded by the service after a week.
+   */
+  async sweepIncompleteWrites(): Promise<number> {
+    const container = await this.#connect();
+    const cutoff = Date.now() - this.#staleUploadAfterMs;
+    let removed = 0;
+    const pages = container.listBlobsFlat({ prefix: this.#keyPrefix + TEMP_FOLDER }).byPage({ maxPageSize: 1000 });
+    for (;;) {
+      let page;
+      try {
+        page = await pages.next();
+      } catch (error) {
+        throw this.#wrap(error, 'sweep', this.#keyPrefix + TEMP_FOLDER);
+      }
+      if (page.done) return removed;
+      for (const item of page.value.segment.blobItems) {
+        const created = (item.properties.createdOn ?? item.properties.lastModified).getTime();
+        if (created > cutoff) continue;
+        try {
+          if ((await container.getBlockBlobClient(item.name).deleteIfExists()).succeeded) removed += 1;
+        } catch (error) {
+          throw this.#wrap(error, 'sweep', item.name);
+        }
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#connection = undefined;
+  }
+
+  async #putSingle(key: string, bytes: Buffer, md5: Buffer, options: PutOptions): Promise<void> {
+    const container = await this.#connect();
+    const blob = container.getBlockBlobClient(this.#keyPrefix + key);
+    // The SDK passes transactionalContentMD5 through to Put Blob as Content-MD5 (checked by
+    // the service), though its option type does not list it.
+    const uploadOptions: BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = {
+      transactionalContentMD5: md5,
+      blobHTTPHeaders: { blobContentType: 'application/octet-stream', blobContentMD5: md5 },
+      metadata: azureMetadata(options),
+    };
+    const response = await sendOnceMore(() => blob.upload(bytes, bytes.byteLength, uploadOptions));
+    if (response.contentMD5 && !Buffer.from(response.contentMD5).equals(md5)) {
+      throw new BackendIoError(`put ${key}: the service stored MD5 ${hex(response.contentMD5)}, not the body's ${hex(md5)}`, { retryable: true });
+    }
+  }
+
+  /**
+   * Stages the body as blocks of a temp blob of this writer's own, commits it once the whole
+   * body matched, then copies it over the final key in one server-side step. Staging on the
+   * final blob itself would not do: a commit there discards every other writer's staged
+   * blocks, so two concurrent large puts of one key would fail each other.
+   */
+  async #putBlocks(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
+    const container = await this.#connect();
+    const temp = container.getBlockBlobClient(`${this.#keyPrefix}${TEMP_FOLDER}${Date.now()}-${randomBytes(8).toString('hex')}`);
+    try {
+      const verifier = new BodyVerifier(key, options);
+      const blockIds: string[] = [];
+      for await (const part of partsOf(piecesOf(body), this.#blockSizeBytes, verifier)) {
+        // Block ids must all have one length within a blob.
+        const blockId = Buffer.from(String(blockIds.length).padStart(6, '0')).toString('base64');
+        const staged = await sendOnceMore(() => temp.stageBlock(blockId, part.bytes, part.bytes.byteLength, { transactionalContentMD5: part.md5 }));
+        if (staged.contentMD5 && !Buffer.from(staged.contentMD5).equals(part.md5)) {
+          throw new BackendIoError(`put ${key}: block ${blockIds.length} stored with MD5 ${hex(staged.contentMD5)}, not ${hex(part.md5)}`);
+        }
+        blockIds.push(blockId);
+      }
+      // Refuses a body that did not match before anything is committed.
+      const md5 = verifier.finish();
+      await temp.commitBlockList(blockIds, { blobHTTPHeaders: { blobContentType: 'application/octet-stream', blobContentMD5: md5 } });
+      const final = container.getBlockBlobClient(this.#keyPrefix + key);
+      const poller = await final.beginCopyFromURL(temp.url, { metadata: azureMetadata(options) });
+      const copied = await poller.pollUntilDone();
+      if (copied.copyStatus !== 'success') {
+        throw new BackendIoError(`put ${key}: the server-side copy ended ${copied.copyStatus ?? 'without a status'}`, { retryable: true });
+      }
+    } finally {
+      await temp.deleteIfExists().catch(() => undefined);
+    }
+  }
+
+  #connect(): Promise<ContainerClient> {
+    this.#connection ??= (async () => {
+      let sdk: AzureSdk;
+      try {
+        sdk = await import('@azure/storage-blob');
+      } catch (error) {
+        this.#connection = undefined;
+        throw new ConfigError('Azure Blob backend: the package @azure/storage-blob cannot be loaded', [], { cause: error });
+      }
+      const pipelineOptions = this.#options.maxAttempts ? { retryOptions: { maxTries: this.#options.maxAttempts } } : {};
+      const service = serviceClientFromEnvironment(sdk, this.#options.endpoint, pipelineOptions);
+      return service.getContainerClient(this.#options.container);
+    })();
+    return this.#connection;
+  }
+
+  /** Keeps chunkvault errors; maps SDK errors to NotFoundError or a BackendIoError that says whether retrying can help. */
+  #wrap(error: unknown, operation: string, key: string): Error {
+    if (error instanceof ChunkvaultError) {
+      if (error instanceof BackendIoError && !error.message.includes(key)) {
+        return new BackendIoError(`${operation} ${key}: ${error.message}`, { cause: error.cause ?? error, retryable: error.retryable });
+      }
+      return error;
+    }
+    const status = statusOf(error);
+    const code = codeOf(error);
+    if (code === 'BlobNotFound' || (operation === 'get' && status === 404 && code !== 'ContainerNotFound')) {
+      return new NotFoundError(`${operation} ${key}: no such object in ${this.location}`, { cause: error });
+    }
+    const retryable = isTransientNetworkError(error) || isTransientStatus(status) || TRANSIENT_CODES.has(code ?? '');
+    const reason = firstLine((error as AzureError | undefined)?.message ?? String(error));
+    return new BackendIoError(`${operation} ${key} in ${this.location}: ${code ?? 'error'}${status ? ` (HTTP ${status})` : ''}: ${reason}`, {
+      cause: error,
+      retryable,
+    });
+  }
+}
+
+function azureMetadata(options: PutOptions): Record<string, string> {
+  return { [AZURE_METADATA_CHECKSUM]: options.checksum, [AZURE_METADATA_ALGORITHM]: options.algorithm };
+}
+
+/** Sends a request once more when the service says the body arrived other than hashed; a second such answer is final. */
+async function sendOnceMore<T>(send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (error) {
+    if (!isDigestRejection(error)) throw error;
+    try {
+      return await send();
+    } catch (second) {
+      if (!isDigestRejection(second)) throw second;
+      throw new BackendIoError(`the service rejected the body's MD5 twice (${codeOf(second)}: ${firstLine((second as AzureError).message ?? '')})`, {
+        cause: second,
+        retryable: false,
+      });
+    }
+  }
+}
+
+/** Azure answers Md5Mismatch; Azurite answers InvalidOperation "Provided contentMD5 doesn't match." */
+function isDigestRejection(error: unknown): boolean {
+  const code = codeOf(error);
+  return statusOf(error) === 400 && (code === 'Md5Mismatch' || /md5/i.test((error as AzureError | undefined)?.message ?? ''));
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as AzureError | undefined)?.statusCode;
+}
+
+function codeOf(error: unknown): string | undefined {
+  const candidate = error as AzureError | undefined;
+  return candidate?.details?.errorCode ?? candidate?.code;
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? text;
+}

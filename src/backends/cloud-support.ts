@@ -1,0 +1,246 @@
+/**
+ * What the object-store backends (S3, GCS, Azure Blob) share: reading a put's body while
+ * checking it against its announced size and checksum, cutting it into upload parts with an
+ * MD5 per part, key prefixes, the metadata that lets a reindex rebuild the catalog from a
+ * bucket alone, and telling transient network failures from permanent ones.
+ *
+ * No cloud SDK is imported here.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { ChecksumMismatchError, ConfigError, SizeMismatchError } from '../errors.js';
+import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
+import type { PutOptions } from './backend.js';
+import { assertSafeKey } from './storage-key.js';
+
+/** Object metadata names (lower case: S3 and Azure lower-case them anyway). */
+export const METADATA_CHECKSUM = 'cv-checksum';
+export const METADATA_ALGORITHM = 'cv-algorithm';
+
+/** The metadata stored with every object, so a reindex can rebuild the catalog from a bucket. */
+export function chunkMetadata(options: PutOptions): Record<string, string> {
+  return { [METADATA_CHECKSUM]: options.checksum, [METADATA_ALGORITHM]: options.algorithm };
+}
+
+/** Default size up to which a body is buffered and sent in one request; larger bodies go in parts. */
+export const DEFAULT_SINGLE_PUT_MAX_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+/** Leftovers of interrupted writes younger than this are assumed to belong to a live writer. */
+export const DEFAULT_STALE_UPLOAD_AFTER_MS = 24 * 60 * 60_000;
+
+/**
+ * Normalises a key prefix ("" or segments ending in '/'); refuses one that could not be a
+ * storage key, so a bad configuration fails at start rather than at the first write.
+ */
+export function normaliseKeyPrefix(prefix: string | undefined, what: string): string {
+  if (prefix === undefined || prefix === '') return '';
+  const trimmed = prefix.replace(/\/+$/, '');
+  try {
+    assertSafeKey(trimmed);
+  } catch (error) {
+    throw new ConfigError(`${what}: key prefix ${JSON.stringify(prefix)} is not a valid relative path`, [], { cause: error });
+  }
+  return `${trimmed}/`;
+}
+
+/**
+ * Counts and hashes a put's body as it passes, and refuses it as soon as it is longer than
+ * announced, or at the end when it is shorter or hashes to another checksum. It also keeps
+ * the body's MD5, which is what object stores check on the wire.
+ */
+export class BodyVerifier {
+  readonly #key: string;
+  readonly #options: PutOptions;
+  readonly #chunkHash: Hash;
+  readonly #md5: Hash | undefined;
+  #received = 0;
+
+  constructor(key: string, options: PutOptions) {
+    this.#key = key;
+    this.#options = options;
+    this.#chunkHash = newHash(options.algorithm);
+    this.#md5 = options.algorithm === 'md5' ? undefined : createHash('md5');
+  }
+
+  get receivedBytes(): number {
+    return this.#received;
+  }
+
+  update(piece: Uint8Array): void {
+    this.#received += piece.byteLength;
+    if (this.#received > this.#options.sizeBytes) {
+      throw new SizeMismatchError(`storage key ${this.#key}`, this.#options.sizeBytes, this.#received);
+    }
+    this.#chunkHash.update(piece);
+    this.#md5?.update(piece);
+  }
+
+  /** Throws SizeMismatchError / ChecksumMismatchError unless the whole body matched; returns its MD5. */
+  finish(): Buffer {
+    if (this.#received !== this.#options.sizeBytes) {
+      throw new SizeMismatchError(`storage key ${this.#key}`, this.#options.sizeBytes, this.#received);
+    }
+    const digest = this.#chunkHash.digest();
+    const actual = digest.toString('hex');
+    if (actual !== this.#options.checksum) {
+      throw new ChecksumMismatchError(`storage key ${this.#key}`, this.#options.checksum, actual);
+    }
+    return this.#md5 ? this.#md5.digest() : digest;
+  }
+}
+
+/**
+ * The body as pieces: a Uint8Array in 1 MiB slices with a yield to the event loop between
+ * them (so hashing a large body never blocks a worker), a stream as it comes.
+ */
+export async function* piecesOf(body: Readable | Uint8Array): AsyncIterable<Uint8Array> {
+  if (body instanceof Uint8Array) {
+    for (let offset = 0; offset < body.byteLength; offset += HASH_SLICE_BYTES) {
+      yield body.subarray(offset, offset + HASH_SLICE_BYTES);
+      if (offset + HASH_SLICE_BYTES < body.byteLength) await yieldToLoop();
+    }
+    return;
+  }
+  for await (const piece of body) yield typeof piece === 'string' ? Buffer.from(piece) : (piece as Uint8Array);
+}
+
+/** One upload part: its bytes and their MD5 (raw 16 bytes). */
+export interface BodyPart {
+  bytes: Buffer;
+  md5: Buffer;
+}
+
+/**
+ * Regroups `pieces` into parts of exactly `partSize` bytes (the last one shorter, and never
+ * empty unless the whole body is), feeding every byte to `verifier` on the way. Holds at most
+ * one part in memory.
+ */
+export async function* partsOf(pieces: AsyncIterable<Uint8Array>, partSize: number, verifier: BodyVerifier): AsyncIterable<BodyPart> {
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let md5 = createHash('md5');
+  let yielded = false;
+  const take = (): BodyPart => {
+    const part = { bytes: Buffer.concat(held, heldBytes), md5: md5.digest() };
+    held = [];
+    heldBytes = 0;
+    md5 = createHash('md5');
+    yielded = true;
+    return part;
+  };
+  for await (const piece of pieces) {
+    let rest = piece;
+    while (rest.byteLength > 0) {
+      const slice = rest.subarray(0, partSize - heldBytes);
+      rest = rest.subarray(slice.byteLength);
+      verifier.update(slice);
+      md5.update(slice);
+      // Copy: a stream may reuse its buffers, and a Uint8Array body is the caller's memory.
+      held.push(Buffer.from(slice));
+      heldBytes += slice.byteLength;
+      if (heldBytes === partSize) yield take();
+    }
+  }
+  if (heldBytes > 0 || !yielded) yield take();
+}
+
+/** The whole body in one buffer (for bodies up to the single-put size), checked against `options`. */
+export async function readVerifiedBody(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<{ bytes: Buffer; md5: Buffer }> {
+  const verifier = new BodyVerifier(key, options);
+  const pieces: Buffer[] = [];
+  for await (const piece of piecesOf(body)) {
+    verifier.update(piece);
+    if (!(body instanceof Uint8Array)) pieces.push(Buffer.from(piece));
+  }
+  const md5 = verifier.finish();
+  const bytes = body instanceof Uint8Array ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.concat(pieces, verifier.receivedBytes);
+  return { bytes, md5 };
+}
+
+/** Releases a stream body that will not be read to its end (after a refusal or a failure). */
+export function discardBody(body: Readable | Uint8Array): void {
+  if (!(body instanceof Uint8Array)) body.destroy();
+}
+
+/** The multipart ETag S3 gives an object completed from parts with these MD5s. */
+export function multipartEtag(partMd5s: readonly Buffer[]): string {
+  return `${createHash('md5').update(Buffer.concat(partMd5s)).digest('hex')}-${partMd5s.length}`;
+}
+
+const TRANSIENT_NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+/**
+ * True when `error` (or any error in its `cause` chain) is a connection-level failure:
+ * refused, reset, timed out, unreachable. Such a request may succeed when tried again.
+ */
+export function isTransientNetworkError(error: unknown): boolean {
+  for (let current = error, depth = 0; current !== undefined && current !== null && depth < 6; depth += 1) {
+    const candidate = current as { code?: unknown; name?: unknown; errno?: unknown; cause?: unknown };
+    if (typeof candidate.code === 'string' && TRANSIENT_NETWORK_CODES.has(candidate.code)) return true;
+    if (typeof candidate.errno === 'string' && TRANSIENT_NETWORK_CODES.has(candidate.errno)) return true;
+    if (candidate.name === 'TimeoutError' || candidate.name === 'RequestTimeout') return true;
+    current = candidate.cause;
+  }
+  return false;
+}
+
+/** True for HTTP statuses that say "try again later": timeouts, throttling and server errors. */
+export function isTransientStatus(status: number | undefined): boolean {
+  return status !== undefined && (status === 408 || status === 429 || status >= 500);
+}
+
+/** Hex digest helper for error messages. */
+export function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}
+
+/** How an object store names where its objects are, for statistics and messages. */
+export function objectStoreLocation(scheme: string, bucket: string, keyPrefix: string, endpoint: string | undefined): string {
+  return `${scheme}://${bucket}/${keyPrefix}${endpoint ? ` (${endpoint})` : ''}`;
+}
+
+/** The two ways an object store takes a body, and how its errors become chunkvault errors. */
+export interface PutPaths {
+  /** A body read whole and already verified against size and checksum, with its MD5. */
+  single(bytes: Buffer, md5: Buffer): Promise<void>;
+  /** A body too large to hold: streamed in parts, verified as it passes. */
+  large(): Promise<void>;
+  wrap(error: unknown): Error;
+}
+
+/**
+ * The put every object store shares: bodies up to `singlePutMaxBytes` are read and verified
+ * first and sent in one request, larger ones take the store's own large-body path; on any
+ * failure the body is discarded and the error wrapped with the key.
+ */
+export async function putBySize(key: string, body: Readable | Uint8Array, options: PutOptions, singlePutMaxBytes: number, paths: PutPaths): Promise<void> {
+  try {
+    assertSafeKey(key);
+    if (options.sizeBytes <= singlePutMaxBytes) {
+      const { bytes, md5 } = await readVerifiedBody(key, body, options);
+      await paths.single(bytes, md5);
+    } else {
+      await paths.large();
+    }
+  } catch (error) {
+    discardBody(body);
+    throw paths.wrap(error);
+  }
+}

@@ -1,0 +1,326 @@
+/**
+ * Google Cloud Storage backend. The SDK is imported on first use, so a deployment without
+ * GCS never loads it.
+ *
+ * A put checks the body against its announced size and checksum before anything becomes
+ * visible under the key. Bodies up to `singlePutMaxBytes` are buffered and sent in one upload
+ * whose object resource carries the body's MD5, which GCS checks; the MD5 the server reports
+ * back is compared too. Larger bodies stream as a resumable upload to a temp object
+ * (`<keyPrefix>.cvtmp~/...`, never listed), which is copied to the final key only once the
+ * body and the server's MD5 matched, then removed; a crash leaves at most a temp object, which
+ * sweepIncompleteWrites removes once it is stale. The chunk checksum and its algorithm are
+ * stored as custom metadata (`cv-checksum`, `cv-algorithm`) for reindex.
+ *
+ * Credentials come only from Google's Application Default Credentials. With a custom
+ * `endpoint` (an emulator), the SDK sends none.
+ */
+import { randomBytes } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
+import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
+import {
+  BodyVerifier,
+  chunkMetadata,
+  DEFAULT_SINGLE_PUT_MAX_BYTES,
+  DEFAULT_STALE_UPLOAD_AFTER_MS,
+  hex,
+  isTransientNetworkError,
+  isTransientStatus,
+  normaliseKeyPrefix,
+  objectStoreLocation,
+  piecesOf,
+  putBySize,
+} from './cloud-support.js';
+import { assertSafeKey } from './storage-key.js';
+
+export interface GcsBackendOptions {
+  /** Name recorded in the catalog for replicas on this backend. Default "gcp_gcs". */
+  name?: string;
+  bucket: string;
+  /** The bucket's location, for messages only: GCS routes by bucket name. */
+  region?: string;
+  /** API endpoint of an emulator (e.g. "http://127.0.0.1:9199"); Google's when absent. */
+  endpoint?: string;
+  projectId?: string;
+  /** Every key is stored under this prefix (e.g. "chunkvault/"). */
+  keyPrefix?: string;
+  /** Bodies up to this size go in one upload; larger ones as a resumable upload to a temp object. Default 8 MiB. */
+  singlePutMaxBytes?: number;
+  /** Temp objects older than this are removed by sweepIncompleteWrites. Default 24 h. */
+  staleUploadAfterMs?: number;
+  /** Attempts per request inside the SDK (its own retry of idempotent requests). Default: the SDK's (4). */
+  maxAttempts?: number;
+}
+
+type GcsSdk = typeof import('@google-cloud/storage');
+
+/** Temp objects of large puts live under this folder of the key prefix; no storage key can start with '.'. */
+const TEMP_FOLDER = '.cvtmp~/';
+
+interface GcsError {
+  code?: number | string;
+  status?: number;
+  message?: string;
+  errors?: { reason?: string; message?: string }[];
+  response?: { status?: number };
+}
+
+export class GcsBackend implements Backend {
+  readonly name: string;
+  readonly location: string;
+  readonly #options: GcsBackendOptions;
+  readonly #keyPrefix: string;
+  readonly #singlePutMaxBytes: number;
+  readonly #staleUploadAfterMs: number;
+  #connection: Promise<{ storage: Storage; bucket: Bucket }> | undefined;
+
+  constructor(options: GcsBackendOptions) {
+    if (!options.bucket) throw new ConfigError('GCS backend: bucket is required');
+    this.#options = options;
+    this.name = options.name ?? 'gcp_gcs';
+    this.#keyPrefix = normaliseKeyPrefix(options.keyPrefix, 'GCS backend');
+    this.#singlePutMaxBytes = options.singlePutMaxBytes ?? DEFAULT_SINGLE_PUT_MAX_BYTES;
+    this.#staleUploadAfterMs = options.staleUploadAfterMs ?? DEFAULT_STALE_UPLOAD_AFTER_MS;
+    this.location = objectStoreLocation('gs', options.bucket, this.#keyPrefix, options.endpoint);
+  }
+
+  put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
+    return putBySize(key, body, options, this.#singlePutMaxBytes, {
+      single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
+      large: () => this.#putThroughTemp(key, body, options),
+      wrap: (error) => this.#wrap(error, 'put', key),
+    });
+  }
+
+  async get(key: string): Promise<Readable> {
+    assertSafeKey(key);
+    const { bucket } = await this.#connect();
+    const file = bucket.file(this.#keyPrefix + key);
+    try {
+      // Asked first, so a missing object rejects here rather than as a stream error later.
+      await file.getMetadata();
+    } catch (error) {
+      throw this.#wrap(error, 'get', key);
+    }
+    // Reads are verified against the chunk checksum by the caller, so the SDK's own
+    // (whole-object) validation is not needed.
+    const source = file.createReadStream({ validation: false });
+    const out = new PassThrough();
+    source.on('error', (error) => out.destroy(this.#wrap(error, 'get', key)));
+    out.on('close', () => source.destroy());
+    return source.pipe(out);
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    assertSafeKey(key);
+    const { bucket } = await this.#connect();
+    try {
+      const [metadata] = await bucket.file(this.#keyPrefix + key).getMetadata();
+      return this.#infoOf(key, metadata);
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw this.#wrap(error, 'head', key);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    for await (const metadata of this.#listRaw(this.#keyPrefix + prefix, prefix || '(all)')) {
+      const key = (metadata.name ?? '').slice(this.#keyPrefix.length);
+      if (key.startsWith(TEMP_FOLDER)) continue;
+      yield this.#infoOf(key, metadata);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    assertSafeKey(key);
+    const { bucket } = await this.#connect();
+    try {
+      await bucket.file(this.#keyPrefix + key).delete({ ignoreNotFound: true });
+    } catch (error) {
+      throw this.#wrap(error, 'delete', key);
+    }
+  }
+
+  usage(): Promise<BackendUsage> {
+    return usageFromListing(this);
+  }
+
+  /** Removes temp objects of large puts created longer ago than `staleUploadAfterMs`. */
+  async sweepIncompleteWrites(): Promise<number> {
+    const { bucket } = await this.#connect();
+    const cutoff = Date.now() - this.#staleUploadAfterMs;
+    let removed = 0;
+    for await (const metadata of this.#listRaw(this.#keyPrefix + TEMP_FOLDER, 'sweep')) {
+      const created = Date.parse(metadata.timeCreated ?? '');
+      if (!metadata.name || !(created <= cutoff)) continue;
+      try {
+        await bucket.file(metadata.name).delete({ ignoreNotFound: true });
+        removed += 1;
+      } catch (error) {
+        throw this.#wrap(error, 'sweep', metadata.name);
+      }
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    this.#connection = undefined;
+  }
+
+  async #putSingle(key: string, bytes: Buffer, md5: Buffer, options: PutOptions): Promise<void> {
+    const { bucket } = await this.#connect();
+    const file = bucket.file(this.#keyPrefix + key);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        // md5Hash in the object resource makes GCS refuse a body that arrives other than sent.
+        await file.save(bytes, {
+          resumable: false,
+          validation: false,
+          metadata: { contentType: 'application/octet-stream', md5Hash: md5.toString('base64'), metadata: chunkMetadata(options) },
+        });
+      } catch (error) {
+        // Sent once more when refused for its hash, as on the other clouds; a second refusal is final.
+        if (attempt === 1 && isDigestRejection(error)) continue;
+        if (isDigestRejection(error)) throw new BackendIoError(`put ${key}: the server refused the body's MD5 twice: ${messageOf(error)}`, { cause: error, retryable: false });
+        throw error;
+      }
+      const stored = file.metadata;
+      if (stored.md5Hash === md5.toString('base64') && Number(stored.size) === bytes.byteLength) return;
+      // A server that did not check (an emulator) stored other bytes: remove exactly that
+      // generation, then send once more; a second mismatch is not a transient fault.
+      await file.delete({ ignoreNotFound: true, ...(stored.generation ? { ifGenerationMatch: stored.generation } : {}) }).catch(() => undefined);
+      const what = `the server stored ${stored.size} bytes with MD5 ${base64ToHex(stored.md5Hash)}, not ${bytes.byteLength} bytes with MD5 ${hex(md5)}`;
+      if (attempt >= 2) throw new BackendIoError(`put ${key}: ${what}, twice`, { retryable: false });
+    }
+  }
+
+  async #putThroughTemp(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
+    const { bucket } = await this.#connect();
+    const temp = bucket.file(`${this.#keyPrefix}${TEMP_FOLDER}${Date.now()}-${randomBytes(8).toString('hex')}`);
+    try {
+      const verifier = new BodyVerifier(key, options);
+      let bodyEnded = false;
+      async function* verified(): AsyncIterable<Uint8Array> {
+        for await (const piece of piecesOf(body)) {
+          verifier.update(piece);
+          yield piece;
+        }
+        bodyEnded = true;
+      }
+      const upload = temp.createWriteStream({
+        resumable: true,
+        validation: false,
+        // An MD5 chunk checksum is known before the upload, so GCS can check the body at finalisation.
+        metadata: { contentType: 'application/octet-stream', ...(options.algorithm === 'md5' ? { md5Hash: Buffer.from(options.checksum, 'hex').toString('base64') } : {}) },
+      });
+      try {
+        await pipeline(Readable.from(verified(), { objectMode: false }), upload);
+      } catch (error) {
+        // The whole body was read, so a refusal may be GCS checking the MD5 above: report the
+        // body's own mismatch if it has one.
+        if (bodyEnded) verifier.finish();
+        // Otherwise a hash refusal means damage in transit, worth a retry of the whole put
+        // (the stream cannot be sent again from here), unlike other 400s.
+        if (isDigestRejection(error)) {
+          throw new BackendIoError(`put ${key}: the server refused the uploaded body's MD5: ${messageOf(error)}`, { cause: error, retryable: true });
+        }
+        throw error;
+      }
+      const md5 = verifier.finish();
+      const uploaded = temp.metadata;
+      if (uploaded.md5Hash !== md5.toString('base64') || Number(uploaded.size) !== options.sizeBytes) {
+        throw new BackendIoError(
+          `put ${key}: the upload stored ${uploaded.size} bytes with MD5 ${base64ToHex(uploaded.md5Hash)}, not ${options.sizeBytes} bytes with MD5 ${hex(md5)}`,
+        );
+      }
+      // A server-side copy replaces the final object in one step, with the chunk's metadata.
+      const final = bucket.file(this.#keyPrefix + key);
+      const [, response] = await temp.copy(final, { contentType: 'application/octet-stream', metadata: chunkMetadata(options) });
+      const copiedMd5 = (response as { resource?: FileMetadata } | undefined)?.resource?.md5Hash;
+      if (copiedMd5 !== undefined && copiedMd5 !== md5.toString('base64')) {
+        throw new BackendIoError(`put ${key}: the copy has MD5 ${base64ToHex(copiedMd5)}, not ${hex(md5)}`, { retryable: true });
+      }
+    } finally {
+      await temp.delete({ ignoreNotFound: true }).catch(() => undefined);
+    }
+  }
+
+  async *#listRaw(fullPrefix: string, what: string): AsyncIterable<FileMetadata> {
+    const { bucket } = await this.#connect();
+    let pageToken: string | undefined;
+    do {
+      let files: File[];
+      let next: { pageToken?: string } | null | undefined;
+      try {
+        [files, next] = await bucket.getFiles({ prefix: fullPrefix, autoPaginate: false, maxResults: 1000, ...(pageToken ? { pageToken } : {}) });
+      } catch (error) {
+        throw this.#wrap(error, 'list', what);
+      }
+      for (const file of files) yield { ...file.metadata, name: file.name };
+      pageToken = next?.pageToken;
+    } while (pageToken);
+  }
+
+  #infoOf(key: string, metadata: FileMetadata): ObjectInfo {
+    const modified = Date.parse(metadata.updated ?? metadata.timeCreated ?? '');
+    return { key, sizeBytes: Number(metadata.size ?? 0), modifiedAt: new Date(Number.isNaN(modified) ? 0 : modified) };
+  }
+
+  #connect(): Promise<{ storage: Storage; bucket: Bucket }> {
+    this.#connection ??= (async () => {
+      let sdk: GcsSdk;
+      try {
+        sdk = await import('@google-cloud/storage');
+      } catch (error) {
+        this.#connection = undefined;
+        throw new ConfigError('GCS backend: the package @google-cloud/storage cannot be loaded', [], { cause: error });
+      }
+      const storage = new sdk.Storage({
+        ...(this.#options.endpoint ? { apiEndpoint: this.#options.endpoint } : {}),
+        ...(this.#options.projectId ? { projectId: this.#options.projectId } : {}),
+        ...(this.#options.maxAttempts ? { retryOptions: { maxRetries: Math.max(0, this.#options.maxAttempts - 1) } } : {}),
+      });
+      return { storage, bucket: storage.bucket(this.#options.bucket) };
+    })();
+    return this.#connection;
+  }
+
+  /** Keeps chunkvault errors; maps SDK errors to NotFoundError or a BackendIoError that says whether retrying can help. */
+  #wrap(error: unknown, operation: string, key: string): Error {
+    if (error instanceof ChunkvaultError) {
+      if (error instanceof BackendIoError && !error.message.includes(key)) {
+        return new BackendIoError(`${operation} ${key}: ${error.message}`, { cause: error.cause ?? error, retryable: error.retryable });
+      }
+      return error;
+    }
+    const status = statusOf(error);
+    const reason = (error as GcsError | undefined)?.errors?.[0]?.reason;
+    if (status === 404 && operation === 'get' && reason !== 'bucketNotFound' && !/bucket/i.test(messageOf(error))) {
+      return new NotFoundError(`${operation} ${key}: no such object in ${this.location}`, { cause: error });
+    }
+    const retryable = isTransientNetworkError(error) || isTransientStatus(status);
+    const where = `${reason ?? (typeof (error as GcsError)?.code === 'string' ? (error as GcsError).code : 'error')}${status ? ` (HTTP ${status})` : ''}`;
+    return new BackendIoError(`${operation} ${key} in ${this.location}: ${where}: ${messageOf(error)}`, { cause: error, retryable });
+  }
+}
+
+/** GCS answers 400 "Provided MD5 hash ... doesn't match calculated MD5 hash" (or the same for crc32c). */
+function isDigestRejection(error: unknown): boolean {
+  return statusOf(error) === 400 && /md5|crc32c|hash/i.test(messageOf(error));
+}
+
+function statusOf(error: unknown): number | undefined {
+  const candidate = error as GcsError | undefined;
+  if (typeof candidate?.code === 'number') return candidate.code;
+  return candidate?.status ?? candidate?.response?.status;
+}
+
+function messageOf(error: unknown): string {
+  return (error as GcsError | undefined)?.message ?? String(error);
+}
+
+function base64ToHex(value: string | undefined): string {
+  return value ? Buffer.from(value, 'base64').toString('hex') : '(none)';
+}
