@@ -6,6 +6,7 @@
  * wait for a line on stdin, run, print one JSON line with the result.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,6 +18,12 @@ const size = Number(args.size);
 const replicas = Number(args.replicas);
 const algorithm = args.algorithm as 'md5' | 'sha256';
 const concurrency = Number(args.concurrency);
+
+/** Peak RSS from VmHWM (getrusage's maxrss survives exec and would report the bench's own). */
+function peakRssKiB(): number {
+  const hwm = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return hwm ? Number(hwm[1]) : process.resourceUsage().maxRSS;
+}
 
 async function fsyncPath(p: string): Promise<void> {
   const handle = await open(p, 'r');
@@ -71,4 +78,4 @@ await Promise.all(
   }),
 );
 const cpu = process.cpuUsage(cpuBefore);
-process.stdout.write(`${JSON.stringify({ elapsedMs: performance.now() - started, latencies, cpuMs: (cpu.user + cpu.system) / 1000, maxRssKiB: process.resourceUsage().maxRSS })}\n`);
+process.stdout.write(`${JSON.stringify({ elapsedMs: performance.now() - started, latencies, cpuMs: (cpu.user + cpu.system) / 1000, maxRssKiB: peakRssKiB() })}\n`);

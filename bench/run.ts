@@ -5,6 +5,8 @@
  *   npm run bench -- --workload=W2 --runs=3 --algorithm=sha256 --workers=1
  *   npm run bench -- --count=500 --size=65536 --replicas=2
  *   npm run bench -- --scale            (1 vs 2 worker processes)
+ *   npm run bench -- --workload=W2 --runs=1 --cpu-prof   (workers write V8 CPU profiles to
+ *                                        bench/results/profiles; summarise with bench/profile-summary.ts)
  *
  * chunkvault: producer in this process, worker pool in its own process(es) built from
  * dist/ as deployed; from the producer call until every replica is durable, verified and
@@ -18,7 +20,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import yaml from 'js-yaml';
-import { Redis } from 'ioredis';
+import { deleteKeys } from './redis-keys.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { openChunkvault } from '../src/app.js';
 import { createLogger } from '../src/logging/logger.js';
@@ -92,7 +94,8 @@ async function runChunkvault(count: number, size: number, workers: number): Prom
   const children: ChildProcess[] = [];
   const stats: Array<{ cpuUserMs: number; cpuSystemMs: number; maxRssKiB: number; eventLoopMaxMs: number }> = [];
   for (let w = 0; w < workers; w++) {
-    const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'worker', '--config', configPath], { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const profile = flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.join(ROOT, 'bench/results/profiles')}`] : [];
+    const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist/cli/main.js'), 'worker', '--config', configPath], { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
     children.push(child);
     await new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
@@ -128,14 +131,7 @@ async function runChunkvault(count: number, size: number, workers: number): Prom
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await vault.close();
-    const redis = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `{${prefix}}*`, 'COUNT', 1000);
-      cursor = nextCursor;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-    redis.disconnect();
+    await deleteKeys(REDIS_URL, `{${prefix}}*`);
     await rm(dir, { recursive: true, force: true });
   }
 }

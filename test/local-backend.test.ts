@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../src/backends/local.backend.js';
+import { syncDirectory } from '../src/backends/directory-sync.js';
 import { InvalidInputError } from '../src/errors.js';
 import { UNSAFE_KEYS, itBehavesLikeABackend, keysOf, optionsFor, readAll, rejectionOf, streamOf } from './backend-contract.suite.js';
 
@@ -74,7 +75,8 @@ describe('local filesystem backend', () => {
 
   it('keeps an in-flight write in a hidden temp file that neither list nor head shows', async () => {
     const key = 'in-flight/chunk.bin';
-    const bytes = Buffer.alloc(64_000, 1);
+    // Larger than the bodies written at once (256 KiB), so this one streams into its temp file.
+    const bytes = Buffer.alloc(640_000, 1);
     const body = new PassThrough();
     const put = backend.put(key, body, optionsFor(bytes, 'md5'));
     body.write(bytes.subarray(0, 32_000));
@@ -94,6 +96,31 @@ describe('local filesystem backend', () => {
 
   it.each(['../escape', 'a/../../escape', '/abs/path', 'a//b'])('pathOf(%j) throws InvalidInputError', (key) => {
     expect(() => backend.pathOf(key)).toThrow(InvalidInputError);
+  });
+
+  it('writes into a directory again after it was removed since an earlier put', async () => {
+    const bytes = Buffer.from('first');
+    await backend.put('gone/soon/a.bin', bytes, optionsFor(bytes, 'md5'));
+    await rm(path.join(basePath, 'gone'), { recursive: true });
+
+    const again = Buffer.from('second');
+    await backend.put('gone/soon/b.bin', again, optionsFor(again, 'sha256'));
+    expect(await readFile(path.join(basePath, 'gone', 'soon', 'b.bin'))).toEqual(again);
+  });
+
+  it('lands every one of many concurrent puts into one new directory (they share directory fsyncs)', async () => {
+    const bodies = Array.from({ length: 64 }, (_, i) => Buffer.alloc(1000 + i, i));
+    await Promise.all(bodies.map((bytes, i) => backend.put(`shared/dir/obj-${i}.bin`, bytes, optionsFor(bytes, 'md5'))));
+    for (const [i, bytes] of bodies.entries()) expect(await readFile(path.join(basePath, 'shared', 'dir', `obj-${i}.bin`))).toEqual(bytes);
+    expect(await tempFilesUnder(basePath)).toEqual([]);
+  });
+
+  it('fails every caller that shared a directory fsync which failed', async () => {
+    const missing = path.join(root, 'no-such-dir');
+    const outcomes = await Promise.allSettled(Array.from({ length: 5 }, () => syncDirectory(missing)));
+    expect(outcomes.map((o) => o.status)).toEqual(Array(5).fill('rejected'));
+    await mkdir(missing);
+    await expect(syncDirectory(missing)).resolves.toBeUndefined();
   });
 
   it('never writes outside basePath, whatever the key', async () => {

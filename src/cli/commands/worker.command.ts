@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { openChunkvault } from '../../app.js';
 import { configFor, runCommand } from '../cli-support.js';
@@ -30,10 +31,24 @@ export function registerWorker(program: Command): void {
         loopDelay.disable();
         const cpu = process.cpuUsage();
         vault.logger.info(
-          { cpuUserMs: Math.round(cpu.user / 1000), cpuSystemMs: Math.round(cpu.system / 1000), maxRssKiB: process.resourceUsage().maxRSS, eventLoopMaxMs: Math.round(loopDelay.max / 1e6) },
+          { cpuUserMs: Math.round(cpu.user / 1000), cpuSystemMs: Math.round(cpu.system / 1000), maxRssKiB: peakRssKiB(), eventLoopMaxMs: Math.round(loopDelay.max / 1e6) },
           'worker stopped',
         );
         return 0;
       }),
     );
+}
+
+/**
+ * This process's peak resident memory. On Linux from VmHWM: getrusage's maxrss survives
+ * exec, so a worker spawned by a big process would report its parent's peak.
+ */
+function peakRssKiB(): number {
+  try {
+    const hwm = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (hwm) return Number(hwm[1]);
+  } catch {
+    // not Linux: fall back below
+  }
+  return process.resourceUsage().maxRSS;
 }
