@@ -25,7 +25,7 @@ import { MaintenanceService } from './maintenance/maintenance-service.js';
 import { maintenanceRunDataSchema } from './jobs/job-data.js';
 import { WorkerPool } from './worker/worker-pool.js';
 import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
-import { reindex, type ReindexReport } from './reindex/reindex.js';
+import { reindex, type ReindexOptions, type ReindexReport } from './reindex/reindex.js';
 
 export interface OpenOptions {
   logger?: Logger;
@@ -133,7 +133,7 @@ export class Chunkvault {
     return collectStatistics(this.catalog, this.checkpoints, this.maintenance, this.backends, this.#queues);
   }
 
-  reindex(options: { verify?: boolean } = {}): Promise<ReindexReport> {
+  reindex(options: ReindexOptions = {}): Promise<ReindexReport> {
     return reindex(this.backends, this.catalog, this.checkpointIndex, this.logger, options);
   }
 

@@ -73,8 +73,9 @@ describe('chunkvault CLI', () => {
     const file = path.join(env.dir, 'shard-0001.bin');
     const bytes = Buffer.from('training shard '.repeat(4096));
     await writeFile(file, bytes);
-    const run = await runCli(['put', file, '--replica', 'aws-node-1:aws', '--replica', 'gcp-node-1:gcp', '--wait', '--timeout', '30', '--config', env.configPath]);
+    const run = await runCli(['put', file, '--replica', 'aws-node-1:aws', '--replica', 'gcp-node-1:gcp', '--wait', '--timeout', '30', '--json', '--config', env.configPath]);
     expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/^put: replicas ended: 2\/2 \(100%\)$/m);
     const results = JSON.parse(run.stdout);
     expect(results).toHaveLength(2);
     expect(results.map((r: { replicaId: string }) => r.replicaId)).toEqual(['shard-0001.bin_replica_0', 'shard-0001.bin_replica_1']);
@@ -100,7 +101,7 @@ describe('chunkvault CLI', () => {
     await writeFile(file, 'abc');
     const run = await runCli(['put', file, '--chunk-id', 'named-chunk', '--replica', 'n1:aws', '--wait', '--timeout', '30', '--config', env.configPath]);
     expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)[0]).toMatchObject({ chunkId: 'named-chunk', replicaId: 'named-chunk_replica_0', status: 'stored' });
+    expect(run.stdout).toMatch(/^stored named-chunk\/named-chunk_replica_0 on local:\S+ \(3 bytes, md5 900150983cd24fb0d6963f7d28e17f72\)$/m);
     expect((await runCli(['put', file, file, '--chunk-id', 'x', '--replica', 'n1:aws', '--config', env.configPath])).code).toBe(2);
   });
 
@@ -117,7 +118,7 @@ describe('chunkvault CLI', () => {
     env = await makeTestEnv();
     const worker = await startWorkerProcess(env);
     children.push(worker);
-        expect(worker.output().stderr).toMatch(/no write cache is implemented/);
+    expect(worker.output().stderr).toMatch(/no write cache is implemented/);
   });
 
   it('demo stores a seed-like workload on a private Redis when none answers, and exits 0', async () => {
@@ -128,5 +129,14 @@ describe('chunkvault CLI', () => {
     expect(run.stdout).toMatch(/stored: +80 replicas of 40 chunks/);
     expect(run.stdout).toMatch(/failed: +0/);
     expect(run.stdout).toMatch(/bytes: +5242880 /);
+    // Not on a terminal: plain progress lines, ending at the total.
+    expect(run.stderr).toMatch(/^storing: replicas: 80\/80 \(100%\)$/m);
+  });
+
+  it('demo --json prints its summary as JSON', async () => {
+    env = await makeTestEnv();
+    const run = await runCli(['demo', '--chunks', '5', '--size', '1000', '--json', '--config', env.configPath]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ chunks: 5, replicas_stored: 10, chunks_stored: 5, replicas_failed: 0, failures: [], bytes: 10_000 });
   });
 });

@@ -191,9 +191,14 @@ describe('scrub', () => {
   it('`chunkvault scrub --now` runs a pass and exits 0 when all is intact', async () => {
     await start();
     await (await vault!.producer.store(seedTasks(2, 1))).results({ timeoutMs: 30_000 });
-    const run = await runCli(['scrub', '--now', '--config', env.configPath]);
+    const run = await runCli(['scrub', '--now', '--json', '--config', env.configPath]);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ replicasChecked: 2, corruptFound: 0 });
+    // Not on a terminal: plain progress lines on stderr, never a bar.
+    expect(run.stderr).toContain('scrub: replicas: 2/2 (100%)');
+    expect(run.stderr).not.toContain('\r');
+    const text = await runCli(['scrub', '--now', '--config', env.configPath]);
+    expect(text.stdout).toMatch(/^scrub: 2 replica\(s\) re-read, \d+ bytes, 0 bad, 0 repair\(s\) queued$/m);
   });
 });
 

@@ -138,11 +138,12 @@ export class CheckpointService {
    * What it finds is also recorded: a bad replica the catalog still has as stored is marked
    * corrupt and a repair is queued (from a replica of the chunk that verified good).
    */
-  async verify(id: string): Promise<CheckpointVerifyReport> {
+  async verify(id: string, onProgress?: (chunksDone: number, chunks: number) => void): Promise<CheckpointVerifyReport> {
     const { catalog, repairs } = this.#deps;
     const manifest = await this.manifest(id);
     const report: CheckpointVerifyReport = { id, chunks: manifest.chunks.length, replicasChecked: 0, problems: [], expired: [] };
-    for (const chunk of manifest.chunks) {
+    for (const [done, chunk] of manifest.chunks.entries()) {
+      onProgress?.(done, manifest.chunks.length);
       const good: string[] = [];
       const bad: ReplicaProblem[] = [];
       for (const replica of chunk.replicas.filter((r) => r.status === 'stored')) {
@@ -168,6 +169,7 @@ export class CheckpointService {
       }
       report.problems.push(...bad);
     }
+    onProgress?.(manifest.chunks.length, manifest.chunks.length);
     return report;
   }
 

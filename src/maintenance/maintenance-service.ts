@@ -40,6 +40,8 @@ export interface PassOptions {
   dryRun?: boolean;
   /** The pass's notion of now (ms); injectable so tests can age data without sleeping. */
   now?: () => number;
+  /** Scrub progress: replicas looked at of those the pass picked. */
+  onScrubProgress?: (done: number, total: number) => void;
 }
 
 export interface MaintenanceDeps {
@@ -106,7 +108,7 @@ export class MaintenanceService {
         // Retention first: nothing is compressed that is about to be deleted.
         if (tasks.includes('retention')) report.retention = await this.retention.run(now(), options.dryRun ?? false);
         if (tasks.includes('compression')) report.compression = await this.compression.run(now(), options.dryRun ?? false);
-        if (tasks.includes('scrub') && !options.dryRun) report.scrub = await this.scrub.run(now);
+        if (tasks.includes('scrub') && !options.dryRun) report.scrub = await this.scrub.run(now, options.onScrubProgress);
       } catch (error) {
         report.error = (error as Error).message;
         throw error;

@@ -37,12 +37,14 @@ export class Scrub {
   }
 
   /** One scrub pass; `now` gives the verification time recorded (injectable for tests). */
-  async run(now: () => number = Date.now): Promise<ScrubResult> {
+  async run(now: () => number = Date.now, onProgress?: (done: number, total: number) => void): Promise<ScrubResult> {
     const { config, catalog, backends, repairs, logger } = this.#deps;
     const { scrub_bytes_per_second: rate, scrub_replicas_per_pass: perPass } = config.chunkvault.maintenance;
     const result: ScrubResult = { replicasChecked: 0, bytesRead: 0, corruptFound: 0, repairsQueued: 0, problems: [] };
     const started = Date.now();
-    for (const { chunkId, replicaId } of await catalog.leastRecentlyVerified(perPass)) {
+    const picked = await catalog.leastRecentlyVerified(perPass);
+    for (const [done, { chunkId, replicaId }] of picked.entries()) {
+      onProgress?.(done, picked.length);
       const [chunk, replica] = await Promise.all([catalog.getChunk(chunkId), catalog.getReplica(chunkId, replicaId)]);
       if (!chunk || replica?.status !== 'stored') continue;
       const backend = backends.byName(replica.backend);
@@ -72,6 +74,7 @@ export class Scrub {
       const ahead = (result.bytesRead / rate) * 1000 - (Date.now() - started);
       if (ahead > 0) await sleep(ahead);
     }
+    onProgress?.(picked.length, picked.length);
     logger.info({ ...result, problems: result.problems.length }, 'scrub pass done');
     return result;
   }

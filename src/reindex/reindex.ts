@@ -27,16 +27,25 @@ export interface ReindexReport {
   problems: string[];
 }
 
+export interface ReindexOptions {
+  /** Also re-hash every data object before indexing it. */
+  verify?: boolean;
+  /** Metadata objects read so far of those listed so far (backend by backend). */
+  onProgress?: (read: number, listed: number) => void;
+}
+
 export async function reindex(
   backends: BackendRegistry,
   catalog: Catalog,
   checkpoints: CheckpointIndex,
   logger: Logger,
-  options: { verify?: boolean } = {},
+  options: ReindexOptions = {},
 ): Promise<ReindexReport> {
   const report: ReindexReport = { checkpoints: 0, sidecars: 0, restored: 0, problems: [] };
   await restoreCheckpoints(backends.forCheckpoints(), checkpoints, report);
-  for (const backend of backends.all()) await reindexBackend(backend, catalog, options.verify ?? false, report);
+  const listed = { count: 0 };
+  for (const backend of backends.all()) await reindexBackend(backend, catalog, options, report, listed);
+  options.onProgress?.(report.sidecars, listed.count);
   logger.info({ checkpoints: report.checkpoints, sidecars: report.sidecars, restored: report.restored, problems: report.problems.length }, 'reindex finished');
   return report;
 }
@@ -78,14 +87,17 @@ async function readAll(backend: Backend, key: string): Promise<Buffer> {
   return Buffer.concat(pieces);
 }
 
-async function reindexBackend(backend: Backend, catalog: Catalog, verify: boolean, report: ReindexReport): Promise<void> {
+async function reindexBackend(backend: Backend, catalog: Catalog, options: ReindexOptions, report: ReindexReport, listed: { count: number }): Promise<void> {
+  const verify = options.verify ?? false;
   const dataKeys = new Set<string>();
   const sidecarKeys: string[] = [];
   for await (const object of backend.list('')) {
     if (object.key.endsWith(METADATA_SUFFIX)) sidecarKeys.push(object.key);
     else if (isDataKey(object.key)) dataKeys.add(object.key);
   }
+  listed.count += sidecarKeys.length;
   for (const key of sidecarKeys) {
+    options.onProgress?.(report.sidecars, listed.count);
     report.sidecars += 1;
     let sidecar;
     try {

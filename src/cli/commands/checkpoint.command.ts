@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { startProgress } from '../progress.js';
 import { withVault } from '../cli-support.js';
 
 function print(value: unknown): void {
@@ -34,7 +35,9 @@ export function registerCheckpoint(program: Command): void {
     .option('--json', 'print JSON')
     .action((id: string, options: { json?: boolean }, command: Command) =>
       withVault(command, async (vault) => {
-        const report = await vault.checkpoints.verify(id);
+        const progress = startProgress(`verify ${id}: chunks`, 0);
+        const report = await vault.checkpoints.verify(id, (done, chunks) => progress.update(done, chunks));
+        progress.stop();
         if (options.json) print(report);
         else {
           process.stdout.write(`${id}: ${report.chunks} chunks, ${report.replicasChecked} replicas checked, ${report.problems.length} problem(s), ${report.expired.length} expired by retention\n`);

@@ -1,10 +1,9 @@
 /**
  * The main job on embedded defaults: a worker pool in this process, a seed-like workload
- * (1,000 chunks of 64 KiB, 2 replicas each on aws/gcp nodes), a progress bar, a summary.
+ * (1,000 chunks of 64 KiB, 2 replicas each on aws/gcp nodes), progress, a summary (text or JSON).
  */
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { openChunkvault } from '../../app.js';
 import type { Config } from '../../config/config.schema.js';
 import type { DistributionTask } from '../../domain/types.js';
@@ -13,11 +12,13 @@ import { redactUrl } from '../../logging/logger.js';
 import { assertRedisReachable } from '../../redis/redis-connection.js';
 import { onPath, startPrivateRedis, type PrivateRedis } from '../../redis/private-redis.js';
 import { configFor, positiveInteger, runCommand } from '../cli-support.js';
+import { startProgress } from '../progress.js';
 
 interface DemoOptions {
   chunks: number;
   size: number;
   replicas: number;
+  json?: boolean;
 }
 
 const PLACEMENTS = [
@@ -33,6 +34,7 @@ export function registerDemo(program: Command): void {
     .option('--chunks <n>', 'number of chunks', positiveInteger('--chunks'), 1000)
     .option('--size <bytes>', 'bytes per chunk', positiveInteger('--size'), 64 * 1024)
     .option('--replicas <n>', 'replicas per chunk (1-3)', positiveInteger('--replicas'), 2)
+    .option('--json', 'print the summary as JSON')
     .action((options: DemoOptions, command: Command) =>
       runCommand(async () => {
         let { config } = configFor(command);
@@ -71,20 +73,26 @@ async function runDemo(config: Config, options: DemoOptions): Promise<number> {
         replicas: PLACEMENTS.slice(0, options.replicas).map((p, j) => ({ replicaId: `${chunkId}_replica_${j}`, chunkId, ...p, status: 'completed' })),
       };
     });
-    process.stdout.write(`chunkvault demo: ${options.chunks} chunks x ${options.size} bytes, ${options.replicas} replicas each -> ${config.storage.backends.local.base_path}\n`);
+    if (!options.json) process.stdout.write(`chunkvault demo: ${options.chunks} chunks x ${options.size} bytes, ${options.replicas} replicas each -> ${config.storage.backends.local.base_path}\n`);
     const started = process.hrtime.bigint();
     const handle = await vault.producer.store(tasks);
-    const bar = new cliProgress.SingleBar(
-      { format: 'storing [{bar}] {percentage}% | {value}/{total} replicas | {eta_formatted} left', noTTYOutput: true, notTTYSchedule: 2000, stream: process.stderr },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(handle.total, 0);
-    const results = await handle.results({ pollIntervalMs: 100, onProgress: (ended) => bar.update(ended) });
-    bar.stop();
+    const progress = startProgress('storing: replicas', handle.total);
+    const results = await handle.results({ pollIntervalMs: 100, onProgress: (ended) => progress.update(ended) }).finally(() => progress.stop());
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const stored = results.filter((r) => r.status === 'stored');
     const failed = results.filter((r) => r.status === 'failed');
     const bytes = stored.reduce((sum, r) => sum + r.sizeBytes, 0);
+    if (options.json) {
+      const summary = {
+        chunks: options.chunks, chunk_bytes: options.size, replicas_per_chunk: options.replicas,
+        replicas_stored: stored.length, chunks_stored: new Set(stored.map((r) => r.chunkId)).size, replicas_failed: failed.length,
+        failures: failed.map((r) => ({ chunkId: r.chunkId, replicaId: r.replicaId, error: r.error })),
+        bytes, elapsed_seconds: seconds, replicas_per_second: stored.length / seconds, mib_per_second: bytes / 1024 ** 2 / seconds,
+        base_path: config.storage.backends.local.base_path,
+      };
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      return failed.length ? 1 : 0;
+    }
     const lines = [
       `stored:     ${stored.length} replicas of ${new Set(stored.map((r) => r.chunkId)).size} chunks`,
       `failed:     ${failed.length}${failed.length ? ` (first: ${failed[0]!.replicaId}: ${failed[0]!.error})` : ''}`,

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { QUEUE_NAMES } from '../../jobs/job-table.js';
 import type { RetentionResult } from '../../maintenance/retention.js';
 import { withVault } from '../cli-support.js';
+import { startProgress } from '../progress.js';
 
 function printRetention(result: RetentionResult): void {
   const verb = result.dryRun ? 'would delete' : 'deleted';
@@ -52,18 +53,26 @@ export function registerMaintenance(program: Command): void {
   program
     .command('scrub')
     .description('re-read stored replicas (least recently verified first) and repair bad ones; queued for a worker unless --now')
-    .option('--now', 'run the scrub in this process and print its report')
-    .action((options: { now?: boolean }, command: Command) =>
+    .option('--now', 'run the scrub in this process and print its report; exit 1 if it found a bad replica')
+    .option('--json', 'print JSON')
+    .action((options: { now?: boolean; json?: boolean }, command: Command) =>
       withVault(command, async (vault) => {
         if (!options.now) {
           const job = await vault.queue(QUEUE_NAMES.maintenance).add('maintenance.run', { tasks: ['scrub'] });
-          process.stdout.write(`scrub queued as job ${job.id}\n`);
+          process.stdout.write(options.json ? `${JSON.stringify({ queued: true, jobId: job.id }, null, 2)}\n` : `scrub queued as job ${job.id}\n`);
           return;
         }
-        const report = await vault.maintenance.runPass({ tasks: ['scrub'] });
+        const progress = startProgress('scrub: replicas', 0);
+        const report = await vault.maintenance.runPass({ tasks: ['scrub'], onScrubProgress: (done, total) => progress.update(done, total) });
+        progress.stop();
         if (report.skipped) throw new Error(`${report.skipped}; try again later`);
-        process.stdout.write(`${JSON.stringify(report.scrub, null, 2)}\n`);
-        return report.scrub!.corruptFound > 0 ? 1 : 0;
+        const scrub = report.scrub!;
+        if (options.json) process.stdout.write(`${JSON.stringify(scrub, null, 2)}\n`);
+        else {
+          process.stdout.write(`scrub: ${scrub.replicasChecked} replica(s) re-read, ${scrub.bytesRead} bytes, ${scrub.corruptFound} bad, ${scrub.repairsQueued} repair(s) queued\n`);
+          for (const p of scrub.problems) process.stdout.write(`  ${p.chunkId}/${p.replicaId}: ${p.problem}\n`);
+        }
+        return scrub.corruptFound > 0 ? 1 : 0;
       }),
     );
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { withVault } from '../cli-support.js';
+import { startProgress } from '../progress.js';
 
 export function registerReindex(program: Command): void {
   program
@@ -9,7 +10,9 @@ export function registerReindex(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action((options: { verify?: boolean; json?: boolean }, command: Command) =>
       withVault(command, async (vault) => {
-        const report = await vault.reindex({ verify: options.verify ?? false });
+        const progress = startProgress('reindex: metadata read', 0);
+        const report = await vault.reindex({ verify: options.verify ?? false, onProgress: (read, listed) => progress.update(read, listed) });
+        progress.stop();
         if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else {
           process.stdout.write(`restored ${report.checkpoints} checkpoints; read ${report.sidecars} metadata files, indexed ${report.restored} replicas, ${report.problems.length} problem(s)\n`);
