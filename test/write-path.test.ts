@@ -223,13 +223,14 @@ describe('event loop', () => {
     await env.cleanup();
   });
 
-  it('hashes, stages, writes and verifies a 128 MiB chunk without blocking the event loop near a job lock', async () => {
+  it('hashes, stages, writes and verifies a 256 MiB chunk without blocking the event loop near a job lock', async () => {
     // A block longer than lock_duration_ms lets BullMQ hand the same job to a second worker.
-    // md5 is the slower hash (~0.7 GB/s): hashing 128 MiB in one go would block for ~200 ms.
+    // md5 is the slower hash (~0.7 GB/s): hashing 256 MiB in one go would block for ~380 ms.
+    // The bound leaves room for a loaded machine's scheduling hiccups (~130 ms seen).
     env = await makeTestEnv({ chunkvault: { worker: { lock_duration_ms: 30_000 } } });
     vault = await openVault(env);
     await vault.startWorkers();
-    const chunkData = randomBytes(128 * 1024 * 1024);
+    const chunkData = randomBytes(256 * 1024 * 1024);
     const histogram = monitorEventLoopDelay({ resolution: 5 });
     histogram.enable();
     await new Promise((resolve) => setTimeout(resolve, 30)); // the monitor measures from its first tick on
@@ -240,7 +241,7 @@ describe('event loop', () => {
     histogram.disable();
     expect(result!.status).toBe('stored');
     const longestBlockMs = histogram.max / 1e6;
-    expect(longestBlockMs).toBeLessThan(100);
+    expect(longestBlockMs).toBeLessThan(200);
   });
 });
 
