@@ -154,7 +154,7 @@ export class Chunkvault {
  * and logs the settings this version does not act on.
  */
 export async function openChunkvault(config: Config, options: OpenOptions = {}): Promise<Chunkvault> {
-  const logger = options.logger ?? createLogger(config.chunkvault.log_level);
+  const logger = options.logger ?? createLogger(config.chunkvault.log_level, 2, config.chunkvault.log_format);
   await assertRedisReachable(config.chunkvault.redis.url);
   const level = options.announceUnimplemented === false ? 'debug' : 'warn';
   for (const note of unimplementedSettings(config)) logger[level]({ setting: note }, 'configured but not implemented in this version');

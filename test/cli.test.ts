@@ -133,6 +133,18 @@ describe('chunkvault CLI', () => {
     expect(run.stderr).toMatch(/^storing: replicas: 80\/80 \(100%\)$/m);
   });
 
+  it('logs JSON lines on stderr by default and readable lines with --pretty', async () => {
+    env = await makeTestEnv();
+    const json = await runCli(['reindex', '--config', env.configPath], { LOG_LEVEL: 'info' });
+    expect(json.code).toBe(0);
+    const finished = json.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((r) => r.msg === 'reindex finished');
+    expect(finished).toMatchObject({ level: 30, name: 'chunkvault', sidecars: 0 });
+    const pretty = await runCli(['--pretty', 'reindex', '--config', env.configPath], { LOG_LEVEL: 'info' });
+    expect(pretty.code).toBe(0);
+    expect(pretty.stderr).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: reindex finished$/m);
+    expect(pretty.stderr).not.toMatch(/^\{/m);
+  });
+
   it('demo --json prints its summary as JSON', async () => {
     env = await makeTestEnv();
     const run = await runCli(['demo', '--chunks', '5', '--size', '1000', '--json', '--config', env.configPath]);

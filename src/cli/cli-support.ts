@@ -16,12 +16,12 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-/** The config as the root program's --config (or CHUNKVAULT_CONFIG) says. */
+/** The config as the root program's --config (or CHUNKVAULT_CONFIG) and --pretty say. */
 export function configFor(command: Command): LoadedConfig {
   let root = command;
   while (root.parent) root = root.parent;
-  const configPath = root.opts<{ config?: string }>().config;
-  return loadConfig(configPath === undefined ? {} : { configPath });
+  const { config: configPath, pretty } = root.opts<{ config?: string; pretty?: boolean }>();
+  return loadConfig({ ...(configPath === undefined ? {} : { configPath }), ...(pretty ? { env: { ...process.env, LOG_FORMAT: 'pretty' } } : {}) });
 }
 
 /** Runs a command body and turns its outcome into an exit code, printing errors to stderr. */

@@ -14,6 +14,7 @@ import { registerMaintenance } from './commands/maintenance.command.js';
 const program = new Command('chunkvault')
   .description('durable, verified storage of training-data chunk replicas')
   .option('-c, --config <file>', 'YAML config (default: $CHUNKVAULT_CONFIG, else config/storage_config.yml if present, else embedded defaults)')
+  .option('--pretty', 'readable log lines on stderr instead of JSON (same as LOG_FORMAT=pretty)')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`chunkvault: ${text.replace(/^error: /, '')}`) });
 

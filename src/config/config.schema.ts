@@ -208,6 +208,8 @@ const chunkvaultSchema = z
       .strict()
       .prefault({}),
     log_level: z.enum(LOG_LEVELS).default('info'),
+    /** json: one JSON object per line (for collectors); pretty: readable lines for a person. */
+    log_format: z.enum(['json', 'pretty']).default('json'),
   })
   .strict();
 

@@ -9,6 +9,7 @@
  *   CHUNKVAULT_BASE_PATH     storage.backends.local.base_path
  *   CHUNKVAULT_STAGING_DIR   chunkvault.staging.dir
  *   LOG_LEVEL                chunkvault.log_level
+ *   LOG_FORMAT               chunkvault.log_format (the CLI's --pretty sets it to pretty)
  */
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -40,6 +41,7 @@ const ENV_OVERRIDES: ReadonlyArray<[variable: string, keyPath: readonly string[]
   ['CHUNKVAULT_BASE_PATH', ['storage', 'backends', 'local', 'base_path']],
   ['CHUNKVAULT_STAGING_DIR', ['chunkvault', 'staging', 'dir']],
   ['LOG_LEVEL', ['chunkvault', 'log_level']],
+  ['LOG_FORMAT', ['chunkvault', 'log_format']],
 ];
 
 /** Reads, overrides, validates and freezes the configuration; throws ConfigError listing every problem. */

@@ -3,7 +3,9 @@
  * Secrets never reach a log line: known secret fields are redacted by configuration and
  * URLs are logged through `redactUrl`.
  */
+import { isatty } from 'node:tty';
 import { pino, type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
 import type { Config } from '../config/config.schema.js';
 import { redactSecrets } from './redact.js';
 
@@ -15,14 +17,19 @@ const REDACT_PATHS = [
   'redisUrl', '*.redisUrl', 'connectionString', '*.connectionString',
 ];
 
-export function createLogger(level: Config['chunkvault']['log_level'], destination: number = 2): Logger {
-  return pino(
-    {
-      name: 'chunkvault', level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { pid: process.pid },
-      serializers: { err: serializeError },
-    },
-    pino.destination({ dest: destination, sync: true }),
-  );
+/**
+ * JSON lines by default (for log collectors); `pretty` renders the same records for a
+ * person at a terminal (colours only on a TTY). Redaction happens before either.
+ */
+export function createLogger(level: Config['chunkvault']['log_level'], destination: number = 2, format: Config['chunkvault']['log_format'] = 'json'): Logger {
+  const options = {
+    name: 'chunkvault', level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { pid: process.pid },
+    serializers: { err: serializeError },
+  };
+  if (format === 'pretty') {
+    return pino(options, pinoPretty({ destination, sync: true, colorize: isatty(destination), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' }));
+  }
+  return pino(options, pino.destination({ dest: destination, sync: true }));
 }
 
 /**
