@@ -10,6 +10,7 @@ import { registerDemo } from './commands/demo.command.js';
 import { registerGet } from './commands/get.command.js';
 import { registerCheckpoint } from './commands/checkpoint.command.js';
 import { registerMaintenance } from './commands/maintenance.command.js';
+import { registerServe } from './commands/serve.command.js';
 
 const program = new Command('chunkvault')
   .description('durable, verified storage of training-data chunk replicas')
@@ -18,7 +19,7 @@ const program = new Command('chunkvault')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`chunkvault: ${text.replace(/^error: /, '')}`) });
 
-for (const register of [registerWorker, registerPut, registerGet, registerCheckpoint, registerStats, registerMaintenance, registerReindex, registerDemo]) register(program);
+for (const register of [registerWorker, registerPut, registerGet, registerCheckpoint, registerStats, registerMaintenance, registerReindex, registerServe, registerDemo]) register(program);
 const overrideExit = (command: Command): void => {
   command.exitOverride();
   command.commands.forEach(overrideExit);

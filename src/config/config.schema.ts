@@ -207,6 +207,29 @@ const chunkvaultSchema = z
       })
       .strict()
       .prefault({}),
+    http: z
+      .object({
+        /**
+         * Where `chunkvault serve` listens (HTTP API, dashboard, /metrics). Loopback by default;
+         * any other address requires CHUNKVAULT_HTTP_TOKEN or CHUNKVAULT_HTTP_USER/_PASSWORD.
+         */
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65_535).default(8080),
+        /** Dashboard without retry/clean/promote/remove, and no POST /v1/chunks. */
+        read_only: z.boolean().default(false),
+        /** Largest chunk body POST /v1/chunks accepts (413 beyond). */
+        max_body_mb: z.number().positive().max(4096).default(256),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        /** A worker process serves its own /metrics (latencies, bytes, retries) on this port; 0: off. */
+        worker_port: z.number().int().min(0).max(65_535).default(0),
+        worker_host: z.string().min(1).default('127.0.0.1'),
+      })
+      .strict()
+      .prefault({}),
     log_level: z.enum(LOG_LEVELS).default('info'),
     /** json: one JSON object per line (for collectors); pretty: readable lines for a person. */
     log_format: z.enum(['json', 'pretty']).default('json'),

@@ -1,0 +1,69 @@
+/**
+ * `chunkvault serve`: one Fastify server for the people and programs around chunkvault —
+ * the HTTP API for coordinators (/v1, /healthz, /readyz), Prometheus metrics (/metrics)
+ * and the dashboard (Bull Board under /admin/queues, statistics under /admin).
+ *
+ * Safe by default: it listens on loopback unless configured otherwise, refuses any other
+ * address without credentials, and checks them on every route but the health probes.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Chunkvault } from '../app.js';
+import { addressedToLoopback, assertSafeBinding, authorised, challengeOf, httpAuthFromEnv, MISDIRECTED_MESSAGE, type HttpAuth } from './http-auth.js';
+import { registerApi } from './api.js';
+import { registerDashboard } from './dashboard.js';
+import { registerMetrics } from './metrics.js';
+
+export type { HttpAuth } from './http-auth.js';
+
+/** What the route modules get. */
+export interface HttpParts {
+  vault: Chunkvault;
+  /** No writes: POST /v1/chunks answers 403 and the dashboard hides retry/clean/promote. */
+  readOnly: boolean;
+}
+
+export interface HttpServerOptions {
+  host?: string;
+  port?: number;
+  readOnly?: boolean;
+  /** Defaults to the environment (httpAuthFromEnv). */
+  auth?: HttpAuth | undefined;
+}
+
+/** Paths reachable without credentials: probes carry none and reveal nothing secret. */
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz']);
+
+/** Builds the server (routes registered, not listening). */
+export async function buildHttpServer(vault: Chunkvault, options: HttpServerOptions = {}): Promise<FastifyInstance> {
+  const http = vault.config.chunkvault.http;
+  const host = options.host ?? http.host;
+  const auth = 'auth' in options ? options.auth : httpAuthFromEnv();
+  assertSafeBinding(host, auth, '', 'chunkvault.http.host');
+  // Fastify's own request logging stays off: requests are logged once below, at debug.
+  const app = Fastify({ bodyLimit: Math.floor(http.max_body_mb * 1024 * 1024), logger: false });
+  if (auth) {
+    app.addHook('onRequest', async (request, reply) => {
+      if (PUBLIC_PATHS.has(request.url.split('?')[0]!)) return;
+      if (!authorised(request, auth)) await refuse(reply, auth);
+    });
+  } else {
+    // Without credentials only loopback clients can connect; a Host header naming anything
+    // else is a browser led there by DNS rebinding from a foreign page.
+    app.addHook('onRequest', async (request, reply) => {
+      if (addressedToLoopback(request)) return;
+      await reply.code(421).send({ error: 'misdirected_request', message: MISDIRECTED_MESSAGE });
+    });
+  }
+  app.addHook('onResponse', async (request, reply) => {
+    vault.logger.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'http request');
+  });
+  const parts: HttpParts = { vault, readOnly: options.readOnly ?? http.read_only };
+  await registerApi(app, parts);
+  await registerMetrics(app, parts);
+  await registerDashboard(app, parts);
+  return app;
+}
+
+async function refuse(reply: FastifyReply, auth: HttpAuth): Promise<void> {
+  await reply.code(401).header('www-authenticate', challengeOf(auth)).send({ error: 'unauthorized', message: 'missing or wrong credentials' });
+}
