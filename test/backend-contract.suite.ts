@@ -44,6 +44,13 @@ export function itBehavesLikeABackend(name: string, make: () => Promise<BackendU
       await cleanup();
     });
 
+    it('probe resolves on a usable backend and stores nothing', async () => {
+      await backend.probe();
+      const listed = [];
+      for await (const object of backend.list('')) listed.push(object.key);
+      expect(listed).toEqual([]);
+    });
+
     it('get returns exactly the bytes put from a Uint8Array body (md5)', async () => {
       const key = 'datasets/web/shard-0001/chunk-000001.bin';
       const bytes = randomBytes(4096);

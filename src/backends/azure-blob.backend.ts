@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   DEFAULT_PART_SIZE_BYTES,
@@ -164,6 +164,10 @@ export class AzureBlobBackend implements Backend {
 
   usage(): Promise<BackendUsage> {
     return usageFromListing(this);
+  }
+
+  probe(): Promise<void> {
+    return probeByListing(this);
   }
 
   /**

@@ -62,6 +62,13 @@ export interface Backend {
   usage(): Promise<BackendUsage>;
 
   /**
+   * Cheap check that the backend is usable now (for readiness probes): reachable, its bucket,
+   * container or directory there, the credentials accepted. Changes nothing. Throws a
+   * BackendIoError (or the SDK's error wrapped as one) naming what is wrong.
+   */
+  probe(): Promise<void>;
+
+  /**
    * Removes leftovers of writes that died mid-way (crashed process). Safe to call while
    * other writers run: only what no live writer can still own is removed.
    * Returns the number removed.
@@ -80,4 +87,12 @@ export async function usageFromListing(backend: Pick<Backend, 'list' | 'location
     fileCount += 1;
   }
   return { totalSizeBytes, fileCount, location: backend.location };
+}
+
+/** Prefix `probeByListing` lists under: reserved (ids start with a letter or digit), never written. */
+const PROBE_PREFIX = '_chunkvault/probe/';
+
+/** `probe()` for a backend that can list: one listing request, which fails when the store is unreachable, missing or refuses the credentials. */
+export async function probeByListing(backend: Pick<Backend, 'list'>): Promise<void> {
+  for await (const _object of backend.list(PROBE_PREFIX)) break;
 }

@@ -19,7 +19,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   chunkMetadata,
@@ -145,6 +145,10 @@ export class GcsBackend implements Backend {
 
   usage(): Promise<BackendUsage> {
     return usageFromListing(this);
+  }
+
+  probe(): Promise<void> {
+    return probeByListing(this);
   }
 
   /** Removes temp objects of large puts created longer ago than `staleUploadAfterMs`. */

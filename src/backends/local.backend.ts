@@ -8,7 +8,7 @@ import {
   closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync, type Dirent,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { mkdir, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -157,6 +157,28 @@ export class LocalBackend implements Backend {
 
   usage(): Promise<BackendUsage> {
     return usageFromListing(this);
+  }
+
+  /**
+   * The base path need not exist yet (the first put creates it), but it, or else its nearest
+   * existing ancestor, must be a directory this process may write to.
+   */
+  async probe(): Promise<void> {
+    let dir = this.basePath;
+    for (;;) {
+      try {
+        const info = await stat(dir);
+        if (!info.isDirectory()) throw new BackendIoError(`probe ${this.basePath}: ${dir} is not a directory`, { retryable: false });
+        await access(dir, fsConstants.W_OK | fsConstants.X_OK);
+        return;
+      } catch (error) {
+        if (isErrno(error, 'ENOENT') && path.dirname(dir) !== dir) {
+          dir = path.dirname(dir);
+          continue;
+        }
+        throw wrapFsError(error, `probe ${this.basePath}`);
+      }
+    }
   }
 
   async sweepIncompleteWrites(): Promise<number> {

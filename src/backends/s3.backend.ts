@@ -16,7 +16,7 @@
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   chunkMetadata,
@@ -167,6 +167,10 @@ export class S3Backend implements Backend {
 
   usage(): Promise<BackendUsage> {
     return usageFromListing(this);
+  }
+
+  probe(): Promise<void> {
+    return probeByListing(this);
   }
 
   /** Aborts multipart uploads under the key prefix started longer ago than `staleUploadAfterMs`. */

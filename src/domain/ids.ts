@@ -7,13 +7,14 @@
 import { z } from 'zod';
 
 export const MAX_ID_LENGTH = 128;
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** zod schema of an id; its messages name what is wrong. */
 export const idSchema = z
   .string({ error: 'must be a string' })
   .min(1, 'must not be empty')
   .max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`)
-  .refine((id) => !id.includes('/') && !id.includes('\\'), 'must not contain a path separator')
-  .refine((id) => !id.includes('..'), 'must not contain ".."')
-  .refine((id) => ID_PATTERN.test(id), 'may hold only letters, digits, "_", "." and "-", and must start with a letter or digit');
+  // Patterns rather than refinements, so the published JSON Schemas (docs/) carry every rule.
+  .regex(/^[^/\\]*$/, 'must not contain a path separator')
+  .regex(/^(?!.*\.\.)/, 'must not contain ".."')
+  .regex(ID_PATTERN, 'may hold only letters, digits, "_", "." and "-", and must start with a letter or digit');

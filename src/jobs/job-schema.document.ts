@@ -1,0 +1,130 @@
+/**
+ * The published contract of chunkvault's BullMQ jobs (docs/job-schema.json, `npm run
+ * schemas`): queue names, job names, the JSON Schema of each job's data (generated from the
+ * zod schemas the workers validate with, so they cannot drift), the Redis key prefix, and
+ * the job ids and options a producer outside this code base (another language, its own
+ * BullMQ client) must use to enqueue work the workers accept.
+ *
+ * The document is itself a JSON Schema: its root validates `{ name, data }` of a job.
+ */
+import { z } from 'zod';
+import { configSchema } from '../config/config.schema.js';
+import { ID_PATTERN, MAX_ID_LENGTH } from '../domain/ids.js';
+import { JOBS, QUEUE_NAMES, type JobName } from './job-table.js';
+
+type JsonObject = Record<string, unknown>;
+
+const DEFAULTS = configSchema.parse({}).chunkvault;
+const ID = ID_PATTERN.source.slice(1, -1);
+const HEX16 = '[0-9a-f]{16}';
+
+/** Job ids, as the producer builds them (job-table.ts, producer/chunk-producer.ts, reads/repair-scheduler.ts). */
+export const JOB_ID_PATTERNS: Record<Exclude<JobName, 'maintenance.run'>, string> = {
+  'replica.write': `^${ID}@${ID}(#[1-9][0-9]*)?$`,
+  'chunk.finalize': `^chunk@${ID}#${HEX16}$`,
+  'replica.repair': `^${ID}@${ID}#repair-[0-9]+$`,
+};
+
+const retried = {
+  attempts: z.number().int().min(1).max(100).describe(`chunkvault.retry.attempts (default ${DEFAULTS.retry.attempts}): total tries, the first included`),
+  backoff: z
+    .object({ type: z.literal('exponential'), delay: z.number().int().nonnegative().describe(`chunkvault.retry.backoff_ms (default ${DEFAULTS.retry.backoff_ms})`) })
+    .strict(),
+  removeOnComplete: z.object({ age: z.number().int().nonnegative().describe(`chunkvault.jobs.keep_completed_seconds (default ${DEFAULTS.jobs.keep_completed_seconds})`) }).strict(),
+  removeOnFail: z.object({ age: z.number().int().nonnegative().describe(`chunkvault.jobs.keep_failed_seconds (default ${DEFAULTS.jobs.keep_failed_seconds})`) }).strict(),
+};
+
+/** The options chunkvault's own producer passes; a foreign producer passes the same. */
+export const JOB_OPTIONS_SCHEMAS = {
+  'replica.write': z
+    .object({
+      jobId: z.string().regex(new RegExp(JOB_ID_PATTERNS['replica.write'])),
+      ...retried,
+      // The chunk's parent must run when a replica fails for good, to record it and free the staged bytes.
+      ignoreDependencyOnFailure: z.literal(true),
+    })
+    .strict(),
+  'chunk.finalize': z.object({ jobId: z.string().regex(new RegExp(JOB_ID_PATTERNS['chunk.finalize'])), ...retried }).strict(),
+  'replica.repair': z.object({ jobId: z.string().regex(new RegExp(JOB_ID_PATTERNS['replica.repair'])), ...retried }).strict(),
+} as const;
+
+function schemaOf(schema: z.ZodType): JsonObject {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io: 'input', target: 'draft-2020-12' }) as JsonObject;
+  return rest;
+}
+
+export function buildJobSchemaDocument(): JsonObject {
+  const names = Object.keys(JOBS) as JobName[];
+  const defs: Record<string, JsonObject> = {};
+  for (const name of names) defs[name] = { title: `data of ${name}`, ...schemaOf(JOBS[name].schema) };
+  for (const [name, schema] of Object.entries(JOB_OPTIONS_SCHEMAS)) defs[`${name}.options`] = { title: `job options of ${name}`, ...schemaOf(schema) };
+
+  const jobs: Record<string, JsonObject> = {};
+  for (const name of names) {
+    jobs[name] = {
+      queue: JOBS[name].queue,
+      data: { $ref: `#/$defs/${name}` },
+      ...(name in JOB_OPTIONS_SCHEMAS ? { options: { $ref: `#/$defs/${name}.options` } } : {}),
+      ...JOB_NOTES[name],
+    };
+  }
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'urn:chunkvault:job-schema',
+    title: 'chunkvault BullMQ jobs',
+    description:
+      'A job on one of chunkvault\'s queues: `name` is the BullMQ job name, `data` its payload. Job data never carries ' +
+      'chunk bytes: they are staged once per chunk in the staging directory (chunkvault.staging.dir), which the workers ' +
+      'must be able to read. Coordinators that cannot write there use POST /v1/chunks of `chunkvault serve` instead.',
+    type: 'object',
+    required: ['name', 'data'],
+    oneOf: names.map((name) => ({
+      properties: { name: { const: name }, data: { $ref: `#/$defs/${name}` } },
+    })),
+    keyPrefix: {
+      description:
+        'The BullMQ `prefix` option of every queue, worker and flow producer: the configured chunkvault.redis.prefix inside ' +
+        'braces (a Redis Cluster hash tag, so every key of a deployment is in one slot). Keys are <prefix>:<queue>:...',
+      rule: '{<chunkvault.redis.prefix>}',
+      default: `{${DEFAULTS.redis.prefix}}`,
+    },
+    queues: Object.fromEntries(
+      Object.values(QUEUE_NAMES).map((queue) => [queue, { jobs: names.filter((n) => JOBS[n].queue === queue) }]),
+    ),
+    jobs,
+    ids: {
+      pattern: ID_PATTERN.source,
+      maxLength: MAX_ID_LENGTH,
+      description: 'chunk, replica, task, node and provider ids: 1-128 letters, digits, "_", "." or "-", starting with a letter or digit, never containing ".."',
+    },
+    storeAChunk: {
+      description:
+        'How chunkvault\'s producer queues one chunk (ChunkProducer.store); do the same to store one from another BullMQ client.',
+      steps: [
+        'Compute the checksum of the chunk\'s bytes with storage.integrity.checksum_algorithm (md5 by default; lowercase hex).',
+        'For each replica, its job id: <replicaId>@<chunkId> (a later retry of a replica that failed for good appends #<generation>, 1, 2, ...).',
+        'flowTag = the first 16 hex characters of sha256(checksum + "\\u0000" + the replica job ids joined by "\\u0000").',
+        'stagedKey = <chunkId>@<flowTag>. Write the bytes to <chunkvault.staging.dir>/<stagedKey> atomically (a temp file ' +
+          'in the same directory, fsync, rename), where the workers read them.',
+        'Add ONE BullMQ flow: parent job `chunk.finalize` on queue `chunks` (jobId chunk@<chunkId>#<flowTag>, data ' +
+          '{chunkId, stagedKey, replicas: [{replicaId, generation}]}) with one child `replica.write` per replica on queue ' +
+          '`replicas` (data per #/$defs/replica.write, options per #/$defs/replica.write.options).',
+        'Wait for the outcome in the catalog (GET /v1/chunks/{id}/replicas), not in BullMQ\'s event stream. The parent ' +
+          'frees the staged file once every replica job has ended.',
+      ],
+      idempotence:
+        'Job ids are deterministic: adding the same flow twice stores each replica once. A chunk id is immutable: ' +
+        'a second chunk with the same id and another checksum fails its replica jobs without retries.',
+    },
+    $defs: defs,
+  };
+}
+
+const JOB_NOTES: Record<JobName, JsonObject> = {
+  'replica.write': { description: 'Writes one replica from the staged bytes, verifies it and records it in the catalog. Queued as a child of the chunk\'s `chunk.finalize` flow.' },
+  'chunk.finalize': { description: 'Parent of a chunk\'s replica writes: runs once all of them ended; records replicas that ended without a result, frees the staged bytes, seals due checkpoints.' },
+  'replica.repair': { description: 'Rewrites a replica a read found bad, from a good one. Queued by chunkvault itself (reads, scrubs, checkpoint verification).' },
+  'maintenance.run': {
+    description: 'One maintenance pass (retention, compression, scrub). Put there by the job scheduler (storage.cleanup.cleanup_schedule) or `chunkvault maintenance scrub`; data {} runs every pass.',
+  },
+};
