@@ -22,8 +22,9 @@ import { CheckpointService } from './checkpoints/checkpoint-service.js';
 import { ChunkReader } from './reads/chunk-reader.js';
 import { RepairScheduler } from './reads/repair-scheduler.js';
 import { MaintenanceService } from './maintenance/maintenance-service.js';
-import { maintenanceRunDataSchema } from './jobs/job-data.js';
 import { WorkerPool } from './worker/worker-pool.js';
+import { MaintenanceRunner } from './jobs/maintenance-run.job.js';
+import { ProcessMetrics } from './metrics/process-metrics.js';
 import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
 import { reindex, type ReindexOptions, type ReindexReport } from './reindex/reindex.js';
 
@@ -37,6 +38,8 @@ export class Chunkvault {
   readonly producer: ChunkProducer;
   readonly checkpoints: CheckpointService;
   readonly maintenance: MaintenanceService;
+  /** What this process observes (latencies, bytes, retries, mismatches), in its own registry. */
+  readonly metrics = new ProcessMetrics();
   readonly #reader: ChunkReader;
   readonly #repairs: RepairScheduler;
   readonly #redis: Redis;
@@ -65,7 +68,7 @@ export class Chunkvault {
     this.producer = new ChunkProducer({ config, catalog, backends, staging, flows: this.#flows, logger });
     this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
-    this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger });
+    this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger, metrics: this.metrics });
     this.maintenance = new MaintenanceService({
       config, catalog, backends, repairs: this.#repairs, redis, queue: this.#queues[QUEUE_NAMES.maintenance]!,
       keyPrefix: `${prefix}:catalog`, logger,
@@ -86,7 +89,7 @@ export class Chunkvault {
    * Closed with the rest by `close()`, or alone with `pool.close(timeoutMs)`.
    */
   async startWorkers(): Promise<WorkerPool> {
-    const { config, logger, catalog, backends, staging } = this;
+    const { config, logger, catalog, backends, staging, metrics } = this;
     let swept = await staging.sweepIncompleteWrites();
     for (const backend of backends.all()) {
       // A backend that cannot be swept now (down, refusing) must not keep the others from working.
@@ -96,19 +99,21 @@ export class Chunkvault {
       });
     }
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
-    const writer = new ReplicaWriter({ config, catalog, backends, staging, logger });
+    const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
-    const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger });
+    const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger, metrics });
+    const maintenanceRunner = new MaintenanceRunner({ maintenance: this.maintenance, logger });
     const pool = new WorkerPool({
       config,
       logger,
       prefix: keyRoot(config.chunkvault.redis.prefix),
       connect: (name) => openRedis(config.chunkvault.redis.url, name),
+      metrics,
       handlers: {
         'replica.write': (job) => writer.handle(job),
         'chunk.finalize': (job) => finalizer.handle(job),
         'replica.repair': (job) => repairer.handle(job),
-        'maintenance.run': (job) => this.maintenance.runPass(maintenanceRunDataSchema.parse(job.data)),
+        'maintenance.run': (job) => maintenanceRunner.handle(job),
       },
       // A sealer that died leaves due intervals in the ledger; any live worker seals them soon.
       periodic: { everyMs: 15_000, run: () => this.checkpoints.sealDue() },
@@ -126,6 +131,11 @@ export class Chunkvault {
     const queue = this.#queues[name];
     if (!queue) throw new Error(`no queue named ${name}`);
     return queue;
+  }
+
+  /** Resolves once Redis answers PING (readiness probes); while the connection is down it waits, so bound it. */
+  async pingRedis(): Promise<void> {
+    await this.#redis.ping();
   }
 
   /** Storage statistics (the seed's field names and more), from the catalog and the queues. */

@@ -12,6 +12,7 @@ import type { Logger } from '../logging/logger.js';
 import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
 import { chunkFinalizeDataSchema, describeIssues } from './job-data.js';
 import { replicaJobId } from './job-table.js';
+import { jobLogger } from './job-logger.js';
 
 export interface ChunkFinalizerDeps {
   catalog: Catalog;
@@ -37,6 +38,7 @@ export class ChunkFinalizer {
     if (!parsed.success) throw new UnrecoverableError(`invalid chunk job data: ${describeIssues(parsed.error)}`);
     const { chunkId, stagedKey, replicas } = parsed.data;
     const { catalog, staging } = this.#deps;
+    const log = jobLogger(this.#deps.logger, job, { chunkId });
 
     const failures = await job.getIgnoredChildrenFailures();
     const reasonByJobId = new Map<string, string>();
@@ -50,13 +52,14 @@ export class ChunkFinalizer {
       if (record?.status !== 'queued' || record.generation !== replica.generation) continue;
       const reason = reasonByJobId.get(replicaJobId(chunkId, replica.replicaId, replica.generation)) ?? 'replica job ended without a result';
       status = await catalog.recordFailed(chunkId, replica.replicaId, record.backend, reason, record.attempts);
+      log.warn({ replicaId: replica.replicaId, backend: record.backend, reason }, 'replica job ended without reaching the catalog; recorded failed');
     }
     await staging.release(stagedKey);
     // Sealing errors fail this job, whose retry seals again: the ledger keeps the chunks meanwhile.
     await this.#deps.checkpoints.sealDue();
     const chunk = await catalog.getChunk(chunkId);
     status = chunk?.status ?? status;
-    this.#deps.logger.debug({ queue: job.queueName, jobId: job.id, chunkId, status }, 'chunk ended');
+    log.debug({ status }, 'chunk ended');
     return { chunkId, status };
   }
 }

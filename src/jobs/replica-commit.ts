@@ -10,11 +10,15 @@ import { encodeSidecar } from '../catalog/sidecar.js';
 import { BackendIoError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { metadataKeyOf } from '../storage/storage-layout.js';
+import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
-export async function commitReplica(config: Config, catalog: Catalog, backend: Backend, record: StoredReplicaInput): Promise<void> {
+export async function commitReplica(config: Config, catalog: Catalog, metrics: ProcessMetrics, backend: Backend, record: StoredReplicaInput): Promise<void> {
   if (config.storage.integrity.verify_on_write) {
+    const elapsed = startTimer();
     const readBack = await checksumOfStream(await backend.get(record.path), record.algorithm);
+    metrics.verified(backend.name, 'write', elapsed(), readBack.sizeBytes);
     if (readBack.checksum !== record.checksum || readBack.sizeBytes !== record.sizeBytes) {
+      metrics.mismatch(backend.name, 'verify');
       // The write was acknowledged but reads back wrong: the medium, not the input, is at fault.
       throw new BackendIoError(
         `verify_on_write: ${record.path} on ${backend.name} reads back as ${readBack.checksum} (${readBack.sizeBytes} bytes), expected ${record.checksum} (${record.sizeBytes} bytes)`,

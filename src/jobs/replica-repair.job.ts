@@ -11,12 +11,15 @@ import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
-import type { ReplicaRecord } from '../domain/types.js';
+import type { ChunkRecord, ReplicaRecord } from '../domain/types.js';
 import { ChecksumMismatchError, NotFoundError, SizeMismatchError } from '../errors.js';
 import { commitReplica } from './replica-commit.js';
 import { decoded, withoutCodecSuffix } from '../integrity/codecs.js';
-import { describeIssues, replicaRepairDataSchema } from './job-data.js';
+import { describeIssues, replicaRepairDataSchema, type ReplicaRepairData } from './job-data.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
+import { UNROUTED_BACKEND } from '../backends/backend-registry.js';
+import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
+import { jobLogger } from './job-logger.js';
 
 export interface ReplicaRepairerDeps {
   config: Config;
@@ -24,6 +27,7 @@ export interface ReplicaRepairerDeps {
   backends: BackendRegistry;
   repairs: RepairScheduler;
   logger: Logger;
+  metrics: ProcessMetrics;
 }
 
 export interface RepairResult {
@@ -43,12 +47,31 @@ export class ReplicaRepairer {
   async handle(job: Job): Promise<RepairResult> {
     const parsed = replicaRepairDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`invalid repair job data: ${describeIssues(parsed.error)}`);
-    const { chunkId, replicaId, sourceReplicaId } = parsed.data;
-    const { catalog, backends, config } = this.#deps;
-    const log = this.#deps.logger.child({ queue: job.queueName, jobId: job.id, chunkId, replicaId });
-
+    const { chunkId, replicaId } = parsed.data;
+    const { catalog, metrics } = this.#deps;
     const [chunk, replicas] = await Promise.all([catalog.getChunk(chunkId), catalog.listReplicas(chunkId)]);
     const target = replicas.find((r) => r.replicaId === replicaId);
+    const backend = target?.backend ?? UNROUTED_BACKEND;
+    const log = jobLogger(this.#deps.logger, job, { chunkId, replicaId, backend });
+    try {
+      const result = await this.#repair(parsed.data, chunk, replicas, target, log);
+      metrics.repair(backend, result.repaired ? 'repaired' : 'unchanged');
+      return result;
+    } catch (error) {
+      metrics.repair(backend, 'failed');
+      log.warn({ err: error, attempt: job.attemptsMade + 1 }, 'repair failed');
+      throw error;
+    }
+  }
+
+  async #repair(
+    { chunkId, replicaId, sourceReplicaId }: ReplicaRepairData,
+    chunk: ChunkRecord | undefined,
+    replicas: ReplicaRecord[],
+    target: ReplicaRecord | undefined,
+    log: Logger,
+  ): Promise<RepairResult> {
+    const { catalog, backends, metrics } = this.#deps;
     if (!chunk || !target) throw new UnrecoverableError(`repair: replica ${replicaId} of chunk ${chunkId} is not in the catalog`);
     const targetBackend = backends.byName(target.backend);
     if (!targetBackend) throw new UnrecoverableError(`repair: backend ${target.backend} of replica ${replicaId} is not configured`);
@@ -68,11 +91,14 @@ export class ReplicaRepairer {
       if (!sourceBackend) continue;
       // Rewritten as the chunk's plain bytes at the replica's uncompressed key; compression may come again later.
       const targetKey = withoutCodecSuffix(target.path);
+      const elapsed = startTimer();
       try {
         const body = decoded(await sourceBackend.get(source.path), source.codec);
         await targetBackend.put(targetKey, body, { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm });
       } catch (error) {
-        if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError || error instanceof NotFoundError || isDecodeError(error)) {
+        const wrongBytes = error instanceof ChecksumMismatchError || error instanceof SizeMismatchError || isDecodeError(error);
+        if (wrongBytes) metrics.mismatch(source.backend, 'repair');
+        if (wrongBytes || error instanceof NotFoundError) {
           // The source is bad too: nothing was written; mark it, repair it later, try the next one.
           const problem = error instanceof NotFoundError ? 'missing' : error instanceof SizeMismatchError ? 'wrong size' : isDecodeError(error) ? `cannot decode ${source.codec}` : 'bytes do not match the chunk checksum';
           await catalog.recordCorrupt(chunkId, source.replicaId, `${problem} (found while copying ${source.path} to repair ${replicaId})`);
@@ -82,6 +108,8 @@ export class ReplicaRepairer {
         }
         throw error;
       }
+      metrics.wrote(target.backend, elapsed(), chunk.sizeBytes);
+      metrics.read(source.backend, 'repair', chunk.sizeBytes);
       await this.#finish({ ...target, path: targetKey }, chunk.createdAt);
       if (targetKey !== target.path) await targetBackend.delete(target.path); // the bad compressed object
       log.info({ source: source.replicaId, path: targetKey }, 'replica repaired');
@@ -93,8 +121,8 @@ export class ReplicaRepairer {
   }
 
   async #finish(target: ReplicaRecord, chunkCreatedAt: string): Promise<void> {
-    const { catalog, backends, config } = this.#deps;
-    await commitReplica(config, catalog, backends.byName(target.backend)!, {
+    const { catalog, backends, config, metrics } = this.#deps;
+    await commitReplica(config, catalog, metrics, backends.byName(target.backend)!, {
       chunkId: target.chunkId, replicaId: target.replicaId, backend: target.backend, path: target.path,
       checksum: target.checksum, algorithm: target.algorithm, sizeBytes: target.sizeBytes, targetNode: target.targetNode,
       cloudProvider: target.cloudProvider, taskId: target.taskId, storedAt: target.storedAt || new Date().toISOString(),

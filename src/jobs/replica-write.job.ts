@@ -16,10 +16,12 @@ import type { Backend } from '../backends/backend.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
 import type { StoredChunk } from '../domain/types.js';
-import { ChunkvaultError, InvalidInputError, QuotaExceededError, describeError } from '../errors.js';
+import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
+import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
 import { describeIssues, replicaWriteDataSchema, type ReplicaWriteData } from './job-data.js';
 import { commitReplica } from './replica-commit.js';
+import { jobLogger } from './job-logger.js';
 
 export interface ReplicaWriterDeps {
   config: Config;
@@ -27,6 +29,7 @@ export interface ReplicaWriterDeps {
   backends: BackendRegistry;
   staging: StagingArea;
   logger: Logger;
+  metrics: ProcessMetrics;
 }
 
 export class ReplicaWriter {
@@ -45,24 +48,28 @@ export class ReplicaWriter {
     const data = parsed.data;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
+    const { metrics } = this.#deps;
     const route = this.#deps.backends.routeOf(data.cloudProvider);
     if ('problem' in route) {
       // No configuration change reaches a running job: fail it now, naming the provider.
       const message = `replica ${data.replicaId} of chunk ${data.chunkId}: ${route.problem}`;
       await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, UNROUTED_BACKEND, message, attempt);
-      this.#deps.logger.error({ queue: job.queueName, jobId: job.id, chunkId: data.chunkId, replicaId: data.replicaId, cloudProvider: data.cloudProvider }, message);
+      metrics.writeAttempt(UNROUTED_BACKEND, data.cloudProvider, 'failed');
+      jobLogger(this.#deps.logger, job, { chunkId: data.chunkId, replicaId: data.replicaId, cloudProvider: data.cloudProvider }).error(message);
       throw new UnrecoverableError(message);
     }
     const backend = route.backend;
-    const log = this.#deps.logger.child({ queue: job.queueName, jobId: job.id, chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
+    const log = jobLogger(this.#deps.logger, job, { chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
     try {
-      const result = await this.#write(data, backend, attempt);
-      log.debug({ path: result.storagePath, attempt }, 'replica stored');
-      return result;
+      const { stored, wrote } = await this.#write(data, backend, attempt);
+      metrics.writeAttempt(backend.name, data.cloudProvider, wrote ? 'stored' : 'skipped');
+      log.debug({ path: stored.storagePath, attempt }, wrote ? 'replica stored' : 'replica already stored');
+      return stored;
     } catch (error) {
       const retryable = error instanceof ChunkvaultError ? error.retryable : !(error instanceof UnrecoverableError);
       const final = !retryable || attempt >= maxAttempts;
       const message = describeError(error);
+      metrics.writeAttempt(backend.name, data.cloudProvider, final ? 'failed' : 'retried');
       if (final) {
         await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, backend.name, message, attempt);
         log.error({ err: error, attempt, maxAttempts }, 'replica write failed for good');
@@ -75,14 +82,15 @@ export class ReplicaWriter {
     }
   }
 
-  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<StoredChunk> {
-    const { config, catalog, staging } = this.#deps;
+  /** `wrote` is false when the replica was already stored (an idempotent re-run). */
+  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<{ stored: StoredChunk; wrote: boolean }> {
+    const { config, catalog, staging, metrics } = this.#deps;
     const key = dataKeyOf(config.storage.organization.partition_by, data);
 
     const existing = await catalog.getReplica(data.chunkId, data.replicaId);
     if (existing?.status === 'stored' && existing.checksum === data.checksum && existing.backend === backend.name) {
       const object = await backend.head(existing.path);
-      if (object?.sizeBytes === existing.sizeBytes) return toStoredChunk(existing.path, backend.name, data, existing.storedAt);
+      if (object?.sizeBytes === existing.sizeBytes) return { stored: toStoredChunk(existing.path, backend.name, data, existing.storedAt), wrote: false };
     }
     if (existing && existing.checksum !== data.checksum) {
       throw new InvalidInputError(`chunk ${data.chunkId} is recorded with checksum ${existing.checksum}, job says ${data.checksum}`);
@@ -99,16 +107,23 @@ export class ReplicaWriter {
     }
 
     const body = await staging.open(data.stagedKey, data.chunkId);
-    await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });
+    const elapsed = startTimer();
+    try {
+      await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });
+    } catch (error) {
+      if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError) metrics.mismatch(backend.name, 'write');
+      throw error;
+    }
+    metrics.wrote(backend.name, elapsed(), data.sizeBytes);
 
     const storedAt = new Date().toISOString();
-    await commitReplica(config, catalog, backend, {
+    await commitReplica(config, catalog, metrics, backend, {
       chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
       checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
       targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
       storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
     });
-    return toStoredChunk(key, backend.name, data, storedAt);
+    return { stored: toStoredChunk(key, backend.name, data, storedAt), wrote: true };
   }
 }
 

@@ -16,6 +16,7 @@ import { decoded } from '../integrity/codecs.js';
 import { idSchema } from '../domain/ids.js';
 import { InvalidInputError } from '../errors.js';
 import type { RepairScheduler } from './repair-scheduler.js';
+import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
 export interface ChunkReaderDeps {
   config: Config;
@@ -23,7 +24,11 @@ export interface ChunkReaderDeps {
   backends: BackendRegistry;
   repairs: RepairScheduler;
   logger: Logger;
+  metrics: ProcessMetrics;
 }
+
+/** The replica's bytes are wrong (length, checksum, undecodable), as opposed to missing or unreadable. */
+class WrongBytesError extends Error {}
 
 export class ChunkReader {
   readonly #deps: ChunkReaderDeps;
@@ -70,6 +75,8 @@ export class ChunkReader {
   async #read(chunk: ChunkRecord, replica: ReplicaRecord): Promise<Buffer> {
     const backend = this.#deps.backends.byName(replica.backend);
     if (!backend) throw new Error(`backend ${replica.backend} is not configured`);
+    const { metrics, config } = this.#deps;
+    const elapsed = startTimer();
     const stored = await backend.get(replica.path).catch((error: unknown) => {
       throw error instanceof NotFoundError ? new Error('missing', { cause: error }) : error;
     });
@@ -80,21 +87,32 @@ export class ChunkReader {
     try {
       for await (const piece of stream) {
         const bytes = piece as Buffer;
-        if (offset + bytes.byteLength > chunk.sizeBytes) throw new Error(`corrupt: longer than the recorded ${chunk.sizeBytes} bytes`);
+        if (offset + bytes.byteLength > chunk.sizeBytes) throw new WrongBytesError(`corrupt: longer than the recorded ${chunk.sizeBytes} bytes`);
         bytes.copy(buffer, offset);
         hash.update(bytes);
         offset += bytes.byteLength;
       }
     } catch (error) {
-      throw replica.codec && !(error as Error).message.startsWith('corrupt') ? new Error(`corrupt: cannot decode ${replica.codec} (${(error as Error).message})`, { cause: error }) : error;
+      metrics.read(replica.backend, 'read', offset);
+      const wrong = error instanceof WrongBytesError ? error : replica.codec ? new WrongBytesError(`corrupt: cannot decode ${replica.codec} (${(error as Error).message})`, { cause: error }) : undefined;
+      if (wrong) metrics.mismatch(replica.backend, 'read');
+      throw wrong ?? error;
     } finally {
       stream.destroy();
       stored.destroy();
     }
-    if (offset !== chunk.sizeBytes) throw new Error(`corrupt: ${offset} bytes, recorded ${chunk.sizeBytes}`);
-    if (this.#deps.config.storage.integrity.verify_on_read) {
+    const verify = config.storage.integrity.verify_on_read;
+    if (verify) metrics.verified(replica.backend, 'read', elapsed(), offset);
+    else metrics.read(replica.backend, 'read', offset);
+    let problem: string | undefined;
+    if (offset !== chunk.sizeBytes) problem = `corrupt: ${offset} bytes, recorded ${chunk.sizeBytes}`;
+    else if (verify) {
       const actual = hash.digest('hex');
-      if (actual !== chunk.checksum) throw new Error(`corrupt: checksum ${actual}, expected ${chunk.checksum}`);
+      if (actual !== chunk.checksum) problem = `corrupt: checksum ${actual}, expected ${chunk.checksum}`;
+    }
+    if (problem) {
+      metrics.mismatch(replica.backend, 'read');
+      throw new WrongBytesError(problem);
     }
     return buffer;
   }

@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.schema.js';
 import type { Logger } from '../logging/logger.js';
 import { JOBS, QUEUE_NAMES, type JobName, type QueueName } from '../jobs/job-table.js';
+import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
 export type JobHandlers = { [name in JobName]: (job: Job) => Promise<unknown> };
 
@@ -20,6 +21,8 @@ export interface WorkerPoolOptions {
   /** Makes a fresh connection per Worker (BullMQ blocks on it). */
   connect: (name: string) => Redis;
   handlers: JobHandlers;
+  /** Where each job's duration and outcome are recorded. */
+  metrics: ProcessMetrics;
   /** Housekeeping run every `periodicMs` while the pool runs (e.g. sealing due checkpoints). */
   periodic?: { everyMs: number; run: () => Promise<unknown> };
 }
@@ -37,7 +40,7 @@ export class WorkerPool {
 
   /** Starts one Worker per queue. */
   async start(): Promise<void> {
-    const { config, logger, prefix, connect, handlers } = this.#options;
+    const { config, logger, prefix, connect, handlers, metrics } = this.#options;
     const concurrency: Record<QueueName, number> = {
       [QUEUE_NAMES.replicas]: config.storage.performance.max_concurrent_writes,
       [QUEUE_NAMES.chunks]: Math.max(10, config.storage.performance.max_concurrent_writes),
@@ -51,7 +54,15 @@ export class WorkerPool {
         if (!handler || JOBS[job.name as JobName]?.queue !== queue) {
           throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
         }
-        return handler(job);
+        const elapsed = startTimer();
+        try {
+          const result = await handler(job);
+          metrics.job(queue, job.name, 'completed', elapsed());
+          return result;
+        } catch (error) {
+          metrics.job(queue, job.name, 'failed', elapsed());
+          throw error;
+        }
       };
       const worker = new Worker(queue, processor, {
         connection,

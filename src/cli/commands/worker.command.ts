@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { openChunkvault } from '../../app.js';
-import { configFor, runCommand } from '../cli-support.js';
+import { Registry } from 'prom-client';
+import { openChunkvault, type Chunkvault } from '../../app.js';
+import { httpAuthFromEnv } from '../../http/http-auth.js';
+import { startMetricsServer, type MetricsServer } from '../../metrics/metrics-server.js';
+import { processDefaultMetrics } from '../../metrics/default-metrics.js';
+import { configFor, positiveInteger, runCommand } from '../cli-support.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
@@ -10,7 +14,8 @@ export function registerWorker(program: Command): void {
   program
     .command('worker')
     .description('process replica jobs until SIGTERM/SIGINT (concurrency: storage.performance.max_concurrent_writes)')
-    .action((_options, command: Command) =>
+    .option('--metrics-port <n>', "serve this worker's /metrics on this port (default: chunkvault.metrics.worker_port; 0: off)", (v) => (v === '0' ? 0 : positiveInteger('--metrics-port')(v)))
+    .action((options: { metricsPort?: number }, command: Command) =>
       runCommand(async () => {
         const { config, source } = configFor(command);
         // Listen first: a signal during start-up still means a graceful stop once started.
@@ -21,13 +26,23 @@ export function registerWorker(program: Command): void {
         const loopDelay = monitorEventLoopDelay({ resolution: 10 });
         loopDelay.enable();
         const vault = await openChunkvault(config);
-        vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
-        await vault.startWorkers();
+        let metricsServer: MetricsServer | undefined;
+        try {
+          vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
+          // Before the pool: a taken port stops the start instead of leaving a worker nobody can see.
+          metricsServer = await serveMetrics(vault, options.metricsPort ?? config.chunkvault.metrics.worker_port);
+          await vault.startWorkers();
+        } catch (error) {
+          await metricsServer?.close();
+          await vault.close();
+          throw error;
+        }
         const signal = await stopSignal;
         vault.logger.info({ signal, timeoutMs: config.chunkvault.worker.shutdown_timeout_ms }, 'shutting down: no new jobs, waiting for active ones');
         // A second signal while draining means "now": exit without waiting (jobs re-run later).
         for (const name of SIGNALS) process.once(name, () => process.exit(1));
         await vault.close();
+        await metricsServer?.close();
         loopDelay.disable();
         const cpu = process.cpuUsage();
         vault.logger.info(
@@ -37,6 +52,15 @@ export function registerWorker(program: Command): void {
         return 0;
       }),
     );
+}
+
+/** Serves the worker's own figures and the default process metrics at /metrics; port 0: not at all. */
+async function serveMetrics(vault: Chunkvault, port: number): Promise<MetricsServer | undefined> {
+  if (port === 0) return undefined;
+  const host = vault.config.chunkvault.metrics.worker_host;
+  const server = await startMetricsServer({ registry: Registry.merge([vault.metrics.registry, processDefaultMetrics()]), host, port, auth: httpAuthFromEnv(), logger: vault.logger });
+  vault.logger.info({ url: `${server.url}/metrics` }, 'serving worker metrics');
+  return server;
 }
 
 /**
