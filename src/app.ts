@@ -16,7 +16,7 @@ import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
 import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
 import { ReplicaRepairer } from './jobs/replica-repair.job.js';
-import { QUEUE_NAMES } from './jobs/job-table.js';
+import { QUEUE_NAMES, finalizeJobIdOfStagedKey } from './jobs/job-table.js';
 import { CheckpointIndex } from './catalog/checkpoint-index.js';
 import { CheckpointService } from './checkpoints/checkpoint-service.js';
 import { ChunkReader } from './reads/chunk-reader.js';
@@ -65,6 +65,11 @@ export class Chunkvault {
     const prefix = keyRoot(config.chunkvault.redis.prefix);
     this.#flows = new FlowProducer({ connection: redis, prefix });
     this.#queues = Object.fromEntries(Object.values(QUEUE_NAMES).map((name) => [name, new Queue(name, { connection: redis, prefix })]));
+    // BullMQ re-emits connection errors on each queue and prints them raw to stderr when no one
+    // listens; the connection's own listener (openChunkvault) already logs them structured.
+    const quiet = (error: Error): void => logger.debug({ err: error }, 'queue connection error');
+    this.#flows.on('error', quiet);
+    for (const queue of Object.values(this.#queues)) queue.on('error', quiet);
     this.producer = new ChunkProducer({ config, catalog, backends, staging, flows: this.#flows, logger });
     this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
@@ -99,6 +104,14 @@ export class Chunkvault {
       });
     }
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
+    const finalizers = this.#queues[QUEUE_NAMES.chunks]!;
+    const orphans = await staging
+      .sweepOrphans(async (stagedKey) => (await finalizers.getJob(finalizeJobIdOfStagedKey(stagedKey))) !== undefined, config.chunkvault.worker.stale_temp_after_ms)
+      .catch((error: unknown) => {
+        logger.warn({ err: error }, 'could not look for staged chunks no flow refers to; will try at the next start');
+        return 0;
+      });
+    if (orphans > 0) logger.warn({ freed: orphans }, 'freed staged chunks whose flow is gone (producer died before queuing, or Redis lost the queue)');
     const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
     const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger, metrics });

@@ -18,6 +18,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openChunkvault, type Chunkvault } from '../src/app.js';
 import { createLogger } from '../src/logging/logger.js';
+import { ChunkCorruptError } from '../src/errors.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
 import { deleteKeys, makeTestEnv, openVault, waitFor, type TestEnv } from './support/harness.js';
 import { FaultyProxy } from './support/faulty-proxy.js';
@@ -370,3 +371,44 @@ function freePort(): Promise<number> {
     server.on('error', reject);
   });
 }
+
+describe('bytes damaged on their way to a reader', () => {
+  const proxies: FaultyProxy[] = [];
+
+  afterEach(async () => {
+    for (const proxy of proxies.splice(0)) await proxy.stop();
+  });
+
+  it('never reach the caller; the replicas a read marked corrupt for them are found intact by their repair and recorded stored again', async () => {
+    // Found by the faulty-server fault scenario: a read that met damaged bytes from every
+    // replica marked them all corrupt and queued no repair, so an intact chunk stayed unreadable.
+    const s3 = await FaultyProxy.start(servers.s3.endpoint);
+    const azure = await FaultyProxy.start(new URL(servers.azure.endpoint).origin);
+    proxies.push(s3, azure);
+    ({ env } = await cloudEnv({ s3Endpoint: s3.origin, azureEndpoint: `${azure.origin}${new URL(servers.azure.endpoint).pathname}`, cloudOnly: true }));
+    vault = await openVault(env);
+    const pool = await vault.startWorkers();
+    const [task] = tasksOn(['aws', 'azure'], 1, 'transit', () => randomBytes(40_000));
+    const results = await (await vault.producer.store([task!])).results({ timeoutMs: 60_000 });
+    expect(results.map((r) => r.status)).toEqual(['stored', 'stored']);
+    await waitFor('the chunk to be finalized', async () => (await vault!.queue('chunks').getJobCounts('completed')).completed === 1);
+    await pool.close(10_000);
+
+    for (const proxy of [s3, azure]) proxy.randomFaults = { seed: 1, corruptDownloadRate: 1 };
+    const error = await vault.getChunk(task!.chunkId).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ChunkCorruptError);
+    expect(s3.injected.corruptDownloads + azure.injected.corruptDownloads).toBeGreaterThanOrEqual(2);
+    for (const r of results) expect((await vault.catalog.getReplica(r.chunkId, r.replicaId))?.status).toBe('corrupt');
+
+    for (const proxy of [s3, azure]) proxy.randomFaults = undefined;
+    await vault.startWorkers();
+    for (const r of results) {
+      await waitFor(`${r.replicaId} recorded stored again`, async () => (await vault!.catalog.getReplica(r.chunkId, r.replicaId))?.status === 'stored', 30_000, 50);
+    }
+    const repairs = (await vault.queue('replicas').getJobs(['completed'])).filter((job) => job.name === 'replica.repair');
+    expect(repairs.map((job) => job.returnvalue).sort((a, b) => a.replicaId.localeCompare(b.replicaId))).toEqual(
+      results.map((r) => ({ chunkId: r.chunkId, replicaId: r.replicaId, repaired: false })),
+    );
+    expect(await vault.getChunk(task!.chunkId)).toEqual(task!.chunkData);
+  }, 120_000);
+});

@@ -12,7 +12,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../src/backends/local.backend.js';
 import { syncDirectory } from '../src/backends/directory-sync.js';
-import { InvalidInputError } from '../src/errors.js';
+import { BackendIoError, InvalidInputError } from '../src/errors.js';
 import { UNSAFE_KEYS, itBehavesLikeABackend, keysOf, optionsFor, readAll, rejectionOf, streamOf } from './backend-contract.suite.js';
 
 const TEMP_MARK = '.cvtmp~';
@@ -106,6 +106,26 @@ describe('local filesystem backend', () => {
     const again = Buffer.from('second');
     await backend.put('gone/soon/b.bin', again, optionsFor(again, 'sha256'));
     expect(await readFile(path.join(basePath, 'gone', 'soon', 'b.bin'))).toEqual(again);
+  });
+
+  it('fails a put on a read-only filesystem at once, saying so (not "no such file", which reads as retry later)', async () => {
+    // Found by the permission-errors fault scenario: Node's recursive mkdir reports ENOENT on
+    // a read-only filesystem, so writes into a new directory there were retried and then
+    // failed with a misleading reason.
+    const small = Buffer.from('read-only');
+    const large = Buffer.alloc(300 * 1024, 7); // the streaming path
+    const mountPoint = path.join(basePath, 'ro');
+    await mkdir(mountPoint);
+    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', mountPoint]).status).toBe(0);
+    try {
+      for (const [key, bytes] of [['ro/new/deeper/b.bin', small], ['ro/new/c.bin', large]] as const) {
+        const error = await rejectionOf(backend.put(key, bytes, optionsFor(bytes, 'md5')));
+        expect(error, key).toBeInstanceOf(BackendIoError);
+        expect(error, key).toMatchObject({ retryable: false, message: expect.stringMatching(/EROFS: read-only file system/) });
+      }
+    } finally {
+      spawnSync('umount', ['-l', mountPoint]);
+    }
   });
 
   it('lands every one of many concurrent puts into one new directory (they share directory fsyncs)', async () => {

@@ -14,6 +14,12 @@ import { Retention } from '../src/maintenance/retention.js';
 import type { StoredChunk } from '../src/domain/types.js';
 import { createLogger } from '../src/logging/logger.js';
 import { failingBackends, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { BackendRegistry } from '../src/backends/backend-registry.js';
+import type { Backend } from '../src/backends/backend.js';
+import { Compression } from '../src/maintenance/compression.js';
+import { ChunkReader } from '../src/reads/chunk-reader.js';
+import { RepairScheduler } from '../src/reads/repair-scheduler.js';
+import { ProcessMetrics } from '../src/metrics/process-metrics.js';
 
 const DAY = 24 * 3600 * 1000;
 let env: TestEnv;
@@ -230,7 +236,8 @@ describe('schedule', () => {
     await (await vault.producer.store(seedTasks(2, 1))).results({ timeoutMs: 30_000 });
     const stats = await waitFor('a scheduled pass that deleted the data', async () => {
       const s = await vault!.getStatistics();
-      return s.expired_replicas === 2 ? s : undefined;
+      // The pass's report is saved when the pass ends, a moment after its deletions are counted.
+      return s.expired_replicas === 2 && s.last_maintenance ? s : undefined;
     }, 20_000, 100);
     expect(stats.expired_replicas).toBe(2);
     expect(stats.last_maintenance!.scrub).toBeDefined();
@@ -256,5 +263,97 @@ describe('schedule', () => {
     const done = await first;
     expect(done.skipped).toBeUndefined();
     expect(done.scrub!.replicasChecked).toBe(1);
+  });
+});
+
+/** The configured backends, except that `op` first runs `before(key)` (once per key matching `match`) and `after(key)`. */
+function hookedBackends(v: Chunkvault, op: 'get' | 'delete' | 'head', match: RegExp, hooks: { before?: (key: string) => Promise<void>; after?: (key: string) => Promise<void> }): BackendRegistry {
+  class Hooked extends BackendRegistry {
+    override byName(name: string): Backend | undefined {
+      const real = super.byName(name);
+      if (!real) return undefined;
+      return new Proxy(real, {
+        get: (target, prop) => {
+          if (prop === op) {
+            return async (key: string, ...rest: unknown[]) => {
+              if (match.test(key)) await hooks.before?.(key);
+              const result = await (target[op] as (...a: unknown[]) => Promise<unknown>).call(target, key, ...rest);
+              if (match.test(key)) await hooks.after?.(key);
+              return result;
+            };
+          }
+          const value = target[prop as keyof Backend];
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    }
+  }
+  return new Hooked(v.config);
+}
+
+describe('maintenance racing with reads', () => {
+  it('a retention pass that dies between recording a replica expired and deleting its objects is finished by the next pass', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 1 } } });
+    const [stored] = await (await v.producer.store(seedTasks(1, 1))).results({ timeoutMs: 30_000 });
+    const crashing = new Retention({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'delete', /\.dat$/), logger: createLogger('silent') });
+    await expect(crashing.run(Date.now() + 2 * DAY, false)).rejects.toThrow(/simulated crash/);
+    // Recorded expired (so no read uses it), its object still there.
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.status).toBe('expired');
+    expect(await exists(fileOf(stored!))).toBe(true);
+
+    const next = await v.maintenance.runPass({ tasks: ['retention'], now: () => Date.now() + 2 * DAY });
+    expect(next.retention!.replicasDeleted).toBe(0); // nothing new to plan: the interrupted deletion was finished first
+    expect(await exists(fileOf(stored!))).toBe(false);
+    expect(await exists(sidecarOf(stored!))).toBe(false);
+    expect(await v.catalog.deletionsInFlight()).toEqual([]);
+  });
+
+
+  it('a read while retention deletes the chunk says it was deleted by retention, and never calls the replica corrupt', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 1 } } });
+    await (await v.producer.store(seedTasks(1, 1))).results({ timeoutMs: 30_000 });
+    let read: unknown;
+    // The read runs right after retention removed the data object, before it goes on.
+    const backends = hookedBackends(v, 'delete', /\.dat$/, { after: async () => { read = await v.getChunk('chunk_0').catch((error: unknown) => error); } });
+    const result = await new Retention({ config: v.config, catalog: v.catalog, backends, logger: createLogger('silent') }).run(Date.now() + 2 * DAY, false);
+    expect(result.replicasDeleted).toBe(1);
+    expect(read).toBeInstanceOf(NotFoundError);
+    expect((read as Error).message).toMatch(/chunk_0 was deleted by retention/);
+    const stats = await v.getStatistics();
+    expect(stats.corruptions_found).toBe(0);
+    expect(stats.expired_replicas).toBe(1);
+  });
+
+  it('retention leaves the objects of a planned replica alone when the replica is no longer stored by the time it gets to it', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 1 } } });
+    const [stored] = await (await v.producer.store(seedTasks(1, 1))).results({ timeoutMs: 30_000 });
+    // Between planning (which heads every planned object) and deleting, the replica is queued to be written again.
+    const redis = new Redis(env.config.chunkvault.redis.url);
+    const backends = hookedBackends(v, 'head', /\.dat$/, { after: async () => { await redis.hset(`{${env.prefix}}:catalog:r:chunk_0:chunk_0_replica_0`, 'status', 'queued'); } });
+    try {
+      const result = await new Retention({ config: v.config, catalog: v.catalog, backends, logger: createLogger('silent') }).run(Date.now() + 2 * DAY, false);
+      expect(result.replicasDeleted).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+    expect(await exists(fileOf(stored!))).toBe(true);
+    expect(await exists(sidecarOf(stored!))).toBe(true);
+  });
+
+  it('a read whose replica compression moves meanwhile reads it at its new place, and never calls it corrupt', async () => {
+    const v = await start();
+    const tasks = seedTasks(1, 1);
+    await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    // The reader found the replica at its .dat key; compression moves it to .dat.gz before the read gets there.
+    const compress = (): Promise<unknown> => new Compression({ config: v.config, catalog: v.catalog, backends: v.backends, logger: createLogger('silent') }).run(Date.now() + 8 * DAY, false);
+    let moved = false;
+    const backends = hookedBackends(v, 'get', /\.dat$/, { before: async () => { if (!moved) { moved = true; await compress(); } } });
+    const reader = new ChunkReader({
+      config: v.config, catalog: v.catalog, backends, logger: createLogger('silent'), metrics: new ProcessMetrics(),
+      repairs: new RepairScheduler(v.config, v.catalog, v.queue('replicas'), createLogger('silent')),
+    });
+    expect((await reader.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))).toMatchObject({ status: 'stored', codec: 'gzip' });
+    expect((await v.getStatistics()).corruptions_found).toBe(0);
   });
 });

@@ -358,7 +358,9 @@ describe('bad replicas found on read are marked corrupt and repaired', () => {
     for (const replicaId of ['chunk_0_replica_0', 'chunk_0_replica_1']) expect(await replicaStatus('chunk_0', replicaId)).toBe('corrupt');
     const stats = await vault.getStatistics();
     expect(stats).toMatchObject({ corrupt_replicas: 2, corruptions_found: 2, repairs_done: 0, successful_stores: 0 });
-    expect(stats.queues.replicas!.waiting).toBe(0); // no good source: nothing to repair from
+    // Each still gets a repair: it would record a replica stored again that reads back intact
+    // (bytes damaged in transit), and otherwise fails for want of a good source.
+    expect(stats.queues.replicas!.waiting).toBe(2);
 
     // A second read still refuses, naming each replica as known corrupt, and counts nothing twice.
     const again = await vault.getChunk('chunk_0').catch((e: unknown) => e);
@@ -366,6 +368,45 @@ describe('bad replicas found on read are marked corrupt and repaired', () => {
     expect((again as ChunkCorruptError).replicas.map((r) => r.replicaId)).toEqual(['chunk_0_replica_0', 'chunk_0_replica_1']);
     expect((again as ChunkCorruptError).replicas[0]!.problem).toMatch(/corrupt.*missing/);
     expect((await vault.getStatistics()).corruptions_found).toBe(2);
+  });
+
+  it('stores a chunk again when its producer hands the bytes over after every replica went bad', async () => {
+    // Found by the silent-corruption fault scenario: store() queued nothing for a corrupt
+    // replica (its old job id was reused and ignored), so results() never ended.
+    const tasks = seedTasks(1, 2);
+    const [r0, r1] = await storeThenStopWorkers(tasks);
+    await damage(fileOf(r0!), 'flipped');
+    await damage(fileOf(r1!), 'missing');
+    await expect(vault.getChunk('chunk_0')).rejects.toBeInstanceOf(ChunkCorruptError);
+
+    await vault.startWorkers();
+    const again = await (await vault.producer.store(tasks)).results({ timeoutMs: 20_000 });
+
+    expect(again.map((r) => [r.replicaId, r.status, r.storagePath])).toEqual([
+      ['chunk_0_replica_0', 'stored', r0!.storagePath],
+      ['chunk_0_replica_1', 'stored', r1!.storagePath],
+    ]);
+    for (const r of [r0!, r1!]) expect((await readFile(fileOf(r))).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+    expect(await vault.getChunk('chunk_0')).toEqual(tasks[0]!.chunkData);
+    expect((await vault.catalog.getChunk('chunk_0'))?.status).toBe('stored');
+    expect(await vault.getStatistics()).toMatchObject({ corrupt_replicas: 0, corruptions_found: 2, successful_stores: 2, failed_stores: 0 });
+  });
+
+  it('replaces compressed replicas that went bad with plain ones when the chunk is stored again, leaving no old object', async () => {
+    const tasks = seedTasks(1, 2);
+    const results = await storeThenStopWorkers(tasks);
+    const later = () => Date.now() + 8 * 24 * 3600 * 1000;
+    expect((await vault.maintenance.runPass({ tasks: ['compression'], now: later })).compression).toMatchObject({ replicasCompressed: 2 });
+    for (const r of results) await damage(`${fileOf(r)}.gz`, 'flipped');
+    await expect(vault.getChunk('chunk_0')).rejects.toBeInstanceOf(ChunkCorruptError);
+
+    await vault.startWorkers();
+    const again = await (await vault.producer.store(tasks)).results({ timeoutMs: 20_000 });
+
+    expect(again.map((r) => [r.status, r.storagePath])).toEqual(results.map((r) => ['stored', r.storagePath]));
+    const dataFiles = (await filesUnder(env.basePath)).filter((f) => !f.endsWith('.meta.json')).map((f) => path.relative(env.basePath, f)).sort();
+    expect(dataFiles).toEqual(results.map((r) => r.storagePath).sort());
+    expect(await vault.getChunk('chunk_0')).toEqual(tasks[0]!.chunkData);
   });
 });
 
@@ -452,16 +493,18 @@ describe('large reads', () => {
     return checksum;
   }
 
-  it('reads a 128 MiB chunk without blocking the event loop for long', async () => {
-    const checksum = await storeBigChunk('big', CHUNK_BYTES);
+  it('reads a 256 MiB chunk without blocking the event loop for long', async () => {
+    // One-shot md5 of 256 MiB blocks ~380 ms; the bound leaves room for a loaded machine's
+    // scheduling hiccups (100 ms was exceeded with 128 MiB while other suites ran).
+    const checksum = await storeBigChunk('big', 2 * CHUNK_BYTES);
     const histogram = monitorEventLoopDelay({ resolution: 5 });
     histogram.enable();
     await new Promise((resolve) => setTimeout(resolve, 30)); // the monitor measures from its first tick on
     const bytes = await vault.getChunk('big');
     histogram.disable();
-    expect(bytes.byteLength).toBe(CHUNK_BYTES);
+    expect(bytes.byteLength).toBe(2 * CHUNK_BYTES);
     expect(createHash('md5').update(bytes).digest('hex')).toBe(checksum);
-    expect(histogram.max / 1e6).toBeLessThan(100);
+    expect(histogram.max / 1e6).toBeLessThan(200);
   });
 
   it('reads a 256 MiB chunk holding one copy of it, not two', async () => {

@@ -2,7 +2,7 @@
  * The backend is the source of truth: after Redis loses everything, `reindex` finds every
  * stored replica again from the metadata stored beside the data.
  */
-import { rm, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
@@ -84,6 +84,72 @@ describe('reindex', () => {
     expect(ids.sort()).toEqual(tasks.map((t) => t.chunkId).sort());
     // The restored chunk records are whole: a read still verifies against them.
     expect((await vault.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+  });
+
+  it('after a Redis loss, a sealer never re-uses a checkpoint id sealed before it, and chunks stored before reindex are sealed after it, each once', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv({ storage: { organization: { checkpoint_interval_chunks: 2 } } }, redisServer.url);
+    vault = await openVault(env);
+    await vault.startWorkers();
+    await (await vault.producer.store(seedTasks(4, 1))).results({ timeoutMs: 30_000 });
+    await waitFor('two checkpoints', async () => (await vault!.checkpoints.count()) === 2);
+    const manifestDir = path.join(env.basePath, '_chunkvault', 'checkpoints');
+    const sealedBefore = (await readdir(manifestDir)).sort();
+
+    const admin = new Redis(redisServer.url);
+    await admin.flushall();
+    admin.disconnect();
+    // Workers go on storing into the empty index: a full interval enters the new ledger and its sealer wants cp-00000001.
+    await (await vault.producer.store(seedTasks(3, 1, 'after'))).results({ timeoutMs: 30_000 });
+    await expect(vault.checkpoints.sealNow()).rejects.toThrow(/checkpoint cp-00000001 already exists on the backend .* Run `chunkvault reindex`/);
+    expect((await readdir(manifestDir)).sort()).toEqual(sealedBefore);
+
+    const report = await vault.reindex();
+    expect(report).toMatchObject({ checkpoints: 2, problems: [] });
+    await vault.checkpoints.sealNow();
+    const manifests = await Promise.all((await vault.checkpoints.list()).map((e) => vault!.checkpoints.manifest(e.id)));
+    expect(manifests.map((m) => m.id)).toEqual(['cp-00000001', 'cp-00000002', 'cp-00000003', 'cp-00000004']);
+    const ids = manifests.flatMap((m) => m.chunks.map((c) => c.chunkId));
+    expect(ids.sort()).toEqual([...seedTasks(4, 1), ...seedTasks(3, 1, 'after')].map((t) => t.chunkId).sort());
+    expect(new Set(ids).size).toBe(7);
+  });
+
+  it('tells a waiting producer which replicas were lost with Redis\'s data (failed, naming the loss) instead of waiting forever; storing them again completes them', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv({}, redisServer.url);
+    vault = await openVault(env);
+    const tasks = seedTasks(3, 2);
+    // Queued with no worker running: then Redis loses everything, jobs and records alike.
+    const handle = await vault.producer.store(tasks);
+    const admin = new Redis(redisServer.url);
+    await admin.flushall();
+    admin.disconnect();
+
+    const results = await handle.results({ timeoutMs: 10_000 });
+    expect(results).toHaveLength(6);
+    for (const result of results) {
+      expect(result).toMatchObject({ status: 'failed', error: expect.stringMatching(/record vanished from the catalog .*store the chunk again/) });
+    }
+    await vault.startWorkers();
+    const again = await (await vault.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    expect(again.map((r) => r.status)).toEqual(Array(6).fill('stored'));
+  });
+
+  it('frees the staged bytes of flows Redis lost at the next worker start, and keeps those a queued flow still needs', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv({ chunkvault: { worker: { stale_temp_after_ms: 1 } } }, redisServer.url);
+    vault = await openVault(env);
+    await vault.producer.store(seedTasks(3, 2, 'lost'));
+    expect(await readdir(env.stagingDir)).toHaveLength(3);
+    const admin = new Redis(redisServer.url);
+    await admin.flushall();
+    admin.disconnect();
+    const live = await vault.producer.store(seedTasks(1, 2, 'live'));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+
+    await vault.startWorkers();
+    expect((await live.results({ timeoutMs: 30_000 })).map((r) => r.status)).toEqual(['stored', 'stored']);
+    expect(await readdir(env.stagingDir)).toEqual([]);
   });
 
   it('reports missing data, corrupt metadata and data without metadata, and exits 1', async () => {

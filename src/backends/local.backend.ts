@@ -273,7 +273,7 @@ export class LocalBackend implements Backend {
     const inProgress = this.#creatingDirs.get(dir);
     if (inProgress) return inProgress;
     const creating = (async () => {
-      const firstCreated = await mkdir(dir, { recursive: true });
+      const firstCreated = await mkdirs(dir);
       if (firstCreated === undefined) return;
       const created: string[] = [];
       for (let current = dir; current.length >= firstCreated.length; current = path.dirname(current)) created.push(current);
@@ -328,6 +328,41 @@ async function smallBodyOf(key: string, body: Readable | Uint8Array, sizeBytes: 
     pieces.push(piece as Buffer);
   }
   return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, received);
+}
+
+/**
+ * mkdir -p; returns the first directory it created (undefined when all existed). Node's
+ * recursive mkdir reports ENOENT for other failures (EROFS on a read-only filesystem, for
+ * one), which would read as "retry later" and name the wrong cause, so on ENOENT the missing
+ * directories are created one by one, which either works (one was removed meanwhile) or fails
+ * with the real error.
+ */
+async function mkdirs(dir: string): Promise<string | undefined> {
+  try {
+    return await mkdir(dir, { recursive: true });
+  } catch (error) {
+    if (!isErrno(error, 'ENOENT')) throw error;
+  }
+  const missing: string[] = [];
+  for (let current = dir; ; current = path.dirname(current)) {
+    try {
+      await stat(current);
+      break;
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT') || path.dirname(current) === current) throw error;
+      missing.push(current);
+    }
+  }
+  let first: string | undefined;
+  for (const made of missing.reverse()) {
+    try {
+      await mkdir(made);
+      first ??= made;
+    } catch (error) {
+      if (!isErrno(error, 'EEXIST')) throw error;
+    }
+  }
+  return first;
 }
 
 async function* slices(body: Readable | Uint8Array): AsyncIterable<Uint8Array> {

@@ -63,13 +63,15 @@ end
 const LEAVE_STORED = `
 local function leave_stored(P, chunkId, rid, size, cloud, node, backend)
   local stats = P .. ':stats'
+  -- 0 - size, not -size: for an empty replica -size is -0, which Redis refuses as an integer.
+  local minus = 0 - size
   redis.call('HINCRBY', stats, 'replicas_stored', -1)
-  redis.call('HINCRBY', stats, 'bytes_stored', -size)
+  redis.call('HINCRBY', stats, 'bytes_stored', minus)
   redis.call('HINCRBY', stats, 'cloud:' .. cloud .. ':count', -1)
-  redis.call('HINCRBY', stats, 'cloud:' .. cloud .. ':bytes', -size)
+  redis.call('HINCRBY', stats, 'cloud:' .. cloud .. ':bytes', minus)
   redis.call('HINCRBY', stats, 'node:' .. node .. ':count', -1)
-  redis.call('HINCRBY', stats, 'node:' .. node .. ':bytes', -size)
-  redis.call('HINCRBY', stats, 'backend:' .. backend .. ':bytes', -size)
+  redis.call('HINCRBY', stats, 'node:' .. node .. ':bytes', minus)
+  redis.call('HINCRBY', stats, 'backend:' .. backend .. ':bytes', minus)
   redis.call('HINCRBY', stats, 'backend:' .. backend .. ':count', -1)
   redis.call('ZREM', P .. ':verified', chunkId .. ':' .. rid)
 end
@@ -113,10 +115,13 @@ for i = 0, n - 1 do
     table.insert(result, 'enqueue'); table.insert(result, 0)
   elseif st == 'stored' then
     table.insert(result, 'skip'); table.insert(result, redis.call('HGET', rkey, 'generation'))
-  elseif st == 'failed' or st == 'expired' then
+  elseif st == 'failed' or st == 'expired' or st == 'corrupt' then
+    -- A fresh generation, so a fresh job id: the old one may still be kept as completed.
+    -- A corrupt replica is written again from the producer's bytes (the best source there is).
     local gen = redis.call('HINCRBY', rkey, 'generation', 1)
     redis.call('HSET', rkey, 'status', 'queued')
     if st == 'failed' then redis.call('HINCRBY', P .. ':stats', 'replicas_failed', -1) end
+    if st == 'corrupt' then redis.call('HINCRBY', P .. ':stats', 'replicas_corrupt', -1) end
     table.insert(result, 'enqueue'); table.insert(result, gen)
   else
     table.insert(result, 'enqueue'); table.insert(result, redis.call('HGET', rkey, 'generation'))
@@ -172,7 +177,7 @@ end
 local reserved = redis.call('HGET', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
 if reserved then
   redis.call('HDEL', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
-  redis.call('HINCRBY', stats, 'reserved:' .. backend, -tonumber(reserved))
+  redis.call('HINCRBY', stats, 'reserved:' .. backend, 0 - tonumber(reserved))
 end
 return refresh_chunk(P, chunkId)
 `;
@@ -190,7 +195,7 @@ local old = redis.call('HGET', rkey, 'status')
 local reserved = redis.call('HGET', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
 if reserved then
   redis.call('HDEL', P .. ':reserved:' .. backend, chunkId .. ':' .. rid)
-  redis.call('HINCRBY', P .. ':stats', 'reserved:' .. backend, -tonumber(reserved))
+  redis.call('HINCRBY', P .. ':stats', 'reserved:' .. backend, 0 - tonumber(reserved))
 end
 if not old or old == 'stored' then
   if not old then return 'unknown' end
@@ -223,15 +228,17 @@ return {1}
 /**
  * Marks a stored replica corrupt (missing, unreadable or failing its checksum) and takes it
  * out of the stored counters. Idempotent: a replica already corrupt keeps its number.
- * ARGV: P, chunkId, replicaId, reason
- * Returns the replica's corruption number (names its repair job), or 0 if it is not stored.
+ * ARGV: P, chunkId, replicaId, reason, expectedPath ('' = any)
+ * Returns the replica's corruption number (names its repair job), or 0 if it is not stored,
+ * or no longer at `expectedPath` (compression moved it meanwhile: what was found bad is gone).
  */
 export const RECORD_CORRUPT = `${REFRESH_CHUNK}${LEAVE_STORED}
 local P, chunkId, rid = ARGV[1], ARGV[2], ARGV[3]
 local rkey = P .. ':r:' .. chunkId .. ':' .. rid
-local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'corruptions', 'storedBytes')
+local r = redis.call('HMGET', rkey, 'status', 'sizeBytes', 'cloudProvider', 'targetNode', 'backend', 'corruptions', 'storedBytes', 'path')
 if r[1] == 'corrupt' then return tonumber(r[6] or '1') end
 if r[1] ~= 'stored' then return 0 end
+if ARGV[5] and ARGV[5] ~= '' and r[8] ~= ARGV[5] then return 0 end
 local size = tonumber(r[7] or r[2])
 local stats = P .. ':stats'
 local n = redis.call('HINCRBY', rkey, 'corruptions', 1)
@@ -346,6 +353,26 @@ redis.call('HINCRBY', stats, 'cloud:' .. r[5] .. ':bytes', delta)
 redis.call('HINCRBY', stats, 'node:' .. r[6] .. ':bytes', delta)
 redis.call('HINCRBY', stats, 'backend:' .. r[7] .. ':bytes', delta)
 redis.call('HINCRBY', stats, 'replicas_compressed', 1)
-redis.call('HINCRBY', stats, 'bytes_saved_by_compression', -delta)
+redis.call('HINCRBY', stats, 'bytes_saved_by_compression', 0 - delta)
 return 'ok'
+`;
+
+/**
+ * After checkpoints were restored (reindex), gives every ledger entry at or below the head a
+ * new place after it. Such entries are chunks stored while the index was empty (Redis lost
+ * its data, reindex not run yet): the restored head already covers their old places, so no
+ * seal would ever reach them.
+ * ARGV: P
+ * Returns the number of entries moved.
+ */
+export const RENUMBER_STRANDED_LEDGER = `
+local P = ARGV[1]
+local head = redis.call('HGET', P .. ':checkpoint:head', 'toLedgerSeq') or '0'
+local stranded = redis.call('ZRANGEBYSCORE', P .. ':ledger', '-inf', head)
+for _, chunkId in ipairs(stranded) do
+  local seq = redis.call('INCR', P .. ':ledger:seq')
+  redis.call('ZADD', P .. ':ledger', seq, chunkId)
+  redis.call('HSET', P .. ':c:' .. chunkId, 'ledgerSeq', seq)
+end
+return #stranded
 `;

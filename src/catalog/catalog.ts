@@ -157,6 +157,19 @@ export class Catalog {
     await this.#redis.srem(`${this.#p}:compressing`, member);
   }
 
+  /** Retention deletions between recording a replica expired and removing its objects (crash recovery). */
+  async deletionsInFlight(): Promise<string[]> {
+    return this.#redis.smembers(`${this.#p}:deleting`);
+  }
+
+  async beginDeletion(member: string): Promise<void> {
+    await this.#redis.sadd(`${this.#p}:deleting`, member);
+  }
+
+  async endDeletion(member: string): Promise<void> {
+    await this.#redis.srem(`${this.#p}:deleting`, member);
+  }
+
   /** Records a stored replica as deleted by retention; idempotent. Returns the chunk's status or 'skip'. */
   async recordExpired(chunkId: string, replicaId: string, expiredAt: string): Promise<ChunkStatus | 'skip'> {
     return (await this.#redis.cvRecordExpired(this.#p, chunkId, replicaId, expiredAt)) as ChunkStatus | 'skip';
@@ -197,10 +210,11 @@ export class Catalog {
   /**
    * Marks a stored replica corrupt (missing, unreadable, wrong bytes) with the reason.
    * Returns its corruption number (the same while it stays corrupt), or 0 when the replica
-   * was not recorded as stored (nothing to mark).
+   * was not recorded as stored (nothing to mark), or, given `expectedPath` (where the bad
+   * object was read), when the replica has moved since (compressed meanwhile).
    */
-  async recordCorrupt(chunkId: string, replicaId: string, reason: string): Promise<number> {
-    return Number(await this.#redis.cvRecordCorrupt(this.#p, chunkId, replicaId, reason));
+  async recordCorrupt(chunkId: string, replicaId: string, reason: string, expectedPath = ''): Promise<number> {
+    return Number(await this.#redis.cvRecordCorrupt(this.#p, chunkId, replicaId, reason, expectedPath));
   }
 
   /** Notes a failed attempt that will be retried (attempt count and last error). */
@@ -291,8 +305,9 @@ export class Catalog {
       replicasCompressed: Number(raw.replicas_compressed ?? 0),
       bytesSavedByCompression: Number(raw.bytes_saved_by_compression ?? 0),
       bytesExpired: Number(raw.bytes_expired ?? 0),
-      byCloud: {},
-      byNode: {},
+      // Keyed by ids, which may be "constructor" or "toString": no prototype to collide with.
+      byCloud: Object.create(null) as CatalogCounters['byCloud'],
+      byNode: Object.create(null) as CatalogCounters['byNode'],
       backendBytes: {},
       backendCount: {},
     };

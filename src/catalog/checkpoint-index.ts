@@ -4,7 +4,7 @@
  * themselves live on the backend (see checkpoints/checkpoint-service.ts).
  */
 import type { Redis } from 'ioredis';
-import { COMMIT_CHECKPOINT, RESTORE_CHECKPOINT } from './catalog.scripts.js';
+import { COMMIT_CHECKPOINT, RENUMBER_STRANDED_LEDGER, RESTORE_CHECKPOINT } from './catalog.scripts.js';
 import { RedisLock } from '../redis/redis-lock.js';
 
 export interface CheckpointEntry {
@@ -33,6 +33,7 @@ export interface LedgerState {
 type ScriptedRedis = Redis & {
   cvCommitCheckpoint(...args: Array<string | number>): Promise<string>;
   cvRestoreCheckpoint(...args: Array<string | number>): Promise<string>;
+  cvRenumberStrandedLedger(prefix: string): Promise<number>;
 };
 
 export class CheckpointIndex {
@@ -48,6 +49,7 @@ export class CheckpointIndex {
     if (typeof scripted.cvCommitCheckpoint !== 'function') {
       redis.defineCommand('cvCommitCheckpoint', { numberOfKeys: 0, lua: COMMIT_CHECKPOINT });
       redis.defineCommand('cvRestoreCheckpoint', { numberOfKeys: 0, lua: RESTORE_CHECKPOINT });
+      redis.defineCommand('cvRenumberStrandedLedger', { numberOfKeys: 0, lua: RENUMBER_STRANDED_LEDGER });
     }
     this.#redis = scripted;
   }
@@ -83,6 +85,14 @@ export class CheckpointIndex {
     ];
     for (const c of chunks) args.push(c.chunkId, c.checksum, c.algorithm, c.sizeBytes, c.createdAtMs, new Date(c.createdAtMs).toISOString());
     await this.#redis.cvRestoreCheckpoint(...args);
+  }
+
+  /**
+   * Moves ledger entries the restored head already covers to the end of the ledger, so they
+   * are sealed (reindex, after `restore`). Returns how many were moved.
+   */
+  async renumberStranded(): Promise<number> {
+    return this.#redis.cvRenumberStrandedLedger(this.#p);
   }
 
   async count(): Promise<number> {

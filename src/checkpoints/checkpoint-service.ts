@@ -11,6 +11,7 @@ import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { CheckpointEntry, CheckpointIndex, LedgerState } from '../catalog/checkpoint-index.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
 import { NotFoundError } from '../errors.js';
@@ -212,6 +213,7 @@ export class CheckpointService {
       fromLedgerSeq: from, toLedgerSeq: to, chunkCount: chunks.length, totalBytes: chunks.reduce((sum, c) => sum + c.sizeBytes, 0), chunks,
     };
     const manifest: Manifest = { ...body, checksum: manifestChecksum(body) };
+    await this.#refuseIfSealedElsewhere(manifest);
     const bytes = Buffer.from(JSON.stringify(manifest));
     // The checksum in the name: a sealer that lost its lock can never overwrite a committed manifest.
     const key = manifestKey(id, manifest.checksum);
@@ -226,24 +228,47 @@ export class CheckpointService {
       throw new Error(`checkpoint ${id} was not committed (${outcome}); it will be sealed again`);
     }
     logger.info({ checkpoint: id, chunks: entry.chunkCount, totalBytes: entry.totalBytes }, 'checkpoint sealed');
-    await this.#dropUncommittedManifests(id, key);
+    await this.#dropUncommittedManifests(manifest, key);
     return entry;
+  }
+
+  /**
+   * Throws when the backend already holds a manifest for this checkpoint id that is not a
+   * leftover of sealing this same interval: a checkpoint sealed before Redis lost its data.
+   * Sealing again under its id would put two checkpoints with one id on the backend (and the
+   * cleanup below would delete the committed one); the chunks wait in the ledger until
+   * `reindex` has restored the index from the backend.
+   */
+  async #refuseIfSealedElsewhere(manifest: Manifest): Promise<void> {
+    const backend = this.#deps.backends.forCheckpoints();
+    for await (const object of backend.list(`${CHECKPOINT_KEY_PREFIX}${manifest.id}-`)) {
+      const existing = parseManifest(await readAll(backend, object.key), object.key);
+      if (!isLeftoverOf(existing, manifest)) {
+        throw new Error(
+          `checkpoint ${manifest.id} already exists on the backend (${object.key}) with other chunks, but the checkpoint index does not know it: ` +
+            'Redis lost its data? Run `chunkvault reindex` to restore the index; stored chunks wait in the ledger meanwhile',
+        );
+      }
+    }
   }
 
   /**
    * A sealer killed between writing its manifest and committing it leaves a manifest that no
    * checkpoint names; the next sealer seals the same sequence again. Once that commit lands,
-   * every other manifest for the sequence is such a leftover and goes, so each chunk stays
-   * in exactly one manifest on the backend too (reindex would otherwise have to choose).
+   * every other manifest for the sequence that is a leftover of the same interval goes, so each
+   * chunk stays in exactly one manifest on the backend too (reindex would otherwise have to choose).
    */
-  async #dropUncommittedManifests(id: string, committedKey: string): Promise<void> {
+  async #dropUncommittedManifests(committed: Manifest, committedKey: string): Promise<void> {
     const backend = this.#deps.backends.forCheckpoints();
     try {
-      for await (const object of backend.list(`${CHECKPOINT_KEY_PREFIX}${id}-`)) {
-        if (object.key !== committedKey) await this.#dropManifest(object.key);
+      for await (const object of backend.list(`${CHECKPOINT_KEY_PREFIX}${committed.id}-`)) {
+        if (object.key === committedKey) continue;
+        const other = parseManifest(await readAll(backend, object.key), object.key);
+        if (isLeftoverOf(other, committed)) await this.#dropManifest(object.key);
+        else this.#deps.logger.error({ checkpoint: committed.id, key: object.key }, 'another manifest with this checkpoint id holds other chunks; kept (run `chunkvault reindex`)');
       }
     } catch (error) {
-      this.#deps.logger.warn({ err: error, checkpoint: id }, 'could not list manifests to remove uncommitted ones; reindex reports them');
+      this.#deps.logger.warn({ err: error, checkpoint: committed.id }, 'could not list manifests to remove uncommitted ones; reindex reports them');
     }
   }
 
@@ -255,4 +280,22 @@ export class CheckpointService {
       this.#deps.logger.warn({ err: error, key }, 'could not remove a manifest that was never committed; reindex reports it');
     }
   }
+}
+
+/**
+ * Whether `other` is a manifest of the same interval as `manifest`, as a sealer that died
+ * before its commit (or lost its lock) leaves: it starts at the same ledger place, and the
+ * ledger's order is fixed, so one chunk list is a prefix of the other.
+ */
+function isLeftoverOf(other: Manifest, manifest: Manifest): boolean {
+  if (other.id !== manifest.id || other.fromLedgerSeq !== manifest.fromLedgerSeq) return false;
+  const shared = Math.min(other.chunks.length, manifest.chunks.length);
+  for (let i = 0; i < shared; i++) if (other.chunks[i]!.chunkId !== manifest.chunks[i]!.chunkId) return false;
+  return true;
+}
+
+async function readAll(backend: Backend, key: string): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for await (const piece of await backend.get(key)) pieces.push(piece as Buffer);
+  return Buffer.concat(pieces);
 }

@@ -6,6 +6,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig, type LoadedConfig } from '../config/load-config.js';
 import { openChunkvault, type Chunkvault } from '../app.js';
 import { ChunkvaultError, ConfigError } from '../errors.js';
+import { idSchema } from '../domain/ids.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -48,6 +49,26 @@ export function positiveInteger(name: string): (value: string) => number {
     const parsed = Number(value);
     if (!Number.isInteger(parsed) || parsed <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
     return parsed;
+  };
+}
+
+/** A TCP port option: 0 (per the option: off, or any free port) to 65535. */
+export function portNumber(name: string): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!/^\d{1,5}$/.test(value) || parsed > 65_535) {
+      throw new InvalidArgumentError(`${name} must be a port number (0-65535), got ${JSON.stringify(value)}`);
+    }
+    return parsed;
+  };
+}
+
+/** An id argument (chunk, replica, node, checkpoint), held to the same rules as everywhere else. */
+export function idArgument(name: string): (value: string) => string {
+  return (value) => {
+    const parsed = idSchema.safeParse(value);
+    if (!parsed.success) throw new InvalidArgumentError(`${name} ${JSON.stringify(value)} ${parsed.error.issues[0]!.message}`);
+    return value;
   };
 }
 

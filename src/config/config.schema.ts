@@ -11,6 +11,8 @@ import { CODECS } from '../integrity/codecs.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
+/** A filesystem path: no NUL byte, which no file name can hold (every fs call would throw). */
+const pathSchema = z.string().min(1).regex(/^[^\0]*$/, 'must not contain a NUL byte');
 
 export const PARTITION_STRATEGIES = ['date', 'cloud', 'node', 'chunk_size', 'flat'] as const;
 export const CHECKSUM_ALGORITHMS = ['md5', 'sha256'] as const;
@@ -35,7 +37,7 @@ const scheduleSchema = z.string().min(1).superRefine((value, ctx) => {
 const localBackendSchema = z
   .object({
     enabled: z.boolean().default(true),
-    base_path: z.string().min(1).default('./storage/data'),
+    base_path: pathSchema.default('./storage/data'),
     /** Upper bound on replica bytes chunkvault keeps on this backend; 0 disables the limit. */
     max_size_gb: z.number().nonnegative().default(100),
   })
@@ -168,7 +170,7 @@ const chunkvaultSchema = z
     staging: z
       .object({
         /** Where producers stage chunk bytes once per chunk for the workers to read. */
-        dir: z.string().min(1).default('./storage/staging'),
+        dir: pathSchema.default('./storage/staging'),
       })
       .strict()
       .prefault({}),

@@ -18,3 +18,10 @@ export const idSchema = z
   .regex(/^[^/\\]*$/, 'must not contain a path separator')
   .regex(/^(?!.*\.\.)/, 'must not contain ".."')
   .regex(ID_PATTERN, 'may hold only letters, digits, "_", "." and "-", and must start with a letter or digit');
+
+/**
+ * zod schema of a replica id: an id that does not end with ".", since its data object is
+ * named `<replicaId>.dat` and a name holding ".." is refused as a storage key (such a replica
+ * could never be stored).
+ */
+export const replicaIdSchema = idSchema.regex(/[^.]$/, 'must not end with "." (its file name <id>.dat would hold "..")');

@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
-import { idSchema } from '../domain/ids.js';
+import { idSchema, replicaIdSchema } from '../domain/ids.js';
 import type { ChunkRecord, ReplicaRecord } from '../domain/types.js';
 import type { CheckpointEntry } from '../catalog/checkpoint-index.js';
 import type { StorageStatistics } from '../stats/statistics.js';
@@ -19,6 +19,8 @@ import { manifestSchema } from '../checkpoints/manifest.js';
 export const API_ERROR_CODES = [
   'bad_request',
   'unauthorized',
+  /** 421: without credentials, a request whose Host is not a loopback name (DNS rebinding). */
+  'misdirected_request',
   'read_only',
   'not_found',
   'conflict',
@@ -75,7 +77,7 @@ export const replicaPlacementsSchema = z.array(replicaPlacementSchema).min(1, 'm
 export const chunkIdHeaderSchema = idSchema.describe('the chunk\'s id');
 export const taskIdHeaderSchema = idSchema.describe('the coordinator\'s task id (default: the chunk id)');
 export const replicaPlacementsHeaderSchema = z.array(
-  z.object({ replicaId: idSchema, targetNode: idSchema, cloudProvider: idSchema }).strict(),
+  z.object({ replicaId: replicaIdSchema, targetNode: idSchema, cloudProvider: idSchema }).strict(),
 ).min(1);
 
 const replicaStatusSchema = z.enum(['queued', 'stored', 'failed', 'corrupt', 'expired']);

@@ -11,6 +11,8 @@ import { buildOpenApiDocument } from './openapi.js';
 import type { HttpParts } from './server.js';
 
 const OCTET_STREAM = 'application/octet-stream';
+/** Methods no route of the API serves but GET or POST (HEAD comes with every GET route). */
+const OTHER_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 
 export async function registerApi(app: FastifyInstance, parts: HttpParts): Promise<void> {
   const bodyLimitBytes = app.initialConfig.bodyLimit ?? 1024 * 1024;
@@ -34,6 +36,20 @@ export async function registerApi(app: FastifyInstance, parts: HttpParts): Promi
           return reply.type('application/json; charset=utf-8').send(answer.json);
         },
       });
+    }
+    if (strip === '') {
+      // Outside /v1 the not-found answer is the dashboard's; the API's own paths answer other methods in the API's shape.
+      for (const url of new Set(selected.map((r) => r.path))) {
+        const served = new Set(selected.filter((r) => r.path === url).map((r) => r.method));
+        const others = OTHER_METHODS.filter((m) => !served.has(m as ApiRoute['method']));
+        scope.route({
+          method: others,
+          url,
+          handler: async (request) => {
+            throw new HttpError(404, 'not_found', `no route ${request.method} ${url}`);
+          },
+        });
+      }
     }
   };
   // /v1 gets its own not-found answer (JSON, our shape); the probes and /openapi.json live at the root.

@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Chunkvault } from '../app.js';
 import { addressedToLoopback, assertSafeBinding, authorised, challengeOf, httpAuthFromEnv, MISDIRECTED_MESSAGE, type HttpAuth } from './http-auth.js';
 import { registerApi } from './api.js';
+import { httpErrorOf, sendError } from './api-errors.js';
 import { registerDashboard } from './dashboard.js';
 import { registerMetrics } from './metrics.js';
 
@@ -40,7 +41,13 @@ export async function buildHttpServer(vault: Chunkvault, options: HttpServerOpti
   const auth = 'auth' in options ? options.auth : httpAuthFromEnv();
   assertSafeBinding(host, auth, '', 'chunkvault.http.host');
   // Fastify's own request logging stays off: requests are logged once below, at debug.
-  const app = Fastify({ bodyLimit: Math.floor(http.max_body_mb * 1024 * 1024), logger: false });
+  const bodyLimit = Math.floor(http.max_body_mb * 1024 * 1024);
+  const app = Fastify({
+    bodyLimit,
+    logger: false,
+    // A URL Fastify cannot even route (bad percent-encoding) gets the API's error body too.
+    frameworkErrors: (error, _request, reply) => void sendError(reply, httpErrorOf(error, bodyLimit)),
+  });
   if (auth) {
     app.addHook('onRequest', async (request, reply) => {
       if (PUBLIC_PATHS.has(request.url.split('?')[0]!)) return;

@@ -4,15 +4,21 @@
  */
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
-import { idSchema } from '../domain/ids.js';
+import { idSchema, replicaIdSchema } from '../domain/ids.js';
 
 const checksumSchema = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a lowercase hex md5 (32) or sha256 (64) digest');
-const stagedKeySchema = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,255}$/, 'must be a plain staging file name');
+// At most 255 characters and no "..": what the staging directory (a local backend) accepts as a file name.
+const stagedKeySchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,254}$/, 'must be a plain staging file name')
+  .regex(/^(?!.*\.\.)/, 'must not contain ".."');
+/** The last millisecond of year 9999 (UTC): later times have no YYYY/MM/DD date partition. */
+const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 export const replicaWriteDataSchema = z
   .object({
     chunkId: idSchema,
-    replicaId: idSchema,
+    replicaId: replicaIdSchema,
     taskId: idSchema,
     targetNode: idSchema,
     cloudProvider: idSchema,
@@ -22,7 +28,7 @@ export const replicaWriteDataSchema = z
     /** File name of the chunk's staged bytes inside the staging directory. */
     stagedKey: stagedKeySchema,
     /** When the chunk was first queued (ms since epoch, UTC); fixes the date partition across retries. */
-    createdAtMs: z.number().int().positive(),
+    createdAtMs: z.number().int().positive().max(MAX_TIME_MS, 'must be a time before the year 10000'),
   })
   .strict()
   .superRefine((data, ctx) => {
@@ -38,7 +44,7 @@ export const chunkFinalizeDataSchema = z
     chunkId: idSchema,
     stagedKey: stagedKeySchema,
     /** The replicas this flow writes, with the generation of each one's job. */
-    replicas: z.array(z.object({ replicaId: idSchema, generation: z.number().int().nonnegative() }).strict()).min(1),
+    replicas: z.array(z.object({ replicaId: replicaIdSchema, generation: z.number().int().nonnegative() }).strict()).min(1),
   })
   .strict();
 export type ChunkFinalizeData = z.infer<typeof chunkFinalizeDataSchema>;
@@ -47,9 +53,9 @@ export const replicaRepairDataSchema = z
   .object({
     chunkId: idSchema,
     /** The replica to rewrite. */
-    replicaId: idSchema,
+    replicaId: replicaIdSchema,
     /** A replica found good when the bad one was found; tried first. */
-    sourceReplicaId: idSchema.optional(),
+    sourceReplicaId: replicaIdSchema.optional(),
   })
   .strict();
 export type ReplicaRepairData = z.infer<typeof replicaRepairDataSchema>;

@@ -32,3 +32,12 @@ export function replicaJobId(chunkId: string, replicaId: string, generation: num
 export function repairJobId(chunkId: string, replicaId: string, corruption: number): string {
   return `${replicaId}@${chunkId}#repair-${corruption}`;
 }
+
+/**
+ * BullMQ job id of the `chunk.finalize` job that frees the staged bytes under `stagedKey`: the
+ * producer names a flow's staged bytes `<chunkId>@<flowTag>` and its parent `chunk@<chunkId>#<flowTag>`.
+ */
+export function finalizeJobIdOfStagedKey(stagedKey: string): string {
+  const at = stagedKey.lastIndexOf('@');
+  return `chunk@${stagedKey.slice(0, at)}#${stagedKey.slice(at + 1)}`;
+}

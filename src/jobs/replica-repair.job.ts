@@ -8,11 +8,13 @@
 import type { Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import type { Config } from '../config/config.schema.js';
-import type { Catalog } from '../catalog/catalog.js';
+import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
+import type { Backend } from '../backends/backend.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import type { ChunkRecord, ReplicaRecord } from '../domain/types.js';
-import { ChecksumMismatchError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { ChecksumMismatchError, ChunkvaultError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { checksumOfStream } from '../integrity/checksum.js';
 import { commitReplica } from './replica-commit.js';
 import { decoded, withoutCodecSuffix } from '../integrity/codecs.js';
 import { describeIssues, replicaRepairDataSchema, type ReplicaRepairData } from './job-data.js';
@@ -81,6 +83,12 @@ export class ReplicaRepairer {
     if (target.status !== 'corrupt' && target.status !== 'stored') {
       throw new UnrecoverableError(`repair: replica ${replicaId} of chunk ${chunkId} is ${target.status}, not a stored replica to repair`);
     }
+    if (target.status === 'corrupt' && (await this.#intact(targetBackend, target, chunk))) {
+      // The bytes were damaged on their way to the reader, not at rest: nothing to rewrite.
+      await catalog.recordStored({ ...this.#storedInput(target, chunk.createdAt), codec: target.codec, storedBytes: target.storedBytes, verifiedAtMs: Date.now() });
+      log.info({ path: target.path }, 'replica marked corrupt reads back intact; recorded stored again as it is');
+      return { chunkId, replicaId, repaired: false };
+    }
 
     const sources = replicas
       .filter((r) => r.status === 'stored' && r.replicaId !== replicaId)
@@ -101,7 +109,7 @@ export class ReplicaRepairer {
         if (wrongBytes || error instanceof NotFoundError) {
           // The source is bad too: nothing was written; mark it, repair it later, try the next one.
           const problem = error instanceof NotFoundError ? 'missing' : error instanceof SizeMismatchError ? 'wrong size' : isDecodeError(error) ? `cannot decode ${source.codec}` : 'bytes do not match the chunk checksum';
-          await catalog.recordCorrupt(chunkId, source.replicaId, `${problem} (found while copying ${source.path} to repair ${replicaId})`);
+          await catalog.recordCorrupt(chunkId, source.replicaId, `${problem} (found while copying ${source.path} to repair ${replicaId})`, source.path);
           badSources.push(source.replicaId);
           log.warn({ source: source.replicaId, err: error }, 'repair source is bad; trying the next replica');
           continue;
@@ -123,12 +131,33 @@ export class ReplicaRepairer {
   async #finish(target: ReplicaRecord, chunkCreatedAt: string): Promise<void> {
     const { catalog, backends, config, metrics } = this.#deps;
     await commitReplica(config, catalog, metrics, backends.byName(target.backend)!, {
+      ...this.#storedInput(target, chunkCreatedAt),
+      verifiedAtMs: Date.now(), // just copied through a checksum-checked put and read back
+    });
+  }
+
+  #storedInput(target: ReplicaRecord, chunkCreatedAt: string): StoredReplicaInput {
+    return {
       chunkId: target.chunkId, replicaId: target.replicaId, backend: target.backend, path: target.path,
       checksum: target.checksum, algorithm: target.algorithm, sizeBytes: target.sizeBytes, targetNode: target.targetNode,
       cloudProvider: target.cloudProvider, taskId: target.taskId, storedAt: target.storedAt || new Date().toISOString(),
       attempts: target.attempts, createdAtMs: Date.parse(chunkCreatedAt) || Date.now(),
-      verifiedAtMs: Date.now(), // just copied through a checksum-checked put and read back
-    });
+    };
+  }
+
+  /**
+   * Whether a replica marked corrupt reads back as its chunk after all (a read met bytes
+   * damaged in transit, or a passing error). Missing or wrong at rest: false. A read error
+   * that may pass is rethrown, so the job is retried rather than the replica rewritten blind.
+   */
+  async #intact(backend: Backend, target: ReplicaRecord, chunk: ChunkRecord): Promise<boolean> {
+    try {
+      const actual = await checksumOfStream(decoded(await backend.get(target.path), target.codec), chunk.algorithm);
+      return actual.sizeBytes === chunk.sizeBytes && actual.checksum === chunk.checksum;
+    } catch (error) {
+      if (error instanceof ChunkvaultError && error.retryable) throw error;
+      return false;
+    }
   }
 }
 

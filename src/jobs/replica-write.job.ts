@@ -123,6 +123,12 @@ export class ReplicaWriter {
       targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
       storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
     });
+    if (existing?.path && existing.path !== key && existing.backend === backend.name) {
+      // Written again after it went bad while compressed: the old object is garbage now.
+      await backend.delete(existing.path).catch((error: unknown) => {
+        this.#deps.logger.warn({ err: error, chunkId: data.chunkId, replicaId: data.replicaId, path: existing.path }, 'could not remove the replica\'s old object');
+      });
+    }
     return { stored: toStoredChunk(key, backend.name, data, storedAt), wrote: true };
   }
 }

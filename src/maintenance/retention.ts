@@ -10,6 +10,7 @@
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
 import { metadataKeyOf } from '../storage/storage-layout.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
@@ -69,6 +70,7 @@ export class Retention {
 
   /** Plans at `nowMs` and, unless `dryRun`, deletes what the plan holds. */
   async run(nowMs: number, dryRun: boolean): Promise<RetentionResult> {
+    if (!dryRun) await this.#finishInterruptedDeletions();
     const plan = await this.plan(nowMs);
     const result: RetentionResult = { dryRun, cutoff: plan.cutoff, replicasDeleted: 0, bytesDeleted: 0, chunksExpired: 0, more: plan.more, deleted: [] };
     if (dryRun) {
@@ -78,13 +80,17 @@ export class Retention {
       result.chunksExpired = await this.#chunksEmptiedBy(plan.items);
       return result;
     }
+    const { catalog, backends } = this.#deps;
     const expiredAt = new Date(nowMs).toISOString();
     for (const item of plan.items) {
-      const backend = this.#deps.backends.byName(item.backend)!;
-      // The object, its metadata, and any leftover of an interrupted compression of it.
-      const plain = withoutCodecSuffix(item.path);
-      for (const key of new Set([item.path, plain, ...Object.values(CODEC_SUFFIX).map((s) => plain + s), metadataKeyOf(item.path)])) await backend.delete(key);
-      const chunkStatus = await this.#deps.catalog.recordExpired(item.chunkId, item.replicaId, expiredAt);
+      const member = JSON.stringify([item.chunkId, item.replicaId, item.backend, item.path]);
+      // Recorded expired before its objects go: from then on reads skip the replica, so none
+      // finds it missing and calls it corrupt (nor has a repair bring it back). The journal
+      // entry lets the next pass finish the deletion if this one dies in between.
+      await catalog.beginDeletion(member);
+      const chunkStatus = await catalog.recordExpired(item.chunkId, item.replicaId, expiredAt);
+      if (chunkStatus !== 'skip') await deleteObjects(backends.byName(item.backend)!, item.path);
+      await catalog.endDeletion(member);
       if (chunkStatus === 'skip') continue;
       result.deleted.push(item);
       result.replicasDeleted += 1;
@@ -93,6 +99,21 @@ export class Retention {
     }
     this.#deps.logger.info({ replicasDeleted: result.replicasDeleted, bytesDeleted: result.bytesDeleted, chunksExpired: result.chunksExpired, more: result.more }, 'retention pass done');
     return result;
+  }
+
+  /**
+   * Deletions a crashed pass left in the journal: the objects of a replica recorded expired
+   * are removed now; a replica not recorded expired (the pass died before) is left for the plan.
+   */
+  async #finishInterruptedDeletions(): Promise<void> {
+    const { catalog, backends } = this.#deps;
+    for (const member of await catalog.deletionsInFlight()) {
+      const [chunkId, replicaId, backendName, path] = JSON.parse(member) as [string, string, string, string];
+      const record = await catalog.getReplica(chunkId, replicaId);
+      const backend = backends.byName(backendName);
+      if (record?.status === 'expired' && backend) await deleteObjects(backend, path);
+      await catalog.endDeletion(member);
+    }
   }
 
   /** Chunks whose every remaining replica is in `items` (they would expire). */
@@ -106,4 +127,10 @@ export class Retention {
     }
     return emptied;
   }
+}
+
+/** A replica's object, its metadata, and any leftover of an interrupted compression of it. */
+async function deleteObjects(backend: Backend, path: string): Promise<void> {
+  const plain = withoutCodecSuffix(path);
+  for (const key of new Set([path, plain, ...Object.values(CODEC_SUFFIX).map((s) => plain + s), metadataKeyOf(path)])) await backend.delete(key);
 }

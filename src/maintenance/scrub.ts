@@ -62,7 +62,7 @@ export class Scrub {
       if (problem) {
         result.corruptFound += 1;
         result.problems.push({ chunkId, replicaId, problem });
-        await catalog.recordCorrupt(chunkId, replicaId, `${problem} (scrub)`);
+        await catalog.recordCorrupt(chunkId, replicaId, `${problem} (scrub)`, replica.path);
         const source = (await catalog.listReplicas(chunkId)).find((r) => r.status === 'stored');
         await repairs.schedule(chunkId, replicaId, source?.replicaId);
         result.repairsQueued += 1;

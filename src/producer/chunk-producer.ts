@@ -113,7 +113,7 @@ export class ChunkProducer {
     if (completed.length === 0) return { tracked: [], rejected: [] };
     const parsed = distributionTaskSchema.safeParse({ ...task, replicas: completed });
     if (!parsed.success) {
-      const reason = `invalid task ${String(task.taskId)}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
+      const reason = `invalid task ${textOf(task.taskId)}: ${parsed.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; ')}`;
       return { tracked: [], rejected: completed.map((r) => rejectedResult(task, r, reason)) };
     }
     const { config, catalog, backends, staging } = this.#deps;
@@ -199,8 +199,17 @@ function byIdOf<R extends ReplicaPlacement>(replicas: readonly R[], replicaId: s
 
 function rejectedResult(task: DistributionTask, replica: ReplicaPlacement, reason: string): StoredChunk {
   return {
-    chunkId: String(task.chunkId), replicaId: String(replica.replicaId), status: 'failed', storagePath: '', backend: '',
-    checksum: '', algorithm: 'md5', sizeBytes: 0, storedAt: new Date().toISOString(), nodeId: String(replica.targetNode),
-    cloudProvider: String(replica.cloudProvider), taskId: String(task.taskId), error: reason,
+    chunkId: textOf(task.chunkId), replicaId: textOf(replica.replicaId), status: 'failed', storagePath: '', backend: '',
+    checksum: '', algorithm: 'md5', sizeBytes: 0, storedAt: new Date().toISOString(), nodeId: textOf(replica.targetNode),
+    cloudProvider: textOf(replica.cloudProvider), taskId: textOf(task.taskId), error: reason,
   };
+}
+
+/** A field of an invalid task as text for its report; String() throws for some values (an object without a prototype). */
+function textOf(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return `(${typeof value})`;
+  }
 }

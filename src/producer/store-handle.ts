@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Catalog } from '../catalog/catalog.js';
-import type { ReplicaRecord, StoredChunk } from '../domain/types.js';
+import type { ReplicaRecord, ReplicaStatus, StoredChunk } from '../domain/types.js';
 
 export interface ReplicaRef {
   chunkId: string;
@@ -14,6 +14,8 @@ export interface ReplicaRef {
 
 /** Replica statuses read per poll at most. */
 const POLL_WINDOW = 256;
+/** Statuses after which a replica's outcome no longer changes without a new store(). */
+const FINAL_STATUSES: ReadonlySet<ReplicaStatus> = new Set(['stored', 'failed', 'expired']);
 
 export interface WaitOptions {
   /** How often the catalog is polled; default 100 ms. */
@@ -46,6 +48,8 @@ export class StoreHandle {
   /**
    * Resolves when every tracked replica is stored or failed for good, with one result per
    * replica: the rejected ones first, then the tracked ones in the order they were given.
+   * A replica whose catalog record vanished (Redis lost its data) comes back failed, saying
+   * so: store it again (after `reindex`), since its job may have been lost with the record.
    */
   async results(options: WaitOptions = {}): Promise<StoredChunk[]> {
     const interval = options.pollIntervalMs ?? 100;
@@ -57,7 +61,10 @@ export class StoreHandle {
       // oldest outstanding ones per poll, so a poll costs the same for 10 or 100,000 replicas.
       const window = outstanding.slice(0, POLL_WINDOW);
       const statuses = await this.#catalog.replicaStatuses(window.map((i) => this.tracked[i]!));
-      const ended = new Set(window.filter((_, k) => statuses[k] === 'stored' || statuses[k] === 'failed'));
+      // A record that is gone was lost with Redis's data (it was written before store()
+      // returned), and an expired one was deleted by retention: neither will change any more,
+      // so both end here (as failed, saying why) rather than being waited on forever.
+      const ended = new Set(window.filter((_, k) => statuses[k] === undefined || FINAL_STATUSES.has(statuses[k]!)));
       if (ended.size) outstanding = outstanding.filter((i) => !ended.has(i));
       options.onProgress?.(this.total - outstanding.length, this.total);
       if (outstanding.length === 0) break;
@@ -78,7 +85,7 @@ function toResult(record: ReplicaRecord | undefined, ref: ReplicaRef): StoredChu
     return {
       chunkId: ref.chunkId, replicaId: ref.replicaId, status: 'failed', storagePath: '', backend: '', checksum: '',
       algorithm: 'md5', sizeBytes: 0, storedAt: '', nodeId: '', cloudProvider: '', taskId: '',
-      error: 'replica record vanished from the catalog (was Redis flushed? run `chunkvault reindex`)',
+      error: 'replica record vanished from the catalog (Redis lost its data?): run `chunkvault reindex`, then store the chunk again (store() is idempotent)',
     };
   }
   const result: StoredChunk = {
@@ -87,6 +94,7 @@ function toResult(record: ReplicaRecord | undefined, ref: ReplicaRef): StoredChu
     sizeBytes: record.sizeBytes, storedAt: record.storedAt, nodeId: record.targetNode,
     cloudProvider: record.cloudProvider, taskId: record.taskId,
   };
-  if (record.status !== 'stored') result.error = record.error || 'failed';
+  if (record.status === 'expired') result.error = 'stored, then deleted by retention before its outcome was read';
+  else if (record.status !== 'stored') result.error = record.error || 'failed';
   return result;
 }

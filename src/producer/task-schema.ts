@@ -3,10 +3,10 @@
  * failed replicas with the reason, and nothing of it is staged or queued.
  */
 import { z } from 'zod';
-import { idSchema } from '../domain/ids.js';
+import { idSchema, replicaIdSchema } from '../domain/ids.js';
 
 const replicaSchema = z.object({
-  replicaId: idSchema,
+  replicaId: replicaIdSchema,
   chunkId: idSchema,
   targetNode: idSchema,
   cloudProvider: idSchema,

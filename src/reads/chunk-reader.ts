@@ -51,24 +51,53 @@ export class ChunkReader {
     const replicas = await catalog.listReplicas(chunkId);
     const problems: Array<{ replicaId: string; problem: string }> = [];
     const bad: ReplicaRecord[] = [];
-    for (const replica of replicas) {
-      if (replica.status === 'expired') continue;
-      if (replica.status !== 'stored') {
-        problems.push({ replicaId: replica.replicaId, problem: replica.status === 'corrupt' ? `corrupt (${replica.error})` : replica.status });
+    // Replicas retention deleted, before this read or during it (the chunk expires with its last one).
+    let expired = false;
+    for (const listed of replicas) {
+      if (listed.status === 'expired') {
+        expired = true;
         continue;
       }
-      try {
-        const bytes = await this.#read(chunk, replica);
-        for (const broken of bad) await this.#deps.repairs.schedule(chunkId, broken.replicaId, replica.replicaId);
-        return bytes;
-      } catch (error) {
-        const problem = describeError(error);
-        problems.push({ replicaId: replica.replicaId, problem });
-        bad.push(replica);
-        await catalog.recordCorrupt(chunkId, replica.replicaId, problem);
-        this.#deps.logger.warn({ chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, problem }, 'bad replica found on read');
+      if (listed.status !== 'stored') {
+        problems.push({ replicaId: listed.replicaId, problem: listed.status === 'corrupt' ? `corrupt (${listed.error})` : listed.status });
+        continue;
+      }
+      // At most two looks per replica: maintenance may move (compress) it while it is read.
+      let replica: ReplicaRecord | undefined = listed;
+      for (let look = 0; replica; look++) {
+        try {
+          const bytes = await this.#read(chunk, replica);
+          for (const broken of bad) await this.#deps.repairs.schedule(chunkId, broken.replicaId, replica.replicaId);
+          return bytes;
+        } catch (error) {
+          const problem = describeError(error);
+          // Marked only if it is still stored where it was read: a replica that retention
+          // expired or compression moved meanwhile is not corrupt, it changed under the read.
+          if ((await catalog.recordCorrupt(chunkId, replica.replicaId, problem, replica.path)) > 0) {
+            problems.push({ replicaId: replica.replicaId, problem });
+            bad.push(replica);
+            this.#deps.logger.warn({ chunkId, replicaId: replica.replicaId, backend: replica.backend, path: replica.path, problem }, 'bad replica found on read');
+            break;
+          }
+          const now = await catalog.getReplica(chunkId, replica.replicaId);
+          if (now?.status === 'expired') {
+            expired = true;
+            break;
+          }
+          if (now?.status === 'stored' && now.path !== replica.path && look === 0) {
+            replica = now;
+            continue;
+          }
+          problems.push({ replicaId: replica.replicaId, problem: now?.status === 'stored' ? problem : `${now?.status ?? 'no record'} (${problem})` });
+          break;
+        }
       }
     }
+    if (problems.length === 0 && expired) throw new NotFoundError(`chunk ${chunkId} was deleted by retention`);
+    // No good replica met: each bad one still gets a repair, which records it stored again if
+    // it reads back intact (its bytes were damaged on the way here, not at rest), and else
+    // fails for want of a good source, as it must.
+    for (const broken of bad) await this.#deps.repairs.schedule(chunkId, broken.replicaId);
     throw new ChunkCorruptError(chunkId, problems);
   }
 

@@ -43,6 +43,9 @@ export async function reindex(
 ): Promise<ReindexReport> {
   const report: ReindexReport = { checkpoints: 0, sidecars: 0, restored: 0, problems: [] };
   await restoreCheckpoints(backends.forCheckpoints(), checkpoints, report);
+  // Chunks stored while the index was empty entered the ledger at places the restored
+  // checkpoints cover; they go after them, to be sealed next.
+  await checkpoints.renumberStranded();
   const listed = { count: 0 };
   for (const backend of backends.all()) await reindexBackend(backend, catalog, options, report, listed);
   options.onProgress?.(report.sidecars, listed.count);

@@ -47,4 +47,19 @@ export class StagingArea {
   async sweepIncompleteWrites(): Promise<number> {
     return this.#store.sweepIncompleteWrites();
   }
+
+  /**
+   * Frees staged bytes no flow will ever release: older than `olderThanMs` (a producer may be
+   * between staging and queuing) and not `isReferenced` by a queued flow any more (its producer
+   * died before queuing it, or Redis lost the flow). Returns the number freed.
+   */
+  async sweepOrphans(isReferenced: (stagedKey: string) => Promise<boolean>, olderThanMs: number, nowMs = Date.now()): Promise<number> {
+    let freed = 0;
+    for await (const object of this.#store.list('')) {
+      if (nowMs - object.modifiedAt.getTime() <= olderThanMs || (await isReferenced(object.key))) continue;
+      await this.#store.delete(object.key);
+      freed += 1;
+    }
+    return freed;
+  }
 }

@@ -4,12 +4,16 @@
  * finish within a time bound, and then closes regardless (unfinished jobs are picked up
  * again as stalled: every job is idempotent).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.schema.js';
 import type { Logger } from '../logging/logger.js';
 import { JOBS, QUEUE_NAMES, type JobName, type QueueName } from '../jobs/job-table.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
+
+/** How long a forced close of the workers may take before their connections are dropped. */
+const FORCED_CLOSE_MS = 5_000;
 
 export type JobHandlers = { [name in JobName]: (job: Job) => Promise<unknown> };
 
@@ -103,7 +107,13 @@ export class WorkerPool {
     clearTimeout(timer);
     if (!finished) {
       this.#options.logger.warn({ timeoutMs }, 'active jobs did not finish in time; closing anyway (they will be re-run)');
-      await Promise.all(this.#workers.map((w) => w.close(true).catch(() => undefined)));
+      // A forced close can itself hang (seen after Redis lost its data under running jobs): bounded too.
+      const forced = Promise.all(this.#workers.map((w) => w.close(true).catch(() => undefined))).then(() => true);
+      if (!(await Promise.race([forced, sleep(FORCED_CLOSE_MS).then(() => false)]))) {
+        this.#options.logger.warn({ timeoutMs: FORCED_CLOSE_MS }, 'workers did not close when forced; dropping their connections');
+      }
+      for (const connection of this.#connections) connection.disconnect();
+      return false;
     }
     await Promise.all(this.#connections.map((c) => c.quit().catch(() => c.disconnect())));
     return finished;

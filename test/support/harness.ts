@@ -153,9 +153,12 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cli
   return spawnCli(args, env).done;
 }
 
-/** Starts `chunkvault worker` on a test env and resolves once its pool is taking jobs. */
-export async function startWorkerProcess(env: TestEnv): Promise<ReturnType<typeof spawnCli>> {
-  const child = spawnCli(['worker', '--config', env.configPath], { LOG_LEVEL: 'info' });
+/**
+ * Starts `chunkvault worker` on a test env and resolves once its pool is taking jobs.
+ * `processEnv` adds environment variables (e.g. cloud credentials, which come only from there).
+ */
+export async function startWorkerProcess(env: TestEnv, processEnv: NodeJS.ProcessEnv = {}): Promise<ReturnType<typeof spawnCli>> {
+  const child = spawnCli(['worker', '--config', env.configPath], { LOG_LEVEL: 'info', ...processEnv });
   await waitFor('worker process to start', () => {
     if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}): ${child.output().stderr}`);
     return child.output().stderr.includes('worker pool started');

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { startProgress } from '../progress.js';
-import { withVault } from '../cli-support.js';
+import { idArgument, withVault } from '../cli-support.js';
 
 function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -25,13 +25,13 @@ export function registerCheckpoint(program: Command): void {
   checkpoint
     .command('show')
     .description('the manifest of a checkpoint (its own checksum verified)')
-    .argument('<id>')
+    .argument('<id>', 'the checkpoint id, e.g. cp-00000001', idArgument('checkpoint id'))
     .action((id: string, _options: unknown, command: Command) => withVault(command, async (vault) => print(await vault.checkpoints.manifest(id))));
 
   checkpoint
     .command('verify')
     .description('re-read every replica a checkpoint names; exit 1 if any is missing or corrupt')
-    .argument('<id>')
+    .argument('<id>', 'the checkpoint id, e.g. cp-00000001', idArgument('checkpoint id'))
     .option('--json', 'print JSON')
     .action((id: string, options: { json?: boolean }, command: Command) =>
       withVault(command, async (vault) => {

@@ -1,12 +1,12 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { withVault } from '../cli-support.js';
+import { idArgument, withVault } from '../cli-support.js';
 
 export function registerGet(program: Command): void {
   program
     .command('get')
     .description('write a chunk\'s bytes (verified; bad replicas are repaired) to stdout or a file')
-    .argument('<chunkId>', 'the chunk to read')
+    .argument('<chunkId>', 'the chunk to read', idArgument('chunk id'))
     .option('-o, --output <file>', 'write to this file instead of stdout')
     .action((chunkId: string, options: { output?: string }, command: Command) =>
       withVault(command, async (vault) => {

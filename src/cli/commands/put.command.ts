@@ -3,7 +3,7 @@ import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { openChunkvault } from '../../app.js';
 import type { DistributionTask, StoredChunk } from '../../domain/types.js';
-import { configFor, positiveInteger, runCommand, UsageError } from '../cli-support.js';
+import { configFor, idArgument, positiveInteger, runCommand, UsageError } from '../cli-support.js';
 import { startProgress } from '../progress.js';
 
 interface PutOptions {
@@ -17,7 +17,7 @@ interface PutOptions {
 function parseReplica(value: string, previous: PutOptions['replica'] = []): PutOptions['replica'] {
   const match = /^([^:]+):([^:]+)$/.exec(value);
   if (!match) throw new InvalidArgumentError(`expected NODE:CLOUD, got ${JSON.stringify(value)}`);
-  return [...previous, { targetNode: match[1]!, cloudProvider: match[2]! }];
+  return [...previous, { targetNode: idArgument('NODE')(match[1]!), cloudProvider: idArgument('CLOUD')(match[2]!) }];
 }
 
 export function registerPut(program: Command): void {
@@ -26,7 +26,7 @@ export function registerPut(program: Command): void {
     .description('queue files as chunks, one replica job per --replica')
     .argument('<file...>', 'files to store, one chunk each')
     .requiredOption('-r, --replica <NODE:CLOUD>', 'a replica placement (repeat for more)', parseReplica)
-    .option('--chunk-id <id>', 'chunk id (one file only; default: the file name)')
+    .option('--chunk-id <id>', 'chunk id (one file only; default: the file name)', idArgument('--chunk-id'))
     .option('-w, --wait', 'wait for the outcome and print one result per replica; exit 1 if any failed')
     .option('--timeout <seconds>', 'with --wait, give up after this many seconds', positiveInteger('--timeout'))
     .option('--json', 'print JSON (with --wait: the per-replica results; without: the queued and rejected replicas)')

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { openChunkvault } from '../../app.js';
 import { credentialsFor } from '../../http/http-auth.js';
-import { configFor, positiveInteger, runCommand } from '../cli-support.js';
+import { configFor, portNumber, runCommand } from '../cli-support.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
@@ -11,7 +11,7 @@ export function registerServe(program: Command): void {
     .alias('dashboard')
     .description('serve the HTTP API (/v1), the dashboard (/admin, Bull Board at /admin/queues), /metrics and health probes until SIGTERM/SIGINT')
     .option('--host <address>', 'listen address (default: chunkvault.http.host, 127.0.0.1)')
-    .option('--port <n>', 'listen port (default: chunkvault.http.port, 8080; 0 picks a free one)', (v) => (v === '0' ? 0 : positiveInteger('--port')(v)))
+    .option('--port <n>', 'listen port (default: chunkvault.http.port, 8080; 0 picks a free one)', portNumber('--port'))
     .option('--read-only', 'no writes: POST /v1/chunks refused, dashboard without retry/clean/promote')
     .action((options: { host?: string; port?: number; readOnly?: boolean }, command: Command) =>
       runCommand(async () => {

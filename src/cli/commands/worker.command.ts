@@ -6,7 +6,7 @@ import { openChunkvault, type Chunkvault } from '../../app.js';
 import { httpAuthFromEnv } from '../../http/http-auth.js';
 import { startMetricsServer, type MetricsServer } from '../../metrics/metrics-server.js';
 import { processDefaultMetrics } from '../../metrics/default-metrics.js';
-import { configFor, positiveInteger, runCommand } from '../cli-support.js';
+import { configFor, portNumber, runCommand } from '../cli-support.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
@@ -14,7 +14,7 @@ export function registerWorker(program: Command): void {
   program
     .command('worker')
     .description('process replica jobs until SIGTERM/SIGINT (concurrency: storage.performance.max_concurrent_writes)')
-    .option('--metrics-port <n>', "serve this worker's /metrics on this port (default: chunkvault.metrics.worker_port; 0: off)", (v) => (v === '0' ? 0 : positiveInteger('--metrics-port')(v)))
+    .option('--metrics-port <n>', "serve this worker's /metrics on this port (default: chunkvault.metrics.worker_port; 0: off)", portNumber('--metrics-port'))
     .action((options: { metricsPort?: number }, command: Command) =>
       runCommand(async () => {
         const { config, source } = configFor(command);
