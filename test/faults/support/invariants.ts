@@ -1,0 +1,320 @@
+/**
+ * The invariants every fault scenario checks once its faults are over, the same for all:
+ *
+ *  a) acknowledged:  every chunk a producer was told was stored (a replica of it came back
+ *                    `stored` from handle.results) reads back through vault.getChunk with the
+ *                    exact bytes it was given (or retention deleted it on purpose);
+ *  b) torn:          nothing half-written under a final key: every data object has the size and
+ *                    checksum its sidecar and catalog record say, and no temp file is left once
+ *                    the leftovers of dead writers were swept (as every starting worker does);
+ *  c) checkpoints:   every stored chunk is in exactly one checkpoint manifest, and the manifests
+ *                    on the backend are exactly the checkpoints the index knows;
+ *  d) catalog:       the catalog matches the backends: every stored record's object is there and
+ *                    verifies, every data object and sidecar belongs to a stored record;
+ *  e) jobs:          no replica job is lost: every replica handed to the producer ends `stored`
+ *                    or `failed` with a reason (or `expired`, deleted by retention).
+ *
+ * `checkInvariants` reports each as a list of violations (empty = holds) with counts;
+ * `expectInvariants` fails with a readable message naming the seed to reproduce with.
+ */
+import type { Chunkvault } from '../../../src/app.js';
+import type { ChunkRecord, ReplicaRecord } from '../../../src/domain/types.js';
+import { ChunkCorruptError, NotFoundError, describeError } from '../../../src/errors.js';
+import { LocalBackend } from '../../../src/backends/local.backend.js';
+import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/manifest.js';
+import { METADATA_SUFFIX, isDataKey, metadataKeyOf } from '../../../src/storage/storage-layout.js';
+import type { Acknowledgements, Workload } from './workload.js';
+import { checkSidecar, filesUnder, forEachLimited, ownerOf, ownsWorkloadChunk, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
+
+/** Reads and hashes running at once while checking. */
+const CONCURRENCY = 8;
+/** Violations kept per invariant (the count is always exact). */
+const KEEP = 200;
+
+export const INVARIANTS = {
+  acknowledged: 'a) every acknowledged chunk is readable and byte-identical',
+  torn: 'b) no torn or temp files under final keys',
+  checkpoints: 'c) every stored chunk is in exactly one checkpoint',
+  catalog: 'd) the catalog matches the backend',
+  jobs: 'e) no replica job is lost (each ends stored or failed with a reason)',
+} as const;
+export type InvariantName = keyof typeof INVARIANTS;
+
+export interface RunOutcome {
+  /** What the producer handed over and what it was told (see Acknowledgements). */
+  acks: Acknowledgements;
+  /** Faults injected during the run (kills, restarts, failed requests...), for the figures. */
+  faultsInjected: number;
+  /**
+   * Replicas (`chunkId:replicaId`) retention reported deleting. When given, every replica the
+   * catalog has as expired must be among them; without it, `expired` is trusted as retention's mark.
+   */
+  retentionDeleted?: ReadonlySet<string>;
+  /** The backends hold other data too (a shared bucket): objects of chunks outside the workloads are ignored. */
+  sharedBackend?: boolean;
+}
+
+export interface CheckOptions {
+  /** Seal everything stored since the last checkpoint first (sealNow); default true. */
+  seal?: boolean;
+  /** Sweep leftovers of dead writers first, as a starting worker does; default true. */
+  sweep?: boolean;
+  /** Staged chunk bytes must all be freed (every chunk's replicas ended); default true. */
+  stagingEmpty?: boolean;
+  /** Replicas the scenario leaves `corrupt` on purpose (not repaired yet); default: none allowed. */
+  allowCorrupt?: boolean;
+}
+
+export interface InvariantCounts {
+  chunks: number;
+  /** Replica records of the workload's chunks in the catalog. */
+  replicas: number;
+  submittedReplicas: number;
+  acknowledgedChunks: number;
+  acknowledgedReplicas: number;
+  storedReplicas: number;
+  failedReplicas: number;
+  expiredReplicas: number;
+  corruptReplicas: number;
+  /** Acknowledged chunks retention deleted on purpose (not readable, not lost). */
+  acknowledgedExpired: number;
+  checkpoints: number;
+  manifests: number;
+  /** Data objects on all backends, each hashed. */
+  dataObjects: number;
+  /** Temp files of dead writers removed by the sweep before checking. */
+  tempFilesSwept: number;
+  stagedFilesLeft: number;
+  faultsInjected: number;
+  /** Acknowledged chunks not readable or not byte-identical: must be 0. */
+  acknowledgedLost: number;
+  /** Reads that returned bytes other than the chunk's: must be 0. */
+  corruptReturned: number;
+}
+
+export interface InvariantReport {
+  seeds: number[];
+  counts: InvariantCounts;
+  violations: Record<InvariantName, string[]>;
+  /** Exact number of violations per invariant (the lists keep the first 200). */
+  violationCounts: Record<InvariantName, number>;
+  /** Why replicas failed, with how many each (the catalog's reasons). */
+  failureReasons: Record<string, number>;
+}
+
+/** Checks every invariant over the given workloads' chunks; read-only apart from sealing, sweeping and the reads' own repairs. */
+export async function checkInvariants(
+  vault: Chunkvault,
+  workloads: Workload | readonly Workload[],
+  outcome: RunOutcome,
+  options: CheckOptions = {},
+): Promise<InvariantReport> {
+  const all = Array.isArray(workloads) ? (workloads as readonly Workload[]) : [workloads as Workload];
+  const report = emptyReport(all.map((w) => w.seed), outcome);
+  const violate = (name: InvariantName, message: string): void => {
+    report.violationCounts[name] += 1;
+    if (report.violations[name].length < KEEP) report.violations[name].push(message);
+  };
+  const findWorkload = (chunkId: string): Workload | undefined => all.find((w) => w.has(chunkId));
+
+  if (options.sweep ?? true) {
+    for (const backend of vault.backends.all()) report.counts.tempFilesSwept += await backend.sweepIncompleteWrites();
+    report.counts.tempFilesSwept += await vault.staging.sweepIncompleteWrites();
+  }
+  if (options.seal ?? true) await vault.checkpoints.sealNow();
+
+  // The catalog's view of every chunk of the workloads.
+  const chunkIds = all.flatMap((w) => w.chunks.map((c) => c.chunkId));
+  const chunks = new Map<string, { chunk: ChunkRecord | undefined; replicas: ReplicaRecord[] }>();
+  await forEachLimited(chunkIds, CONCURRENCY, async (chunkId) => {
+    const [chunk, replicas] = await Promise.all([vault.catalog.getChunk(chunkId), vault.catalog.listReplicas(chunkId)]);
+    chunks.set(chunkId, { chunk, replicas });
+  });
+  const byLocation = new Map<string, ReplicaRecord>();
+  for (const [chunkId, { chunk, replicas }] of chunks) {
+    if (chunk) report.counts.chunks += 1;
+    for (const r of replicas) {
+      report.counts.replicas += 1;
+      if (r.status === 'stored') report.counts.storedReplicas += 1;
+      if (r.status === 'failed') {
+        report.counts.failedReplicas += 1;
+        const reason = r.error.replace(/[0-9a-f]{16,}/g, '<hex>').replace(/\d+/g, 'N').slice(0, 160);
+        report.failureReasons[reason] = (report.failureReasons[reason] ?? 0) + 1;
+      }
+      if (r.status === 'expired') {
+        report.counts.expiredReplicas += 1;
+        if (outcome.retentionDeleted && !outcome.retentionDeleted.has(`${chunkId}:${r.replicaId}`)) {
+          violate('catalog', `replica ${r.replicaId} of ${chunkId} is expired, but retention never reported deleting it`);
+        }
+      }
+      if (r.status === 'corrupt') {
+        report.counts.corruptReplicas += 1;
+        if (!options.allowCorrupt) violate('catalog', `replica ${r.replicaId} of ${chunkId} is still corrupt (${r.error}): not repaired`);
+      }
+      if ((r.status === 'stored' || r.status === 'corrupt') && r.path) byLocation.set(`${r.backend}\0${r.path}`, r);
+    }
+  }
+
+  // e) every replica handed over has ended, and a failure says why.
+  for (const ref of outcome.acks.submitted) {
+    const record = chunks.get(ref.chunkId)?.replicas.find((r) => r.replicaId === ref.replicaId) ?? (await vault.catalog.getReplica(ref.chunkId, ref.replicaId));
+    const name = `replica ${ref.replicaId} of ${ref.chunkId}`;
+    if (!record) violate('jobs', `${name}: no catalog record (handed to the producer, then forgotten)`);
+    else if (record.status === 'queued') violate('jobs', `${name}: still queued (its job was lost or never ran)`);
+    else if (record.status === 'failed' && !record.error.trim()) violate('jobs', `${name}: failed without a reason`);
+  }
+
+  // a) acknowledged chunks read back exactly.
+  await forEachLimited([...outcome.acks.acknowledgedChunks], CONCURRENCY, async (chunkId) => {
+    const workload = findWorkload(chunkId);
+    if (!workload) {
+      violate('acknowledged', `chunk ${chunkId} was acknowledged but is not part of the workload`);
+      return;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await vault.getChunk(chunkId);
+    } catch (error) {
+      const record = await vault.catalog.getChunk(chunkId).catch(() => undefined);
+      if (error instanceof NotFoundError && record?.status === 'expired') {
+        report.counts.acknowledgedExpired += 1;
+        return;
+      }
+      report.counts.acknowledgedLost += 1;
+      const kind = error instanceof ChunkCorruptError ? 'no good replica' : error instanceof NotFoundError ? 'not found' : 'read failed';
+      violate('acknowledged', `chunk ${chunkId} was acknowledged, now ${kind}: ${describeError(error)}`);
+      return;
+    }
+    if (!bytes.equals(workload.bytesOf(chunkId))) {
+      report.counts.corruptReturned += 1;
+      violate('acknowledged', `chunk ${chunkId}: getChunk returned ${bytes.byteLength} bytes that differ from the ${workload.spec(chunkId).sizeBytes} bytes stored`);
+    }
+  });
+
+  // b) + d) every object on every backend, against the catalog.
+  const storeMetadata = vault.config.storage.integrity.store_metadata;
+  const seenData = new Set<string>();
+  for (const backend of vault.backends.all()) {
+    const dataKeys: string[] = [];
+    const sidecarKeys = new Set<string>();
+    for await (const object of backend.list('')) {
+      if (object.key.startsWith(CHECKPOINT_KEY_PREFIX)) continue;
+      if (object.key.endsWith(METADATA_SUFFIX)) sidecarKeys.add(object.key);
+      else if (isDataKey(object.key)) dataKeys.push(object.key);
+      else violate('torn', `${backend.name}:${object.key}: an object that is neither data, metadata nor a checkpoint`);
+    }
+    report.counts.dataObjects += dataKeys.length;
+    await forEachLimited(dataKeys, CONCURRENCY, async (key) => {
+      seenData.add(`${backend.name}\0${key}`);
+      const record = byLocation.get(`${backend.name}\0${key}`);
+      const where = `${backend.name}:${key}`;
+      if (!record) {
+        const chunkId = key.split('/').at(-2) ?? '';
+        if (outcome.sharedBackend && !chunks.has(chunkId)) return; // another workload's object on a shared backend
+        const owner = ownerOf(key, chunks);
+        violate('catalog', `${where}: data object with no stored record (${owner ? `record is ${owner.status}${owner.path && owner.path !== key ? ` at ${owner.path}` : ''}` : 'no replica record names it'})`);
+        return;
+      }
+      const problem = await verifyObject(backend, key, record);
+      if (problem) violate('torn', `${where}: ${problem}`);
+      if (!storeMetadata) return;
+      const sidecarKey = metadataKeyOf(key);
+      if (!sidecarKeys.has(sidecarKey)) {
+        violate('torn', `${where}: no metadata sidecar (${sidecarKey})`);
+        return;
+      }
+      const sidecarProblem = await checkSidecar(backend, sidecarKey, key, record);
+      if (sidecarProblem) violate('torn', `${backend.name}:${sidecarKey}: ${sidecarProblem}`);
+    });
+    if (storeMetadata) {
+      const sidecarsOfData = new Set(dataKeys.map((k) => metadataKeyOf(k)));
+      for (const sidecarKey of sidecarKeys) {
+        if (!sidecarsOfData.has(sidecarKey) && ownsWorkloadChunk(sidecarKey, chunks)) violate('catalog', `${backend.name}:${sidecarKey}: metadata without its data object`);
+      }
+    }
+    if (backend instanceof LocalBackend) {
+      for (const temp of await tempFilesUnder(backend.basePath)) violate('torn', `${backend.name}: temp file left after the sweep: ${temp}`);
+    }
+  }
+  for (const [location, record] of byLocation) {
+    if (record.status !== 'stored') continue;
+    if (!seenData.has(location)) violate('catalog', `replica ${record.replicaId} of ${record.chunkId}: recorded stored at ${record.backend}:${record.path}, but no such object`);
+  }
+  const stagingTemps = await tempFilesUnder(vault.staging.dir);
+  for (const temp of stagingTemps) violate('torn', `staging: temp file left after the sweep: ${temp}`);
+  report.counts.stagedFilesLeft = (await filesUnder(vault.staging.dir)).length - stagingTemps.length;
+  if ((options.stagingEmpty ?? true) && report.counts.stagedFilesLeft > 0) {
+    violate('torn', `staging: ${report.counts.stagedFilesLeft} staged chunk file(s) left after every replica ended (staging never freed)`);
+  }
+
+  // c) exactly one checkpoint per stored chunk; manifests on the backend = checkpoints in the index.
+  const index = await vault.checkpoints.list();
+  report.counts.checkpoints = index.length;
+  const manifestBackend = vault.backends.forCheckpoints();
+  const manifestKeys: string[] = [];
+  for await (const object of manifestBackend.list(CHECKPOINT_KEY_PREFIX)) manifestKeys.push(object.key);
+  report.counts.manifests = manifestKeys.length;
+  const indexed = new Set(index.map((e) => e.key));
+  for (const key of manifestKeys) if (!indexed.has(key)) violate('checkpoints', `${key}: a manifest on the backend that no checkpoint names`);
+  const inCheckpoints = new Map<string, string[]>();
+  for (const entry of index) {
+    if (!manifestKeys.includes(entry.key)) {
+      violate('checkpoints', `checkpoint ${entry.id}: its manifest ${entry.key} is not on the backend`);
+      continue;
+    }
+    try {
+      const manifest = parseManifest(await readAll(manifestBackend, entry.key), entry.id);
+      if (manifest.checksum !== entry.checksum) violate('checkpoints', `checkpoint ${entry.id}: manifest checksum ${manifest.checksum}, index says ${entry.checksum}`);
+      for (const chunk of manifest.chunks) inCheckpoints.set(chunk.chunkId, [...(inCheckpoints.get(chunk.chunkId) ?? []), entry.id]);
+    } catch (error) {
+      violate('checkpoints', `checkpoint ${entry.id}: ${describeError(error)}`);
+    }
+  }
+  for (const [chunkId, ids] of inCheckpoints) {
+    if (ids.length > 1) violate('checkpoints', `chunk ${chunkId} is in ${ids.length} checkpoints (${ids.join(', ')})`);
+    const entry = chunks.get(chunkId);
+    if (!entry) {
+      if (!all.some((w) => w.has(chunkId))) continue; // another workload's chunk
+    } else if (!entry.chunk || !['stored', 'degraded', 'expired'].includes(entry.chunk.status)) {
+      violate('checkpoints', `chunk ${chunkId} is in checkpoint ${ids[0]} but the catalog has it ${entry.chunk?.status ?? 'unknown'}`);
+    }
+  }
+  for (const [chunkId, { chunk }] of chunks) {
+    if (chunk && ['stored', 'degraded', 'expired'].includes(chunk.status) && !inCheckpoints.has(chunkId)) {
+      violate('checkpoints', `chunk ${chunkId} is ${chunk.status} but in no checkpoint`);
+    }
+  }
+  return report;
+}
+
+/** Fails (throws) with every violated invariant, its first violations and how to reproduce, unless all hold. */
+export function expectInvariants(report: InvariantReport, reproduce = ''): void {
+  const broken = (Object.keys(INVARIANTS) as InvariantName[]).filter((name) => report.violationCounts[name] > 0);
+  if (broken.length === 0 && report.counts.acknowledgedLost === 0 && report.counts.corruptReturned === 0) return;
+  const lines = [
+    `invariants violated (seed${report.seeds.length > 1 ? 's' : ''} ${report.seeds.join(', ')}; reproduce with FAULT_SEED=${report.seeds[0]}${reproduce ? ` ${reproduce}` : ''}):`,
+    `  acknowledged chunks lost: ${report.counts.acknowledgedLost}, corrupt bytes returned: ${report.counts.corruptReturned}`,
+  ];
+  for (const name of broken) {
+    lines.push(`  ${INVARIANTS[name]}: ${report.violationCounts[name]} violation(s)`);
+    for (const message of report.violations[name].slice(0, 10)) lines.push(`    - ${message}`);
+    if (report.violationCounts[name] > 10) lines.push(`    - ... and ${report.violationCounts[name] - 10} more`);
+  }
+  lines.push(`  counts: ${JSON.stringify(report.counts)}`);
+  throw new Error(lines.join('\n'));
+}
+
+function emptyReport(seeds: number[], outcome: RunOutcome): InvariantReport {
+  return {
+    seeds,
+    counts: {
+      chunks: 0, replicas: 0, submittedReplicas: outcome.acks.submitted.length, acknowledgedChunks: outcome.acks.acknowledgedChunks.size,
+      acknowledgedReplicas: outcome.acks.acknowledgedReplicas, storedReplicas: 0, failedReplicas: 0, expiredReplicas: 0, corruptReplicas: 0,
+      acknowledgedExpired: 0, checkpoints: 0, manifests: 0, dataObjects: 0, tempFilesSwept: 0, stagedFilesLeft: 0,
+      faultsInjected: outcome.faultsInjected, acknowledgedLost: 0, corruptReturned: 0,
+    },
+    violations: { acknowledged: [], torn: [], checkpoints: [], catalog: [], jobs: [] },
+    violationCounts: { acknowledged: 0, torn: 0, checkpoints: 0, catalog: 0, jobs: 0 },
+    failureReasons: {},
+  };
+}
