@@ -74,6 +74,11 @@ export class WorkerPool {
         concurrency: concurrency[queue],
         lockDuration: config.chunkvault.worker.lock_duration_ms,
         stalledInterval: config.chunkvault.worker.stalled_interval_ms,
+        // A job stalls when its worker dies (SIGKILL, OOM, a host lost): a transient fault like
+        // any other, so it may recur as often as a write may be retried. BullMQ's default (1)
+        // failed a replica for good after two worker crashes, leaving its complete object on
+        // the backend with a failed record (found by the worker-kill fault scenario, seed 101).
+        maxStalledCount: config.chunkvault.retry.attempts,
         autorun: false,
       });
       worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
