@@ -20,25 +20,9 @@ export async function onPath(name: string): Promise<boolean> {
 
 export async function startPrivateRedis(): Promise<PrivateRedis> {
   const port = await freeLoopbackPort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], {
-    stdio: 'ignore',
-  });
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await assertRedisReachable(url, 500);
-      break;
-    } catch (error) {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`could not start a private redis-server on 127.0.0.1:${port}`, { cause: error });
-      }
-      await sleep(50);
-    }
-  }
+  const child = await spawnRedisServer(port, ['--appendonly', 'no']);
   return {
-    url,
+    url: `redis://127.0.0.1:${port}`,
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -48,7 +32,30 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   };
 }
 
-async function freeLoopbackPort(): Promise<number> {
+/**
+ * Starts `redis-server` from PATH on 127.0.0.1:`port` (no RDB snapshots; `args` add e.g.
+ * persistence or a data directory) and resolves once it answers PING.
+ */
+export async function spawnRedisServer(port: number, args: readonly string[] = []): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes', ...args], { stdio: 'ignore' });
+  const url = `redis://127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await assertRedisReachable(url, 500);
+      return child;
+    } catch (error) {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`could not start a redis-server on 127.0.0.1:${port}`, { cause: error });
+      }
+      await sleep(25);
+    }
+  }
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freeLoopbackPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject));
   const address = server.address();

@@ -3,13 +3,12 @@
  * scenario can crash (SIGKILL) and start again: with AOF (`appendonly yes`, `appendfsync
  * always`) it comes back with every acknowledged write; without persistence it comes back empty.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertRedisReachable } from '../../../src/redis/redis-connection.js';
+import { freeLoopbackPort, spawnRedisServer } from '../../../src/redis/private-redis.js';
 
 export class RedisServer {
   #child: ChildProcess | undefined;
@@ -29,18 +28,7 @@ export class RedisServer {
       this.#port = await freeLoopbackPort();
     }
     const persistence = this.persistence === 'aof' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
-    const child = spawn('redis-server', ['--port', String(this.#port), '--bind', '127.0.0.1', '--dir', this.#dir, '--save', '', ...persistence, '--protected-mode', 'yes'], { stdio: 'ignore' });
-    this.#child = child;
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      try {
-        await assertRedisReachable(this.url, 500);
-        return;
-      } catch (error) {
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on ${this.url} did not come up`, { cause: error });
-        await sleep(25);
-      }
-    }
+    this.#child = await spawnRedisServer(this.#port, ['--dir', this.#dir, ...persistence]);
   }
 
   /** Crashes the server (no chance to write anything more), waits `downMs`, and starts it again on the same port and directory. */
@@ -64,13 +52,4 @@ export class RedisServer {
     child.kill(signal);
     await exited;
   }
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
 }
