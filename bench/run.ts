@@ -5,6 +5,7 @@
  *   npm run bench -- --workload=W2 --runs=3 --algorithm=sha256 --workers=1
  *   npm run bench -- --count=500 --size=65536 --replicas=2
  *   npm run bench -- --scale            (1 vs 2 worker processes)
+ *   npm run bench -- --workload=W1 --metadata=false   (store_metadata off: what recording metadata costs)
  *   npm run bench -- --workload=W2 --runs=1 --cpu-prof   (workers write V8 CPU profiles to
  *                                        bench/results/profiles; summarise with bench/profile-summary.ts)
  *
@@ -84,7 +85,7 @@ async function runChunkvault(count: number, size: number, workers: number): Prom
   await writeFile(configPath, yaml.dump({
     storage: {
       backends: { local: { base_path: path.join(dir, 'data'), max_size_gb: 0 } },
-      integrity: { checksum_algorithm: algorithm, verify_on_write: true },
+      integrity: { checksum_algorithm: algorithm, verify_on_write: true, store_metadata: flags.metadata !== 'false' },
       cleanup: { enable_auto_cleanup: false },
       performance: { max_concurrent_writes: concurrencyFlag },
     },

@@ -138,7 +138,7 @@ describe('chunkvault CLI', () => {
     const json = await runCli(['reindex', '--config', env.configPath], { LOG_LEVEL: 'info' });
     expect(json.code).toBe(0);
     const finished = json.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((r) => r.msg === 'reindex finished');
-    expect(finished).toMatchObject({ level: 30, name: 'chunkvault', sidecars: 0 });
+    expect(finished).toMatchObject({ level: 30, name: 'chunkvault', metadataRecords: 0 });
     const pretty = await runCli(['--pretty', 'reindex', '--config', env.configPath], { LOG_LEVEL: 'info' });
     expect(pretty.code).toBe(0);
     expect(pretty.stderr).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: reindex finished$/m);

@@ -12,7 +12,7 @@ import type { Chunkvault } from '../src/app.js';
 import { Compression } from '../src/maintenance/compression.js';
 import { createLogger } from '../src/logging/logger.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
-import { failingBackends, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { failingBackends, journalMetadata, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 const DAY = 24 * 3600 * 1000;
 let env: TestEnv;
@@ -35,9 +35,15 @@ const exists = (file: string) => access(file).then(() => true, () => false);
 const later = (results: StoredChunk[], days: number) => () => Math.max(...results.map((r) => Date.parse(r.storedAt))) + days * DAY + 1;
 
 /** Every file under the data directory, relative, sorted. */
+/** Files on the backend, but for the metadata journal (see metadataOf). */
 async function filesOnDisk(): Promise<string[]> {
   const entries = await readdir(env.basePath, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).map((e) => path.relative(env.basePath, path.join(e.parentPath, e.name))).sort();
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(env.basePath, path.join(e.parentPath, e.name))).filter((f) => !f.startsWith('.chunkvault-journal/')).sort();
+}
+
+/** A replica's current metadata in the backend's journal (what reindex would use). */
+async function metadataOf(chunkId: string, replicaId: string) {
+  return (await journalMetadata(env.basePath)).get(`${chunkId}/${replicaId}`);
 }
 
 describe('compression of old data', () => {
@@ -104,7 +110,8 @@ describe('compression of old data', () => {
 
     const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
     expect(report.compression!.recovered).toBe(1);
-    expect(await filesOnDisk()).toEqual([`${original}.gz`, original.replace(/\.dat$/, '.meta.json')]);
+    expect(await filesOnDisk()).toEqual([`${original}.gz`]);
+    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
     expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
   });
 
@@ -113,18 +120,22 @@ describe('compression of old data', () => {
     const tasks = seedTasks(1, 1);
     const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     const original = results[0]!.storagePath;
-    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'put', /\.meta\.json$/), logger: createLogger('silent') });
+    // The pass dies as the catalog is to switch: the journal already names the compressed object.
+    const dying = new Proxy(v.catalog, {
+      get: (target, prop) => (prop === 'recordCompressed' ? () => Promise.reject(new Error('simulated crash')) : (Reflect.get(target, prop) as (...a: unknown[]) => unknown).bind(target)),
+    });
+    const crashing = new Compression({ config: v.config, catalog: dying, backends: v.backends, logger: createLogger('silent') });
     await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
     expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.gz`]));
+    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
     expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('');
     expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
 
     // The next pass removes the leftover, then compresses the replica properly.
     const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
     expect(report.compression).toMatchObject({ recovered: 1, replicasCompressed: 1 });
-    expect(await filesOnDisk()).toEqual([`${original}.gz`, original.replace(/\.dat$/, '.meta.json')]);
-    const sidecar = JSON.parse(await readFile(path.join(env.basePath, original.replace(/\.dat$/, '.meta.json')), 'utf8'));
-    expect(sidecar).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
+    expect(await filesOnDisk()).toEqual([`${original}.gz`]);
+    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
   });
 
   it('repairs a corrupt compressed replica from another one, as plain data', async () => {
@@ -143,6 +154,8 @@ describe('compression of old data', () => {
     expect(record).toMatchObject({ status: 'stored', codec: '', path: results[0]!.storagePath });
     expect(await exists(gz)).toBe(false);
     expect((await readFile(path.join(env.basePath, results[0]!.storagePath))).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+    // Its metadata names the plain object again, so a reindex would find it.
+    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: results[0]!.storagePath, codec: '' });
   });
 
   it('keeps checkpoint verify, scrub, retention and reindex working on compressed replicas', async () => {
@@ -168,6 +181,7 @@ describe('compression of old data', () => {
     const expired = await v.maintenance.runPass({ tasks: ['retention'], now: later(results, 31) });
     expect(expired.retention!.replicasDeleted).toBe(2);
     expect((await filesOnDisk()).filter((f) => !f.startsWith('_chunkvault/'))).toEqual([]);
+    expect(await journalMetadata(env.basePath)).toEqual(new Map()); // retention journalled what it deleted
   });
 
   it('`compress --dry-run` shows what `compress` then compresses', async () => {

@@ -82,7 +82,7 @@ describe('local filesystem backend', () => {
     body.write(bytes.subarray(0, 32_000));
 
     const temp = await pollUntil(async () => (await tempFilesUnder(basePath))[0], 'a temp file to appear');
-    expect(path.basename(temp)).toMatch(new RegExp(`^\\.cvtmp~${process.pid}~${escapeRegExp(hostname())}~[0-9a-f]+~chunk\\.bin$`));
+    expect(path.basename(temp)).toMatch(new RegExp(`^\\.cvtmp~${process.pid}~${escapeRegExp(hostname())}~[0-9a-z]+-[0-9a-z]+~chunk\\.bin$`));
     expect(path.dirname(temp)).toBe('in-flight');
     expect(await backend.head(key)).toBeUndefined();
     expect(await keysOf(backend, '')).toEqual([]);

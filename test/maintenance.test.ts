@@ -13,7 +13,7 @@ import { NotFoundError } from '../src/errors.js';
 import { Retention } from '../src/maintenance/retention.js';
 import type { StoredChunk } from '../src/domain/types.js';
 import { createLogger } from '../src/logging/logger.js';
-import { failingBackends, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { failingBackends, journalMetadata, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 import { BackendRegistry } from '../src/backends/backend-registry.js';
 import type { Backend } from '../src/backends/backend.js';
 import { Compression } from '../src/maintenance/compression.js';
@@ -43,7 +43,8 @@ async function start(overrides: Record<string, unknown> = {}): Promise<Chunkvaul
 
 const exists = (file: string) => access(file).then(() => true, () => false);
 const fileOf = (r: StoredChunk) => path.join(env.basePath, r.storagePath);
-const sidecarOf = (r: StoredChunk) => fileOf(r).replace(/\.dat$/, '.meta.json');
+/** The replica's current metadata in the backend's journal (what reindex would use). */
+const metadataOf = async (r: StoredChunk) => (await journalMetadata(env.basePath)).get(`${r.chunkId}/${r.replicaId}`);
 const maxStoredAt = (rs: StoredChunk[]) => Math.max(...rs.map((r) => Date.parse(r.storedAt)));
 
 describe('retention', () => {
@@ -59,7 +60,7 @@ describe('retention', () => {
     expect(report.retention).toMatchObject({ replicasDeleted: 8, chunksExpired: 4, more: false, dryRun: false });
     for (const r of old) {
       expect(await exists(fileOf(r))).toBe(false);
-      expect(await exists(sidecarOf(r))).toBe(false);
+      expect(await metadataOf(r)).toBeUndefined();
       expect((await v.catalog.getReplica(r.chunkId, r.replicaId))!.status).toBe('expired');
     }
     for (const r of recent) {
@@ -304,7 +305,7 @@ describe('maintenance racing with reads', () => {
     const next = await v.maintenance.runPass({ tasks: ['retention'], now: () => Date.now() + 2 * DAY });
     expect(next.retention!.replicasDeleted).toBe(0); // nothing new to plan: the interrupted deletion was finished first
     expect(await exists(fileOf(stored!))).toBe(false);
-    expect(await exists(sidecarOf(stored!))).toBe(false);
+    expect(await metadataOf(stored!)).toBeUndefined();
     expect(await v.catalog.deletionsInFlight()).toEqual([]);
   });
 
@@ -337,7 +338,7 @@ describe('maintenance racing with reads', () => {
       redis.disconnect();
     }
     expect(await exists(fileOf(stored!))).toBe(true);
-    expect(await exists(sidecarOf(stored!))).toBe(true);
+    expect(await metadataOf(stored!)).toMatchObject({ path: stored!.storagePath });
   });
 
   it('a read whose replica compression moves meanwhile reads it at its new place, and never calls it corrupt', async () => {

@@ -16,7 +16,7 @@ import type { Chunkvault } from '../src/app.js';
 import type { WorkerPool } from '../src/worker/worker-pool.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
 import { ChunkCorruptError, NotFoundError } from '../src/errors.js';
-import { makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { journalMetadata, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault;
@@ -234,21 +234,25 @@ describe('bad replicas found on read are marked corrupt and repaired', () => {
     },
   );
 
-  it('rewrites the metadata sidecar too when a replica and its sidecar are both gone', async () => {
+  it('records the repaired replica in the metadata journal again', async () => {
     const tasks = seedTasks(1, 2);
     const [r0] = await storeThenStopWorkers(tasks);
-    const sidecarPath = fileOf(r0!).replace(/\.dat$/, '.meta.json');
-    const sidecarBefore = JSON.parse(await readFile(sidecarPath, 'utf8'));
+    const entriesOf = async (replicaId: string) => {
+      const dir = path.join(env.basePath, '.chunkvault-journal');
+      const lines = await Promise.all((await readdir(dir)).map(async (f) => (await readFile(path.join(dir, f), 'utf8')).split('\n')));
+      return lines.flat().filter((l) => l.includes(`"replicaId":"${replicaId}"`)).map((l) => JSON.parse(l));
+    };
+    expect(await entriesOf('chunk_0_replica_0')).toEqual([expect.objectContaining({ path: r0!.storagePath, checksum: r0!.checksum })]);
     await rm(fileOf(r0!));
-    await rm(sidecarPath);
 
     expect((await vault.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
     await vault.startWorkers();
     await waitRepaired(r0!, tasks[0]!.chunkData as Buffer);
-    const sidecarAfter = JSON.parse(await readFile(sidecarPath, 'utf8'));
-    expect(sidecarAfter).toMatchObject({
-      chunkId: 'chunk_0', replicaId: 'chunk_0_replica_0', checksum: sidecarBefore.checksum, sizeBytes: sidecarBefore.sizeBytes,
-    });
+    const entries = await entriesOf('chunk_0_replica_0');
+    expect(entries).toHaveLength(2);
+    expect(entries[1]).toMatchObject({ chunkId: 'chunk_0', replicaId: 'chunk_0_replica_0', path: r0!.storagePath, checksum: r0!.checksum, sizeBytes: r0!.sizeBytes });
+    expect(entries[1].recordedAtMs).toBeGreaterThan(entries[0].recordedAtMs);
+    expect((await journalMetadata(env.basePath)).get('chunk_0/chunk_0_replica_0')).toMatchObject({ path: r0!.storagePath });
   });
 
   it('repairs two bad replicas of three from the good one found in the same read', async () => {
@@ -404,7 +408,7 @@ describe('bad replicas found on read are marked corrupt and repaired', () => {
     const again = await (await vault.producer.store(tasks)).results({ timeoutMs: 20_000 });
 
     expect(again.map((r) => [r.status, r.storagePath])).toEqual(results.map((r) => ['stored', r.storagePath]));
-    const dataFiles = (await filesUnder(env.basePath)).filter((f) => !f.endsWith('.meta.json')).map((f) => path.relative(env.basePath, f)).sort();
+    const dataFiles = (await filesUnder(env.basePath)).map((f) => path.relative(env.basePath, f)).filter((f) => !f.startsWith('.chunkvault-journal/')).sort();
     expect(dataFiles).toEqual(results.map((r) => r.storagePath).sort());
     expect(await vault.getChunk('chunk_0')).toEqual(tasks[0]!.chunkData);
   });

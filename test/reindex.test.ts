@@ -2,13 +2,13 @@
  * The backend is the source of truth: after Redis loses everything, `reindex` finds every
  * stored replica again from the metadata stored beside the data.
  */
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
-import { makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { makeTestEnv, openVault, runCli, seedTasks, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault | undefined;
@@ -41,7 +41,7 @@ describe('reindex', () => {
     admin.disconnect();
 
     const run = await runCli(['reindex', '--verify', '--config', env.configPath]);
-    expect(run.stdout).toMatch(/read 20 metadata files, indexed 20 replicas, 0 problem\(s\)/);
+    expect(run.stdout).toMatch(/read 20 metadata records, indexed 20 replicas, 0 problem\(s\)/);
     expect(run.code).toBe(0);
 
     vault = await openVault(env);
@@ -70,7 +70,7 @@ describe('reindex', () => {
     admin.disconnect();
 
     const run = await runCli(['reindex', '--config', env.configPath]);
-    expect(run.stdout).toMatch(/restored 2 checkpoints; read 20 metadata files, indexed 20 replicas, 0 problem\(s\)/);
+    expect(run.stdout).toMatch(/restored 2 checkpoints; read 20 metadata records, indexed 20 replicas, 0 problem\(s\)/);
     expect(run.code).toBe(0);
 
     vault = await openVault(env);
@@ -152,27 +152,87 @@ describe('reindex', () => {
     expect(await readdir(env.stagingDir)).toEqual([]);
   });
 
-  it('reports missing data, corrupt metadata and data without metadata, and exits 1', async () => {
+  it('finds exactly the kept replicas after retention and a compaction of the journals of two worker processes, one killed', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv({ storage: { cleanup: { retention_days: 30 } } }, redisServer.url);
+    vault = await openVault(env);
+    const journalDir = path.join(env.basePath, '.chunkvault-journal');
+    // Two worker processes write (each its own journal file); one is killed, one exits.
+    const stored: Array<{ chunkId: string; replicaId: string; storedAt: string }> = [];
+    for (const [tag, stop] of [['old', 'SIGKILL'], ['new', 'SIGTERM']] as const) {
+      const worker = await startWorkerProcess(env);
+      stored.push(...(await (await vault.producer.store(seedTasks(6, 2, tag))).results({ timeoutMs: 30_000 })));
+      worker.kill(stop);
+      await worker.done;
+    }
+    expect(await readdir(journalDir)).toHaveLength(2);
+    expect(stored.every((r) => 'status' in r && r.status === 'stored')).toBe(true);
+
+    // Retention deletes the old chunks (journalling it, in this process's own file), then the
+    // pass merges the two closed files into one snapshot.
+    const cutoff = Math.max(...stored.filter((r) => r.chunkId.startsWith('old')).map((r) => Date.parse(r.storedAt)));
+    const newest = Math.min(...stored.filter((r) => r.chunkId.startsWith('new')).map((r) => Date.parse(r.storedAt)));
+    expect(newest).toBeGreaterThan(cutoff + 1);
+    const report = await vault.maintenance.runPass({ tasks: ['retention'], now: () => cutoff + 30 * 24 * 3600 * 1000 + 1 });
+    expect(report.retention).toMatchObject({ replicasDeleted: 12 });
+    expect(report.metadata).toEqual({ filesMerged: 2, entriesRead: 24, entriesKept: 24 }); // the forgets are in the live file
+    await vault.close();
+    vault = undefined;
+    const files = await readdir(journalDir);
+    expect(files.filter((f) => f.startsWith('snapshot~'))).toHaveLength(1);
+    expect(files).toHaveLength(2); // the snapshot and this process's file with the forgets
+
+    const admin = new Redis(redisServer.url);
+    await admin.flushall();
+    admin.disconnect();
+    const run = await runCli(['reindex', '--json', '--verify', '--config', env.configPath]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ metadataRecords: 12, restored: 12, problems: [] });
+    vault = await openVault(env);
+    for (const r of stored) {
+      const record = await vault.catalog.getReplica(r.chunkId, r.replicaId);
+      if (r.chunkId.startsWith('new')) expect(record).toMatchObject({ status: 'stored' });
+      else expect(record).toBeUndefined();
+    }
+  });
+
+  it('reports missing data, corrupt metadata and data without metadata, reads sidecars from before the journal, and exits 1', async () => {
     redisServer = await startPrivateRedis();
     env = await makeTestEnv({}, redisServer.url);
     vault = await openVault(env);
     await vault.startWorkers();
-    const results = await (await vault.producer.store(seedTasks(3, 1))).results({ timeoutMs: 30_000 });
+    const results = await (await vault.producer.store(seedTasks(5, 1))).results({ timeoutMs: 30_000 });
     await vault.close();
     vault = undefined;
-    const [a, b, c] = results.map((r) => path.join(env.basePath, r.storagePath));
+    const [a, , , d, e] = results.map((r) => path.join(env.basePath, r.storagePath));
     await rm(a!);
-    await writeFile(b!.replace(/\.dat$/, '.meta.json'), '{ not json');
-    await rm(c!.replace(/\.dat$/, '.meta.json'));
+    // chunk_1's journal line is damaged, chunk_2's is gone; chunk_3 and chunk_4 have only
+    // sidecars, as written before the journal (chunk_4's unreadable).
+    const journalDir = path.join(env.basePath, '.chunkvault-journal');
+    const [journalFile] = await readdir(journalDir);
+    const lines = (await readFile(path.join(journalDir, journalFile!), 'utf8')).split('\n').filter(Boolean);
+    const lineOf = (replicaId: string) => lines.findIndex((l) => l.includes(`"replicaId":"${replicaId}"`));
+    const sidecarOf3 = JSON.parse(lines[lineOf('chunk_3_replica_0')]!);
+    delete sidecarOf3.recordedAtMs;
+    lines[lineOf('chunk_1_replica_0')] = '{ not json';
+    const kept = lines.filter((_, i) => ![lineOf('chunk_2_replica_0'), lineOf('chunk_3_replica_0'), lineOf('chunk_4_replica_0')].includes(i));
+    const damagedLine = kept.indexOf('{ not json') + 1;
+    await writeFile(path.join(journalDir, journalFile!), kept.map((l) => `${l}\n`).join(''));
+    await writeFile(d!.replace(/\.dat$/, '.meta.json'), JSON.stringify(sidecarOf3));
+    await writeFile(e!.replace(/\.dat$/, '.meta.json'), '{ not json');
 
     const run = await runCli(['reindex', '--json', '--config', env.configPath]);
     expect(run.code).toBe(1);
     const report = JSON.parse(run.stdout);
-    expect(report.restored).toBe(0);
+    expect(report.restored).toBe(1);
     expect(report.problems).toEqual(expect.arrayContaining([
       expect.stringMatching(/chunk_0_replica_0\.dat: data missing/),
-      expect.stringMatching(/chunk_1_replica_0\.meta\.json: unreadable metadata/),
+      expect.stringMatching(new RegExp(`local:\\.chunkvault-journal/${journalFile!.replaceAll('.', '\\.')} line ${damagedLine}: unreadable metadata`)),
+      expect.stringMatching(/chunk_1_replica_0\.dat: data without metadata/),
       expect.stringMatching(/chunk_2_replica_0\.dat: data without metadata/),
+      expect.stringMatching(/chunk_4_replica_0\.meta\.json: unreadable metadata/),
+      expect.stringMatching(/chunk_4_replica_0\.dat: data without metadata/),
     ]));
+    expect(report.problems).toHaveLength(6);
   });
 });

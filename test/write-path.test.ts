@@ -11,7 +11,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { LocalBackend } from '../src/backends/local.backend.js';
-import { makeTestEnv, openVault, seedTasks, type TestEnv } from './support/harness.js';
+import { journalMetadata, makeTestEnv, openVault, seedTasks, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault;
@@ -78,7 +78,10 @@ describe('storing distributed chunks (seed tests)', () => {
     const handle = await vault.producer.store([a!, b!]);
     const results = await handle.results({ timeoutMs: 30_000 });
     expect(results.map((r) => r.replicaId)).toEqual(['chunk_0_replica_0']);
-    expect(await filesUnder(env.basePath)).toHaveLength(2); // one .dat and its .meta.json
+    expect((await filesUnder(env.basePath)).map((f) => path.relative(env.basePath, f)).sort()).toEqual([
+      expect.stringMatching(/^\.chunkvault-journal\/[^/]+\.jsonl$/), // the worker's metadata journal
+      expect.stringMatching(/chunk_0\/chunk_0_replica_0\.dat$/),
+    ]);
   });
 
   it('reports statistics with the seed\'s fields (test_storage_statistics)', async () => {
@@ -111,16 +114,17 @@ describe('storing distributed chunks (seed tests)', () => {
     expect(await filesUnder(env.dir)).toEqual([env.configPath]);
   });
 
-  it('keeps one record and one metadata file per replica, never one per chunk (test_metadata_storage)', async () => {
+  it('keeps one record and one metadata entry per replica, never one per chunk (test_metadata_storage)', async () => {
     await (await vault.producer.store(seedTasks(1, 3))).results({ timeoutMs: 30_000 });
     const records = await vault.catalog.listReplicas('chunk_0');
     expect(records.map((r) => r.replicaId)).toEqual(['chunk_0_replica_0', 'chunk_0_replica_1', 'chunk_0_replica_2']);
     expect(new Set(records.map((r) => r.path)).size).toBe(3);
     expect(records.map((r) => r.targetNode)).toEqual(['aws-node-1', 'aws-node-2', 'aws-node-3']);
+    const metadata = await journalMetadata(env.basePath);
+    expect([...metadata.keys()].sort()).toEqual(records.map((r) => `chunk_0/${r.replicaId}`));
     for (const record of records) {
       expect(record).toMatchObject({ status: 'stored', backend: 'local', algorithm: 'md5', error: '' });
-      const sidecar = JSON.parse(await readFile(path.join(env.basePath, record.path.replace(/\.dat$/, '.meta.json')), 'utf8'));
-      expect(sidecar).toMatchObject({ chunkId: 'chunk_0', replicaId: record.replicaId, checksum: record.checksum, sizeBytes: record.sizeBytes });
+      expect(metadata.get(`chunk_0/${record.replicaId}`)).toMatchObject({ chunkId: 'chunk_0', replicaId: record.replicaId, path: record.path, checksum: record.checksum, sizeBytes: record.sizeBytes });
     }
     expect((await vault.catalog.getChunk('chunk_0'))?.status).toBe('stored');
   });

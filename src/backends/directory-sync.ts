@@ -1,7 +1,7 @@
 /**
  * Group commit of directory fsyncs. A rename is durable once its directory has been fsynced
  * by an fsync that *started after* the rename. Concurrent writers into one directory (the
- * replicas and sidecars of a chunk, every staged chunk) therefore share fsyncs: a caller
+ * replicas of a chunk, every staged chunk) therefore share fsyncs: a caller
  * joins the next fsync not yet started, or starts one when none is running. One fsync per
  * directory is in flight at a time; whoever arrives while it runs is covered by the next.
  * An fsync that fails rejects every caller it covered (their writes then fail and retry).

@@ -11,7 +11,6 @@ import { promisify } from 'node:util';
 import { access, mkdir, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { BackendIoError, ChecksumMismatchError, InvalidInputError, NotFoundError, SizeMismatchError } from '../errors.js';
@@ -19,8 +18,9 @@ import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
 import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
+import { TEMP_MARK, isErrno, processAlive, tempNameFor } from './fs-support.js';
+import { MetadataJournal } from './metadata-journal.js';
 
-const TEMP_MARK = '.cvtmp~';
 /** Bound on the remembered directories; a chunk's directory is reused only while its replicas are written. */
 const KNOWN_DIRS_MAX = 4096;
 /** Objects up to this size are written and read with synchronous calls (see #putSmall). */
@@ -44,6 +44,7 @@ export class LocalBackend implements Backend {
   readonly #creatingDirs = new Map<string, Promise<void>>();
   /** Directories this instance made sure exist (and are durable), so most puts skip mkdir. */
   readonly #knownDirs = new Set<string>();
+  #journal: MetadataJournal | undefined;
 
   constructor(options: LocalBackendOptions) {
     this.basePath = path.resolve(options.basePath);
@@ -67,7 +68,7 @@ export class LocalBackend implements Backend {
   async put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
     const finalPath = this.pathOf(key);
     const dir = path.dirname(finalPath);
-    const tempPath = path.join(dir, `${TEMP_MARK}${process.pid}~${this.#host}~${randomBytes(6).toString('hex')}~${path.basename(finalPath)}`);
+    const tempPath = path.join(dir, tempNameFor(path.basename(finalPath)));
     if (options.sizeBytes <= SMALL_IO_BYTES) return this.#putSmall(key, finalPath, tempPath, body, options);
     let handle: FileHandle | undefined;
     try {
@@ -200,7 +201,15 @@ export class LocalBackend implements Backend {
     return removed;
   }
 
-  async close(): Promise<void> {}
+  /** This backend's metadata journal (created on the first append). */
+  get journal(): MetadataJournal {
+    this.#journal ??= new MetadataJournal(this.basePath, { staleAfterMs: this.#staleTempAfterMs });
+    return this.#journal;
+  }
+
+  async close(): Promise<void> {
+    await this.#journal?.close();
+  }
 
   /**
    * The same put for bodies up to SMALL_IO_BYTES, with the cheap calls made synchronously
@@ -382,19 +391,6 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
     offset += bytesWritten;
   }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return isErrno(error, 'EPERM');
-  }
-}
-
-function isErrno(error: unknown, code: string): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === code;
 }
 
 const PERMANENT_ERRNOS = new Set(['EACCES', 'EPERM', 'EROFS', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG', 'EINVAL']);

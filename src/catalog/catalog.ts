@@ -1,6 +1,6 @@
 /**
  * The catalog: one record per replica and per chunk, indexed in Redis for lookups. The
- * backend (data plus metadata sidecars) is the source of truth; `reindex` rebuilds this
+ * backend (data plus metadata: sidecars or a local journal) is the source of truth; `reindex` rebuilds this
  * index from it. All state changes go through the scripts in catalog.scripts.ts.
  */
 import type { Redis } from 'ioredis';

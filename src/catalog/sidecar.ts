@@ -30,7 +30,7 @@ export const sidecarSchema = z.object({
 });
 export type Sidecar = z.infer<typeof sidecarSchema>;
 
-export function encodeSidecar(record: Omit<StoredReplicaInput, 'attempts'>): { bytes: Buffer; putOptions: PutOptions } {
+export function encodeSidecar(record: Omit<StoredReplicaInput, 'attempts'>): { sidecar: Sidecar; bytes: Buffer; putOptions: PutOptions } {
   const sidecar: Sidecar = {
     format: SIDECAR_FORMAT,
     chunkId: record.chunkId, replicaId: record.replicaId, backend: record.backend, path: record.path,
@@ -40,5 +40,5 @@ export function encodeSidecar(record: Omit<StoredReplicaInput, 'attempts'>): { b
     codec: record.codec ?? '', storedBytes: record.storedBytes ?? record.sizeBytes,
   };
   const bytes = Buffer.from(`${JSON.stringify(sidecar, null, 2)}\n`);
-  return { bytes, putOptions: { sizeBytes: bytes.byteLength, checksum: createHash('sha256').update(bytes).digest('hex'), algorithm: 'sha256' } };
+  return { sidecar, bytes, putOptions: { sizeBytes: bytes.byteLength, checksum: createHash('sha256').update(bytes).digest('hex'), algorithm: 'sha256' } };
 }

@@ -1,15 +1,14 @@
 /**
  * The last steps of making a replica durable, shared by writes and repairs: read the object
- * back and check it (verify_on_write), store its metadata sidecar (store_metadata), and
+ * back and check it (verify_on_write), store its metadata (store_metadata: a sidecar object, or a line in a local backend's journal), and
  * record it stored in the catalog. Called only after the backend's put succeeded.
  */
 import type { Config } from '../config/config.schema.js';
 import type { Backend } from '../backends/backend.js';
 import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
-import { encodeSidecar } from '../catalog/sidecar.js';
 import { BackendIoError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
-import { metadataKeyOf } from '../storage/storage-layout.js';
+import { metadataStoreOf } from '../catalog/metadata-store.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
 export async function commitReplica(config: Config, catalog: Catalog, metrics: ProcessMetrics, backend: Backend, record: StoredReplicaInput): Promise<void> {
@@ -26,8 +25,7 @@ export async function commitReplica(config: Config, catalog: Catalog, metrics: P
     }
   }
   if (config.storage.integrity.store_metadata) {
-    const sidecar = encodeSidecar(record);
-    await backend.put(metadataKeyOf(record.path), sidecar.bytes, sidecar.putOptions);
+    await metadataStoreOf(backend).record(record);
   }
   await catalog.recordStored(record);
 }

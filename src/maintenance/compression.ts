@@ -16,12 +16,12 @@ import { Writable } from 'node:stream';
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
+import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
 import type { ReplicaRecord } from '../domain/types.js';
-import { encodeSidecar } from '../catalog/sidecar.js';
+import { metadataStoreOf } from '../catalog/metadata-store.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { CODEC_SUFFIX, decoded, encoder, withoutCodecSuffix } from '../integrity/codecs.js';
-import { metadataKeyOf } from '../storage/storage-layout.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
 
 
@@ -107,16 +107,19 @@ export class Compression {
       // The catalog decides which object is the replica; the other one is the leftover.
       const compressedWon = record?.path === compressedKey;
       await backend.delete(compressedWon ? withoutCodecSuffix(compressedKey) : compressedKey);
-      if (!compressedWon && record?.status === 'stored' && this.#deps.config.storage.integrity.store_metadata) {
-        // The metadata may already name the compressed object: make it name the original again.
-        const chunk = await catalog.getChunk(chunkId);
-        const sidecar = encodeSidecar({ ...record, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
-        await backend.put(metadataKeyOf(record.path), sidecar.bytes, sidecar.putOptions);
-      }
+      // The metadata may already name the compressed object: make it name the original again.
+      if (!compressedWon) await this.#recordMetadataOf(backend, record);
       await catalog.endCompression(member);
       finished += 1;
     }
     return finished;
+  }
+
+  /** Records the catalog's `record` of a replica on `backend` as its metadata, if it is stored there. */
+  async #recordMetadataOf(backend: Backend, record: ReplicaRecord | undefined): Promise<void> {
+    if (record?.status !== 'stored' || record.backend !== backend.name || !this.#deps.config.storage.integrity.store_metadata) return;
+    const chunk = await this.#deps.catalog.getChunk(record.chunkId);
+    await metadataStoreOf(backend).record({ ...record, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
   }
 
   /** Compresses one replica; returns its new size, or undefined when the codec gained nothing. */
@@ -146,12 +149,13 @@ export class Compression {
     await catalog.beginCompression(member);
     if (config.storage.integrity.store_metadata) {
       const chunk = await catalog.getChunk(record.chunkId);
-      const sidecar = encodeSidecar({ ...record, path: compressedKey, codec, storedBytes: compressed.byteLength, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
-      await backend.put(metadataKeyOf(compressedKey), sidecar.bytes, sidecar.putOptions);
+      await metadataStoreOf(backend).record({ ...record, path: compressedKey, codec, storedBytes: compressed.byteLength, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
     }
     const outcome = await catalog.recordCompressed(record.chunkId, record.replicaId, record.path, compressedKey, codec, compressed.byteLength);
     if (outcome === 'skip') {
       await backend.delete(compressedKey); // the replica changed meanwhile (repaired, expired): leave it be
+      // The metadata just recorded names the object removed: record what the catalog holds now.
+      await this.#recordMetadataOf(backend, await catalog.getReplica(record.chunkId, record.replicaId));
     } else {
       await backend.delete(record.path);
     }

@@ -15,6 +15,8 @@ import { RedisLock } from '../redis/redis-lock.js';
 import { Retention, type RetentionResult } from './retention.js';
 import { Scrub, type ScrubResult } from './scrub.js';
 import { Compression, type CompressionResult } from './compression.js';
+import { metadataStoreOf } from '../catalog/metadata-store.js';
+import type { CompactionResult } from '../backends/metadata-journal.js';
 
 export const MAINTENANCE_SCHEDULER_ID = 'chunkvault-maintenance';
 export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
@@ -31,6 +33,8 @@ export interface MaintenanceReport {
   retention?: RetentionResult;
   compression?: CompressionResult;
   scrub?: ScrubResult;
+  /** Metadata journals compacted after retention or compression (local backends). */
+  metadata?: CompactionResult;
   error?: string;
 }
 
@@ -108,6 +112,7 @@ export class MaintenanceService {
         // Retention first: nothing is compressed that is about to be deleted.
         if (tasks.includes('retention')) report.retention = await this.retention.run(now(), options.dryRun ?? false);
         if (tasks.includes('compression')) report.compression = await this.compression.run(now(), options.dryRun ?? false);
+        if ((report.retention || report.compression) && !options.dryRun) report.metadata = await this.#compactMetadata();
         if (tasks.includes('scrub') && !options.dryRun) report.scrub = await this.scrub.run(now, options.onScrubProgress);
       } catch (error) {
         report.error = (error as Error).message;
@@ -117,8 +122,21 @@ export class MaintenanceService {
         if (!options.dryRun) await this.#save(report);
       }
     }, (error) => this.#deps.logger.warn({ err: error }, 'could not renew the maintenance lock'));
-    this.#deps.logger.info({ retention: summary(report.retention), compression: report.compression && { ...report.compression, items: report.compression.items.length }, scrub: report.scrub && { ...report.scrub, problems: report.scrub.problems.length } }, 'maintenance pass done');
+    this.#deps.logger.info({ retention: summary(report.retention), compression: report.compression && { ...report.compression, items: report.compression.items.length }, scrub: report.scrub && { ...report.scrub, problems: report.scrub.problems.length }, metadata: report.metadata }, 'maintenance pass done');
     return report;
+  }
+
+  /** Merges closed metadata journals, dropping what retention and compression made obsolete. */
+  async #compactMetadata(): Promise<CompactionResult> {
+    const total: CompactionResult = { filesMerged: 0, entriesRead: 0, entriesKept: 0 };
+    for (const backend of this.#deps.backends.all()) {
+      const result = await metadataStoreOf(backend).compact();
+      if (!result) continue;
+      total.filesMerged += result.filesMerged;
+      total.entriesRead += result.entriesRead;
+      total.entriesKept += result.entriesKept;
+    }
+    return total;
   }
 
   /** The last pass's report, or undefined before the first. */

@@ -1,7 +1,7 @@
 /**
  * Rebuilds the catalog's Redis index from the backends alone. First the checkpoints, from
  * their manifests (so the chunks they hold keep their place and are never sealed again),
- * then every metadata sidecar whose data object is present (and, with `verify`, hashes
+ * then every replica's metadata (journal record or sidecar) whose data object is present (and, with `verify`, hashes
  * right) becomes a stored replica record again. Safe to run on a live catalog: restoring
  * what is already indexed changes nothing.
  */
@@ -9,9 +9,9 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
-import { sidecarSchema } from '../catalog/sidecar.js';
+import { metadataStoreOf } from '../catalog/metadata-store.js';
 import { checksumOfStream } from '../integrity/checksum.js';
-import { METADATA_SUFFIX, isDataKey, metadataKeyOf } from '../storage/storage-layout.js';
+import { isDataKey } from '../storage/storage-layout.js';
 import { decoded } from '../integrity/codecs.js';
 import type { CheckpointIndex } from '../catalog/checkpoint-index.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest, type Manifest } from '../checkpoints/manifest.js';
@@ -19,18 +19,18 @@ import { CHECKPOINT_KEY_PREFIX, parseManifest, type Manifest } from '../checkpoi
 export interface ReindexReport {
   /** Checkpoints restored from their manifests. */
   checkpoints: number;
-  /** Sidecars read. */
-  sidecars: number;
+  /** Replicas' metadata read (journal records and sidecars). */
+  metadataRecords: number;
   /** Replicas recorded as stored. */
   restored: number;
-  /** Problems, each naming the key: unreadable sidecar, missing or wrong data, data without sidecar. */
+  /** Problems, each naming the key: unreadable metadata, missing or wrong data, data without metadata. */
   problems: string[];
 }
 
 export interface ReindexOptions {
   /** Also re-hash every data object before indexing it. */
   verify?: boolean;
-  /** Metadata objects read so far of those listed so far (backend by backend). */
+  /** Metadata records read so far, and data objects listed so far (backend by backend). */
   onProgress?: (read: number, listed: number) => void;
 }
 
@@ -41,15 +41,15 @@ export async function reindex(
   logger: Logger,
   options: ReindexOptions = {},
 ): Promise<ReindexReport> {
-  const report: ReindexReport = { checkpoints: 0, sidecars: 0, restored: 0, problems: [] };
+  const report: ReindexReport = { checkpoints: 0, metadataRecords: 0, restored: 0, problems: [] };
   await restoreCheckpoints(backends.forCheckpoints(), checkpoints, report);
   // Chunks stored while the index was empty entered the ledger at places the restored
   // checkpoints cover; they go after them, to be sealed next.
   await checkpoints.renumberStranded();
   const listed = { count: 0 };
   for (const backend of backends.all()) await reindexBackend(backend, catalog, options, report, listed);
-  options.onProgress?.(report.sidecars, listed.count);
-  logger.info({ checkpoints: report.checkpoints, sidecars: report.sidecars, restored: report.restored, problems: report.problems.length }, 'reindex finished');
+  options.onProgress?.(report.metadataRecords, listed.count);
+  logger.info({ checkpoints: report.checkpoints, metadataRecords: report.metadataRecords, restored: report.restored, problems: report.problems.length }, 'reindex finished');
   return report;
 }
 
@@ -92,27 +92,21 @@ async function readAll(backend: Backend, key: string): Promise<Buffer> {
 
 async function reindexBackend(backend: Backend, catalog: Catalog, options: ReindexOptions, report: ReindexReport, listed: { count: number }): Promise<void> {
   const verify = options.verify ?? false;
+  const keys: string[] = [];
   const dataKeys = new Set<string>();
-  const sidecarKeys: string[] = [];
   for await (const object of backend.list('')) {
-    if (object.key.endsWith(METADATA_SUFFIX)) sidecarKeys.push(object.key);
-    else if (isDataKey(object.key)) dataKeys.add(object.key);
+    keys.push(object.key);
+    if (isDataKey(object.key)) dataKeys.add(object.key);
   }
-  listed.count += sidecarKeys.length;
-  for (const key of sidecarKeys) {
-    options.onProgress?.(report.sidecars, listed.count);
-    report.sidecars += 1;
-    let sidecar;
-    try {
-      sidecar = sidecarSchema.parse(JSON.parse((await readAll(backend, key)).toString('utf8')));
-    } catch (error) {
-      report.problems.push(`${backend.name}:${key}: unreadable metadata (${(error as Error).message.split('\n')[0]})`);
+  listed.count += dataKeys.size;
+  for await (const entry of metadataStoreOf(backend).current(keys)) {
+    options.onProgress?.(report.metadataRecords, listed.count);
+    if ('problem' in entry) {
+      report.problems.push(entry.problem);
       continue;
     }
-    if (metadataKeyOf(sidecar.path) !== key) {
-      report.problems.push(`${backend.name}:${key}: metadata names path ${sidecar.path}, which does not belong to it`);
-      continue;
-    }
+    report.metadataRecords += 1;
+    const { sidecar } = entry;
     dataKeys.delete(sidecar.path);
     const object = await backend.head(sidecar.path);
     if (!object) {

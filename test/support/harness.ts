@@ -18,6 +18,9 @@ import type { DistributionTask } from '../../src/domain/types.js';
 import type { Backend } from '../../src/backends/backend.js';
 import { BackendRegistry } from '../../src/backends/backend-registry.js';
 import { BackendIoError } from '../../src/errors.js';
+import { LocalBackend } from '../../src/backends/local.backend.js';
+import { metadataStoreOf } from '../../src/catalog/metadata-store.js';
+import type { Sidecar } from '../../src/catalog/sidecar.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
@@ -201,4 +204,17 @@ export function failingBackends(config: Config, op: 'put' | 'delete' | 'head', m
     }
   }
   return new Failing(config);
+}
+
+/**
+ * The current metadata of every replica in a local backend's journal (what `reindex` would
+ * use), by `chunkId/replicaId`, read through a backend object of its own.
+ */
+export async function journalMetadata(basePath: string): Promise<Map<string, Sidecar>> {
+  const out = new Map<string, Sidecar>();
+  for await (const entry of metadataStoreOf(new LocalBackend({ basePath, staleTempAfterMs: 60 * 60_000 })).current([])) {
+    if ('problem' in entry) throw new Error(`journal problem: ${entry.problem}`);
+    out.set(`${entry.sidecar.chunkId}/${entry.sidecar.replicaId}`, entry.sidecar);
+  }
+  return out;
 }

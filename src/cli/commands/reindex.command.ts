@@ -15,7 +15,7 @@ export function registerReindex(program: Command): void {
         progress.stop();
         if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else {
-          process.stdout.write(`restored ${report.checkpoints} checkpoints; read ${report.sidecars} metadata files, indexed ${report.restored} replicas, ${report.problems.length} problem(s)\n`);
+          process.stdout.write(`restored ${report.checkpoints} checkpoints; read ${report.metadataRecords} metadata records, indexed ${report.restored} replicas, ${report.problems.length} problem(s)\n`);
           for (const problem of report.problems) process.stdout.write(`  ${problem}\n`);
         }
         return report.problems.length ? 1 : 0;

@@ -22,9 +22,12 @@ import type { ChunkRecord, ReplicaRecord } from '../../../src/domain/types.js';
 import { ChunkCorruptError, NotFoundError, describeError } from '../../../src/errors.js';
 import { LocalBackend } from '../../../src/backends/local.backend.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/manifest.js';
-import { METADATA_SUFFIX, isDataKey, metadataKeyOf } from '../../../src/storage/storage-layout.js';
+import { METADATA_SUFFIX, isDataKey } from '../../../src/storage/storage-layout.js';
 import type { Acknowledgements, Workload } from './workload.js';
-import { checkSidecar, filesUnder, forEachLimited, ownerOf, ownsWorkloadChunk, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
+import { compareMetadata, filesUnder, forEachLimited, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
+import { metadataStoreOf } from '../../../src/catalog/metadata-store.js';
+import { JOURNAL_DIR } from '../../../src/backends/metadata-journal.js';
+import type { Sidecar } from '../../../src/catalog/sidecar.js';
 
 /** Reads and hashes running at once while checking. */
 const CONCURRENCY = 8;
@@ -195,13 +198,23 @@ export async function checkInvariants(
   const storeMetadata = vault.config.storage.integrity.store_metadata;
   const seenData = new Set<string>();
   for (const backend of vault.backends.all()) {
+    const keys: string[] = [];
     const dataKeys: string[] = [];
-    const sidecarKeys = new Set<string>();
     for await (const object of backend.list('')) {
       if (object.key.startsWith(CHECKPOINT_KEY_PREFIX)) continue;
-      if (object.key.endsWith(METADATA_SUFFIX)) sidecarKeys.add(object.key);
-      else if (isDataKey(object.key)) dataKeys.push(object.key);
-      else violate('torn', `${backend.name}:${object.key}: an object that is neither data, metadata nor a checkpoint`);
+      keys.push(object.key);
+      if (isDataKey(object.key)) dataKeys.push(object.key);
+      else if (!object.key.endsWith(METADATA_SUFFIX) && !object.key.startsWith(`${JOURNAL_DIR}/`)) {
+        violate('torn', `${backend.name}:${object.key}: an object that is neither data, metadata nor a checkpoint`);
+      }
+    }
+    // Each replica's current metadata (journal or sidecars), by the data key it names.
+    const metadata = new Map<string, Sidecar>();
+    if (storeMetadata) {
+      for await (const entry of metadataStoreOf(backend).current(keys)) {
+        if ('problem' in entry) violate('torn', entry.problem);
+        else metadata.set(entry.sidecar.path, entry.sidecar);
+      }
     }
     report.counts.dataObjects += dataKeys.length;
     await forEachLimited(dataKeys, CONCURRENCY, async (key) => {
@@ -218,19 +231,17 @@ export async function checkInvariants(
       const problem = await verifyObject(backend, key, record);
       if (problem) violate('torn', `${where}: ${problem}`);
       if (!storeMetadata) return;
-      const sidecarKey = metadataKeyOf(key);
-      if (!sidecarKeys.has(sidecarKey)) {
-        violate('torn', `${where}: no metadata sidecar (${sidecarKey})`);
+      const sidecar = metadata.get(key);
+      if (!sidecar) {
+        violate('torn', `${where}: no metadata names it`);
         return;
       }
-      const sidecarProblem = await checkSidecar(backend, sidecarKey, key, record);
-      if (sidecarProblem) violate('torn', `${backend.name}:${sidecarKey}: ${sidecarProblem}`);
+      const metadataProblem = compareMetadata(sidecar, key, record);
+      if (metadataProblem) violate('torn', `${where}: ${metadataProblem}`);
     });
-    if (storeMetadata) {
-      const sidecarsOfData = new Set(dataKeys.map((k) => metadataKeyOf(k)));
-      for (const sidecarKey of sidecarKeys) {
-        if (!sidecarsOfData.has(sidecarKey) && ownsWorkloadChunk(sidecarKey, chunks)) violate('catalog', `${backend.name}:${sidecarKey}: metadata without its data object`);
-      }
+    const dataKeySet = new Set(dataKeys);
+    for (const [dataKey, sidecar] of metadata) {
+      if (!dataKeySet.has(dataKey) && chunks.has(sidecar.chunkId)) violate('catalog', `${backend.name}:${dataKey}: metadata of replica ${sidecar.replicaId} names this object, which is not there`);
     }
     if (backend instanceof LocalBackend) {
       for (const temp of await tempFilesUnder(backend.basePath)) violate('torn', `${backend.name}: temp file left after the sweep: ${temp}`);

@@ -10,7 +10,7 @@ import type { ReplicaRecord } from '../../../src/domain/types.js';
 import { describeError } from '../../../src/errors.js';
 import { checksumOfStream } from '../../../src/integrity/checksum.js';
 import { decoded } from '../../../src/integrity/codecs.js';
-import { sidecarSchema } from '../../../src/catalog/sidecar.js';
+import type { Sidecar } from '../../../src/catalog/sidecar.js';
 
 /** The local backend's temp-file mark (src/backends/local.backend.ts, TEMP_MARK). */
 const TEMP_MARK = '.cvtmp~';
@@ -30,20 +30,15 @@ export async function verifyObject(backend: Backend, key: string, record: Replic
   }
 }
 
-export async function checkSidecar(backend: Backend, sidecarKey: string, dataKey: string, record: ReplicaRecord): Promise<string | undefined> {
-  try {
-    const sidecar = sidecarSchema.parse(JSON.parse((await readAll(backend, sidecarKey)).toString('utf8')));
-    const mismatches: string[] = [];
-    if (sidecar.path !== dataKey) mismatches.push(`path ${sidecar.path}`);
-    if (sidecar.checksum !== record.checksum) mismatches.push(`checksum ${sidecar.checksum}`);
-    if (sidecar.sizeBytes !== record.sizeBytes) mismatches.push(`sizeBytes ${sidecar.sizeBytes}`);
-    if ((sidecar.storedBytes ?? sidecar.sizeBytes) !== record.storedBytes) mismatches.push(`storedBytes ${sidecar.storedBytes}`);
-    if (sidecar.codec !== record.codec) mismatches.push(`codec "${sidecar.codec}"`);
-    if (sidecar.chunkId !== record.chunkId || sidecar.replicaId !== record.replicaId) mismatches.push(`ids ${sidecar.chunkId}/${sidecar.replicaId}`);
-    return mismatches.length ? `metadata disagrees with the catalog: ${mismatches.join(', ')}` : undefined;
-  } catch (error) {
-    return `unreadable metadata: ${describeError(error).split('\n')[0]}`;
-  }
+export function compareMetadata(sidecar: Sidecar, dataKey: string, record: ReplicaRecord): string | undefined {
+  const mismatches: string[] = [];
+  if (sidecar.path !== dataKey) mismatches.push(`path ${sidecar.path}`);
+  if (sidecar.checksum !== record.checksum) mismatches.push(`checksum ${sidecar.checksum}`);
+  if (sidecar.sizeBytes !== record.sizeBytes) mismatches.push(`sizeBytes ${sidecar.sizeBytes}`);
+  if ((sidecar.storedBytes ?? sidecar.sizeBytes) !== record.storedBytes) mismatches.push(`storedBytes ${sidecar.storedBytes}`);
+  if (sidecar.codec !== record.codec) mismatches.push(`codec "${sidecar.codec}"`);
+  if (sidecar.chunkId !== record.chunkId || sidecar.replicaId !== record.replicaId) mismatches.push(`ids ${sidecar.chunkId}/${sidecar.replicaId}`);
+  return mismatches.length ? `metadata disagrees with the catalog: ${mismatches.join(', ')}` : undefined;
 }
 
 /** The replica record a data key belongs to by its file name (<chunkId>/<replicaId>.dat...), if any. */
@@ -54,11 +49,6 @@ export function ownerOf(key: string, chunks: ReadonlyMap<string, { replicas: Rep
   if (!chunkId) return undefined;
   const replicaId = replicaFile.slice(0, replicaFile.indexOf('.dat'));
   return chunks.get(chunkId)?.replicas.find((r) => r.replicaId === replicaId);
-}
-
-export function ownsWorkloadChunk(key: string, chunks: ReadonlyMap<string, unknown>): boolean {
-  const chunkId = key.split('/').at(-2);
-  return chunkId !== undefined && chunks.has(chunkId);
 }
 
 export async function readAll(backend: Backend, key: string): Promise<Buffer> {

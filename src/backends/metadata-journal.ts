@@ -1,0 +1,331 @@
+/**
+ * Append-only metadata journal of a local backend: one JSON line per replica recorded (or
+ * forgotten by retention), in files under `<base>/.chunkvault-journal/`. It replaces the
+ * per-replica sidecar file there, because creating a file costs far more on a local disk
+ * than appending a line: each process appends to its own file, and appends that arrive while
+ * an fdatasync runs share the next one (group commit), so a batch of concurrent replicas costs
+ * one write and one fdatasync instead of a file creation, an fsync and a rename each.
+ *
+ * File names are `<host>~<pid>~<startMs>~<writer>~<seq>.jsonl`. A file is *closed* (no one
+ * appends to it any more) when its writer started a later one, when its pid on this host is
+ * dead, or, for other hosts, when it has not changed for `staleAfterMs`. Compaction merges
+ * closed files into one `snapshot~...jsonl` holding only each replica's current entry.
+ *
+ * A line is complete or it is the torn tail of a file whose writer died mid-append (or
+ * whose append failed; the writer then moves to a new file): readers skip a torn last line.
+ */
+import { closeSync, constants as fsConstants, fdatasync, openSync, readdirSync, writeSync } from 'node:fs';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { z } from 'zod';
+import { sidecarSchema, type Sidecar } from '../catalog/sidecar.js';
+import { idSchema } from '../domain/ids.js';
+import { syncDirectory } from './directory-sync.js';
+import { isErrno, processAlive, tempNameFor } from './fs-support.js';
+import { withoutCodecSuffix } from '../integrity/codecs.js';
+
+export const JOURNAL_DIR = '.chunkvault-journal';
+const fdatasyncAsync = promisify(fdatasync);
+
+/** A replica's metadata, as recorded: a sidecar plus when it was recorded (orders entries). */
+export const journalRecordSchema = sidecarSchema.extend({ recordedAtMs: z.number().int().nonnegative() });
+export type JournalRecord = z.infer<typeof journalRecordSchema>;
+
+/** Retention deleted the replica's object at `path`. */
+export const journalForgetSchema = z.object({
+  format: z.literal('chunkvault.replica-forgotten/1'),
+  chunkId: idSchema,
+  replicaId: idSchema,
+  path: z.string().min(1),
+  recordedAtMs: z.number().int().nonnegative(),
+});
+export type JournalForget = z.infer<typeof journalForgetSchema>;
+export type JournalEntry = JournalRecord | JournalForget;
+
+const entrySchema = z.union([journalRecordSchema, journalForgetSchema]);
+
+/** The current state of one replica in the journal. */
+export interface JournalState {
+  /** Its latest record, unless a later forget of that record's path removed it. */
+  record?: JournalRecord;
+  /** Its latest forget, if any. */
+  forget?: JournalForget;
+}
+
+export interface JournalReading {
+  /** Current state per `chunkId\0replicaId`. */
+  replicas: Map<string, JournalState>;
+  /** Unreadable lines (not torn tails), naming file and line. */
+  problems: string[];
+  /** Files read. */
+  files: string[];
+}
+
+export interface CompactionResult {
+  /** Closed files merged (and removed). */
+  filesMerged: number;
+  /** Entries those files held, and how many the snapshot kept. */
+  entriesRead: number;
+  entriesKept: number;
+}
+
+export class MetadataJournal {
+  readonly dir: string;
+  readonly #host = hostname();
+  readonly #writer = randomBytes(4).toString('hex');
+  readonly #startMs = Date.now();
+  readonly #staleAfterMs: number;
+  readonly #rotateBytes: number;
+  #seq = 0;
+  #fd: number | undefined;
+  #size = 0;
+  #pending: string[] = [];
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+  #dirReady = false;
+
+  /**
+   * `staleAfterMs`: a file of another host's writer unchanged this long is closed.
+   * `rotateBytes`: a writer starts a new file past this size (default 64 MiB).
+   */
+  constructor(baseDir: string, options: { staleAfterMs: number; rotateBytes?: number }) {
+    this.dir = path.join(baseDir, JOURNAL_DIR);
+    this.#staleAfterMs = options.staleAfterMs;
+    this.#rotateBytes = options.rotateBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Resolves once `entry` is durable in the journal (shared fdatasync with concurrent appends). */
+  append(entry: JournalEntry): Promise<void> {
+    this.#pending.push(`${JSON.stringify(entry)}\n`);
+    if (this.#next) return this.#next;
+    const previous = this.#running ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(() => {
+        this.#next = undefined;
+        const lines = this.#pending;
+        this.#pending = [];
+        const running = this.#write(lines.join(''));
+        this.#running = running;
+        return running;
+      });
+    this.#next = next;
+    return next;
+  }
+
+  /** Waits for appends in flight, then closes the current file. */
+  async close(): Promise<void> {
+    await this.#next?.catch(() => undefined);
+    await this.#running?.catch(() => undefined);
+    this.#closeFile();
+  }
+
+  /** Every file's entries folded into each replica's current state. */
+  async read(): Promise<JournalReading> {
+    // A compaction may remove files between listing and reading them: list again then.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#readOnce();
+      } catch (error) {
+        if (!isErrno(error, 'ENOENT') || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  /**
+   * Merges the closed files into one snapshot of the entries still current (a replica's
+   * latest record unless forgotten since, and a forget only while an older record of it may
+   * remain in a file not merged), then removes them. Crash-safe: the snapshot is durable
+   * before any input is removed, and entries read twice fold to the same state.
+   */
+  async compact(): Promise<CompactionResult> {
+    const names = this.#listFiles();
+    const closed = await this.#closedOf(names);
+    const result: CompactionResult = { filesMerged: 0, entriesRead: 0, entriesKept: 0 };
+    if (closed.length < 2) return result;
+    const closedSet = new Set(closed);
+    const merged = new Map<string, JournalState>();
+    const stillElsewhere = new Set<string>();
+    for (const name of names) {
+      const { entries } = await this.#readFile(name);
+      if (closedSet.has(name)) {
+        result.entriesRead += entries.length;
+        for (const entry of entries) fold(merged, entry);
+      } else {
+        for (const entry of entries) stillElsewhere.add(replicaKey(entry));
+      }
+    }
+    const kept: JournalEntry[] = [];
+    for (const [key, state] of merged) {
+      const record = currentRecord(state);
+      if (record) kept.push(record);
+      else if (state.forget && stillElsewhere.has(key)) kept.push(state.forget);
+    }
+    const snapshot = `snapshot~${Date.now()}~${randomBytes(4).toString('hex')}.jsonl`;
+    const temp = path.join(this.dir, tempNameFor(snapshot));
+    const handle = await open(temp, 'wx', 0o644);
+    try {
+      await handle.writeFile(kept.map((entry) => `${JSON.stringify(entry)}\n`).join(''));
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path.join(this.dir, snapshot));
+    await syncDirectory(this.dir);
+    for (const name of closed) await unlink(path.join(this.dir, name)).catch((error: unknown) => {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    });
+    await syncDirectory(this.dir);
+    result.filesMerged = closed.length;
+    result.entriesKept = kept.length;
+    return result;
+  }
+
+  async #write(text: string): Promise<void> {
+    const bytes = Buffer.from(text);
+    const fd = await this.#fileFor(bytes.byteLength);
+    try {
+      for (let offset = 0; offset < bytes.byteLength; ) offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
+      this.#size += bytes.byteLength;
+      await fdatasyncAsync(fd);
+    } catch (error) {
+      // The file may now end in a torn line: later appends go to a new file.
+      this.#closeFile();
+      throw error;
+    }
+  }
+
+  async #fileFor(bytes: number): Promise<number> {
+    if (this.#fd !== undefined && this.#size + bytes <= this.#rotateBytes) return this.#fd;
+    this.#closeFile();
+    if (!this.#dirReady) {
+      await mkdirDurable(this.dir);
+      this.#dirReady = true;
+    }
+    this.#seq += 1;
+    const name = `${this.#host}~${process.pid}~${this.#startMs}~${this.#writer}~${this.#seq}.jsonl`;
+    try {
+      this.#fd = openSync(path.join(this.dir, name), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_APPEND, 0o644);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) this.#dirReady = false; // the directory was removed: make it again next time
+      throw error;
+    }
+    this.#size = 0;
+    await syncDirectory(this.dir);
+    return this.#fd;
+  }
+
+  #closeFile(): void {
+    if (this.#fd === undefined) return;
+    try {
+      closeSync(this.#fd);
+    } finally {
+      this.#fd = undefined;
+    }
+  }
+
+  #listFiles(): string[] {
+    try {
+      return readdirSync(this.dir).filter((name) => name.endsWith('.jsonl') && !name.startsWith('.')).sort();
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw error;
+    }
+  }
+
+  async #readOnce(): Promise<JournalReading> {
+    const reading: JournalReading = { replicas: new Map(), problems: [], files: this.#listFiles() };
+    for (const name of reading.files) {
+      const { entries, problems } = await this.#readFile(name);
+      for (const entry of entries) fold(reading.replicas, entry);
+      reading.problems.push(...problems);
+    }
+    return reading;
+  }
+
+  async #readFile(name: string): Promise<{ entries: JournalEntry[]; problems: string[] }> {
+    const text = (await readFile(path.join(this.dir, name))).toString('utf8');
+    const lines = text.split('\n');
+    const torn = lines.pop(); // '' after a final newline; otherwise a torn tail, skipped
+    void torn;
+    const entries: JournalEntry[] = [];
+    const problems: string[] = [];
+    lines.forEach((line, i) => {
+      try {
+        entries.push(entrySchema.parse(JSON.parse(line)));
+      } catch (error) {
+        problems.push(`${JOURNAL_DIR}/${name} line ${i + 1}: unreadable metadata (${(error as Error).message.split('\n')[0]})`);
+      }
+    });
+    return { entries, problems };
+  }
+
+  async #closedOf(names: string[]): Promise<string[]> {
+    const latestSeq = new Map<string, number>();
+    const parsed = names.map((name) => {
+      const parts = name.slice(0, -'.jsonl'.length).split('~');
+      if (parts[0] === 'snapshot' || parts.length !== 5) return { name, snapshot: true as const };
+      const [host, pidText, startMs, writer, seqText] = parts as [string, string, string, string, string];
+      const writerId = `${host}~${pidText}~${startMs}~${writer}`;
+      const seq = Number(seqText);
+      latestSeq.set(writerId, Math.max(latestSeq.get(writerId) ?? 0, seq));
+      return { name, snapshot: false as const, host, pid: Number(pidText), writerId, seq };
+    });
+    const closed: string[] = [];
+    for (const file of parsed) {
+      if (file.snapshot) {
+        closed.push(file.name);
+      } else if (file.seq < latestSeq.get(file.writerId)!) {
+        closed.push(file.name);
+      } else if (file.host === this.#host) {
+        if (!processAlive(file.pid)) closed.push(file.name);
+      } else {
+        const info = await stat(path.join(this.dir, file.name)).catch(() => undefined);
+        if (info && Date.now() - info.mtimeMs > this.#staleAfterMs) closed.push(file.name);
+      }
+    }
+    return closed;
+  }
+}
+
+function replicaKey(entry: { chunkId: string; replicaId: string }): string {
+  return `${entry.chunkId}\0${entry.replicaId}`;
+}
+
+/** Folds one entry into the replicas' states; later `recordedAtMs` wins, ties go to the later entry read. */
+function fold(states: Map<string, JournalState>, entry: JournalEntry): void {
+  const key = replicaKey(entry);
+  const state = states.get(key) ?? {};
+  if (entry.format === 'chunkvault.replica-forgotten/1') {
+    if (!state.forget || entry.recordedAtMs >= state.forget.recordedAtMs) state.forget = entry;
+  } else if (!state.record || entry.recordedAtMs >= state.record.recordedAtMs) {
+    state.record = entry;
+  }
+  states.set(key, state);
+}
+
+/**
+ * The record reindex should use: the latest, unless a forget came at or after it for its
+ * object (compressed or not: retention removes every codec's object of a replica's path).
+ */
+export function currentRecord(state: JournalState): JournalRecord | undefined {
+  const { record, forget } = state;
+  if (!record) return undefined;
+  if (forget && forget.recordedAtMs >= record.recordedAtMs && withoutCodecSuffix(forget.path) === withoutCodecSuffix(record.path)) return undefined;
+  return record;
+}
+
+/** A journal record for `sidecar`, stamped now. */
+export function journalRecordOf(sidecar: Sidecar): JournalRecord {
+  return { ...sidecar, recordedAtMs: Date.now() };
+}
+
+async function mkdirDurable(dir: string): Promise<void> {
+  const made = await mkdir(dir, { recursive: true });
+  if (made !== undefined) {
+    for (let current = dir; current.length >= made.length; current = path.dirname(current)) await syncDirectory(path.dirname(current));
+  }
+}
