@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../../src/app.js';
@@ -48,7 +49,7 @@ describe('the invariant checker', () => {
 
   it('reports each kind of damage under its invariant, and expectInvariants fails naming the seed', async () => {
     const { v, workload, acks } = await ingested();
-    const [lost, torn, wrong] = workload.chunks;
+    const [lost, torn, wrong, unnamed] = workload.chunks;
     const base = env!.basePath;
     // a) an acknowledged chunk with every replica gone
     for (const r of lost!.replicas) await rm(path.join(base, lost!.chunkId, `${r.replicaId}.dat`));
@@ -62,6 +63,9 @@ describe('the invariant checker', () => {
     await truncate(path.join(base, torn!.chunkId, `${torn!.replicas[1]!.replicaId}.dat`), 10);
     // b) a temp file of a live writer (this process), which no sweep may remove
     await writeFile(path.join(base, torn!.chunkId, `.cvtmp~${process.pid}~${hostname()}~abc~x.dat`), 'partial');
+    // b) a stored replica whose metadata a (dead) writer's journal says was deleted
+    const forget = { format: 'chunkvault.replica-forgotten/1', chunkId: unnamed!.chunkId, replicaId: unnamed!.replicas[0]!.replicaId, path: `${unnamed!.chunkId}/${unnamed!.replicas[0]!.replicaId}.dat`, recordedAtMs: Date.now() };
+    await writeFile(path.join(base, '.chunkvault-journal', `${hostname()}~${spawnSync(process.execPath, ['-e', '']).pid}~1~x~1.jsonl`), `${JSON.stringify(forget)}\n`);
     // c) a committed checkpoint's manifest gone
     const [first] = await v.checkpoints.list();
     await rm(path.join(base, first!.key));
@@ -80,6 +84,7 @@ describe('the invariant checker', () => {
     expect(report.violations.torn).toEqual(expect.arrayContaining([
       expect.stringMatching(new RegExp(`${torn!.replicas[1]!.replicaId}\\.dat: 10 bytes on the backend`)),
       expect.stringMatching(/temp file left after the sweep: .*\.cvtmp~/),
+      expect.stringMatching(new RegExp(`${unnamed!.replicas[0]!.replicaId}\\.dat: no metadata names it`)),
     ]));
     expect(report.violations.checkpoints).toEqual(expect.arrayContaining([
       expect.stringMatching(new RegExp(`checkpoint ${first!.id}: its manifest .* is not on the backend`)),
@@ -88,6 +93,7 @@ describe('the invariant checker', () => {
     expect(report.violations.catalog).toEqual(expect.arrayContaining([
       expect.stringMatching(new RegExp(`${torn!.chunkId}-r9\\.dat: data object with no stored record`)),
       expect.stringMatching(new RegExp(`replica ${lost!.replicas[0]!.replicaId} of ${lost!.chunkId}: recorded stored at local:.*, but no such object`)),
+      expect.stringMatching(new RegExp(`metadata of replica ${lost!.replicas[0]!.replicaId} names this object, which is not there`)),
     ]));
     expect(report.violations.jobs).toEqual([`replica ${torn!.chunkId}-r7 of ${torn!.chunkId}: no catalog record (handed to the producer, then forgotten)`]);
     expect(() => expectInvariants(report)).toThrow(/invariants violated \(seed 7; reproduce with FAULT_SEED=7\)[\s\S]*acknowledged chunks lost: 1, corrupt bytes returned: 1[\s\S]*c\) every stored chunk is in exactly one checkpoint: \d+ violation/);
