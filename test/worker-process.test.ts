@@ -29,7 +29,7 @@ async function queueBigChunk(sizeMiB: number): Promise<{ task: DistributionTask;
     replicas: [{ replicaId: 'big_r0', chunkId: 'big', targetNode: 'node-1', cloudProvider: 'aws', status: 'completed' }],
   };
   await vault.producer.store([task]);
-  return { task, dir: path.join(env.basePath, 'big'), sha: createHash('sha256').update(chunkData).digest('hex') };
+  return { task, dir: env.basePath, sha: createHash('sha256').update(chunkData).digest('hex') };
 }
 
 async function tempFilesIn(dir: string): Promise<string[]> {
@@ -47,7 +47,7 @@ describe('a worker process', () => {
 
     // Killed mid-write: the temp file is there, the final name is not (or is complete).
     expect(await tempFilesIn(dir)).toHaveLength(1);
-    const finalPath = path.join(dir, 'big_r0.dat');
+    const finalPath = path.join(dir, 'big@big_r0.dat');
     const finalNow = await readFile(finalPath).catch(() => undefined);
     if (finalNow) expect(createHash('sha256').update(finalNow).digest('hex')).toBe(sha);
     expect((await vault.catalog.getReplica('big', 'big_r0'))!.status).toBe('queued');

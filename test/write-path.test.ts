@@ -80,7 +80,7 @@ describe('storing distributed chunks (seed tests)', () => {
     expect(results.map((r) => r.replicaId)).toEqual(['chunk_0_replica_0']);
     expect((await filesUnder(env.basePath)).map((f) => path.relative(env.basePath, f)).sort()).toEqual([
       expect.stringMatching(/^\.chunkvault-journal\/[^/]+\.jsonl$/), // the worker's metadata journal
-      expect.stringMatching(/chunk_0\/chunk_0_replica_0\.dat$/),
+      expect.stringMatching(/\/chunk_0@chunk_0_replica_0\.dat$/),
     ]);
   });
 
@@ -256,11 +256,11 @@ describe('partitioning', () => {
   });
 
   it.each([
-    ['date', /^\d{4}\/\d{2}\/\d{2}\/chunk_0\/chunk_0_replica_0\.dat$/],
-    ['cloud', /^aws\/chunk_0\/chunk_0_replica_0\.dat$/],
-    ['node', /^aws-node-1\/chunk_0\/chunk_0_replica_0\.dat$/],
-    ['chunk_size', /^lt-64KiB\/chunk_0\/chunk_0_replica_0\.dat$/],
-    ['flat', /^chunk_0\/chunk_0_replica_0\.dat$/],
+    ['date', /^\d{4}\/\d{2}\/\d{2}\/chunk_0@chunk_0_replica_0\.dat$/],
+    ['cloud', /^aws\/chunk_0@chunk_0_replica_0\.dat$/],
+    ['node', /^aws-node-1\/chunk_0@chunk_0_replica_0\.dat$/],
+    ['chunk_size', /^lt-64KiB\/chunk_0@chunk_0_replica_0\.dat$/],
+    ['flat', /^chunk_0@chunk_0_replica_0\.dat$/],
   ])('partition_by %s lays replicas out as documented', async (partition, expected) => {
     env = await makeTestEnv({ storage: { organization: { partition_by: partition } } });
     vault = await openVault(env);

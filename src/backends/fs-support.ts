@@ -29,5 +29,7 @@ let tempCounter = 0;
  */
 export function tempNameFor(finalName: string): string {
   tempCounter += 1;
-  return `${TEMP_MARK}${process.pid}~${HOST}~${PROCESS_TAG}-${tempCounter.toString(36)}~${finalName}`;
+  // The final name is only there for people looking at the directory: cut to what a file
+  // name can hold (255 bytes; the prefix alone is unique).
+  return `${TEMP_MARK}${process.pid}~${HOST}~${PROCESS_TAG}-${tempCounter.toString(36)}~${finalName}`.slice(0, 255);
 }

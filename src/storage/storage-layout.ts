@@ -3,14 +3,21 @@
  * the replica and the chunk's first-queued time (UTC), so every retry of a write targets the
  * same key and a crash can never leave two copies under two dates.
  *
- *   date        2026/11/26/<chunkId>/<replicaId>.dat   (UTC date the chunk was first queued)
- *   cloud       <cloudProvider>/<chunkId>/<replicaId>.dat
- *   node        <targetNode>/<chunkId>/<replicaId>.dat
- *   chunk_size  <size class>/<chunkId>/<replicaId>.dat  (lt-64KiB, lt-1MiB, lt-16MiB, lt-256MiB, ge-256MiB)
- *   flat        <chunkId>/<replicaId>.dat
+ *   date        2026/11/26/<chunkId>@<replicaId>.dat   (UTC date the chunk was first queued)
+ *   cloud       <cloudProvider>/<chunkId>@<replicaId>.dat
+ *   node        <targetNode>/<chunkId>@<replicaId>.dat
+ *   chunk_size  <size class>/<chunkId>@<replicaId>.dat  (lt-64KiB, lt-1MiB, lt-16MiB, lt-256MiB, ge-256MiB)
+ *   flat        <chunkId>@<replicaId>.dat
  *
- * The metadata sidecar sits beside the data as <replicaId>.meta.json; the suffixes keep the
- * two apart for any pair of ids. A compressed replica is <replicaId>.dat.gz (or .br, .zst).
+ * One directory per partition, as the seed has it, not one per chunk: a directory per chunk
+ * cost a mkdir and an fsync of its parent per chunk, and an fsync of its own per rename into
+ * it, where replicas renamed into one shared directory share its fsyncs. '@' is not allowed
+ * in ids, so the name is unambiguous. Ids too long together for one file name (over 245
+ * characters) keep the older <chunkId>/<replicaId>.dat, and keys written before this layout
+ * stay valid too: the catalog records each replica's key.
+ *
+ * A sidecar object (buckets) sits beside the data as <chunkId>@<replicaId>.meta.json; the
+ * suffixes keep the two apart. A compressed replica is <...>.dat.gz (or .br, .zst).
  */
 import type { PartitionStrategy } from '../config/config.schema.js';
 import { withoutCodecSuffix } from '../integrity/codecs.js';
@@ -39,9 +46,16 @@ export function sizeClassOf(sizeBytes: number): string {
   return 'ge-256MiB';
 }
 
+/** A file name of at most 255 bytes holds the name, '.meta.json' and anything shorter ('.dat.zst'). */
+const MAX_NAME_BYTES = 255 - METADATA_SUFFIX.length;
+
 /** The storage key of a replica's data. */
 export function dataKeyOf(strategy: PartitionStrategy, replica: LayoutInput): string {
-  return `${partitionOf(strategy, replica)}${replica.chunkId}/${replica.replicaId}${DATA_SUFFIX}`;
+  const name = `${replica.chunkId}@${replica.replicaId}`;
+  // Ids are ASCII, so characters are bytes. Two ids too long for one file name keep a
+  // directory per chunk instead.
+  const file = name.length <= MAX_NAME_BYTES ? name : `${replica.chunkId}/${replica.replicaId}`;
+  return `${partitionOf(strategy, replica)}${file}${DATA_SUFFIX}`;
 }
 
 /** The storage key of the metadata sidecar that belongs to a data key (compressed or not). */

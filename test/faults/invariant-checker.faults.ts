@@ -52,25 +52,25 @@ describe('the invariant checker', () => {
     const [lost, torn, wrong, unnamed] = workload.chunks;
     const base = env!.basePath;
     // a) an acknowledged chunk with every replica gone
-    for (const r of lost!.replicas) await rm(path.join(base, lost!.chunkId, `${r.replicaId}.dat`));
+    for (const r of lost!.replicas) await rm(path.join(base, `${lost!.chunkId}@${r.replicaId}.dat`));
     // a) wrong bytes that verify: both replicas rewritten and the catalog's checksum changed to match
     const other = Buffer.alloc(wrong!.sizeBytes, 0x5a);
-    for (const r of wrong!.replicas) await writeFile(path.join(base, wrong!.chunkId, `${r.replicaId}.dat`), other);
+    for (const r of wrong!.replicas) await writeFile(path.join(base, `${wrong!.chunkId}@${r.replicaId}.dat`), other);
     const redis = new Redis(env!.config.chunkvault.redis.url);
     await redis.hset(`{${env!.prefix}}:catalog:c:${wrong!.chunkId}`, 'checksum', createHash('md5').update(other).digest('hex'));
     redis.disconnect();
     // b) a torn second replica (the first stays good, so reads never touch the torn one)
-    await truncate(path.join(base, torn!.chunkId, `${torn!.replicas[1]!.replicaId}.dat`), 10);
+    await truncate(path.join(base, `${torn!.chunkId}@${torn!.replicas[1]!.replicaId}.dat`), 10);
     // b) a temp file of a live writer (this process), which no sweep may remove
-    await writeFile(path.join(base, torn!.chunkId, `.cvtmp~${process.pid}~${hostname()}~abc~x.dat`), 'partial');
+    await writeFile(path.join(base, `.cvtmp~${process.pid}~${hostname()}~abc~x.dat`), 'partial');
     // b) a stored replica whose metadata a (dead) writer's journal says was deleted
-    const forget = { format: 'chunkvault.replica-forgotten/1', chunkId: unnamed!.chunkId, replicaId: unnamed!.replicas[0]!.replicaId, path: `${unnamed!.chunkId}/${unnamed!.replicas[0]!.replicaId}.dat`, recordedAtMs: Date.now() };
+    const forget = { format: 'chunkvault.replica-forgotten/1', chunkId: unnamed!.chunkId, replicaId: unnamed!.replicas[0]!.replicaId, path: `${unnamed!.chunkId}@${unnamed!.replicas[0]!.replicaId}.dat`, recordedAtMs: Date.now() };
     await writeFile(path.join(base, '.chunkvault-journal', `${hostname()}~${spawnSync(process.execPath, ['-e', '']).pid}~1~x~1.jsonl`), `${JSON.stringify(forget)}\n`);
     // c) a committed checkpoint's manifest gone
     const [first] = await v.checkpoints.list();
     await rm(path.join(base, first!.key));
     // d) a data object no record owns
-    await copyFile(path.join(base, torn!.chunkId, `${torn!.replicas[0]!.replicaId}.dat`), path.join(base, torn!.chunkId, `${torn!.chunkId}-r9.dat`));
+    await copyFile(path.join(base, `${torn!.chunkId}@${torn!.replicas[0]!.replicaId}.dat`), path.join(base, `${torn!.chunkId}@${torn!.chunkId}-r9.dat`));
     // e) a replica handed over that the catalog never heard of
     acks.submitted.push({ chunkId: torn!.chunkId, replicaId: `${torn!.chunkId}-r7` });
 
@@ -97,7 +97,7 @@ describe('the invariant checker', () => {
     ]));
     expect(report.violations.jobs).toEqual([`replica ${torn!.chunkId}-r7 of ${torn!.chunkId}: no catalog record (handed to the producer, then forgotten)`]);
     expect(() => expectInvariants(report)).toThrow(/invariants violated \(seed 7; reproduce with FAULT_SEED=7\)[\s\S]*acknowledged chunks lost: 1, corrupt bytes returned: 1[\s\S]*c\) every stored chunk is in exactly one checkpoint: \d+ violation/);
-    await rm(path.join(base, torn!.chunkId, `.cvtmp~${process.pid}~${hostname()}~abc~x.dat`));
-    expect((await readFile(path.join(base, torn!.chunkId, `${torn!.replicas[0]!.replicaId}.dat`))).byteLength).toBe(torn!.sizeBytes);
+    await rm(path.join(base, `.cvtmp~${process.pid}~${hostname()}~abc~x.dat`));
+    expect((await readFile(path.join(base, `${torn!.chunkId}@${torn!.replicas[0]!.replicaId}.dat`))).byteLength).toBe(torn!.sizeBytes);
   });
 });

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../src/backends/local.backend.js';
 import { assertSafeKey } from '../../src/backends/storage-key.js';
+import { tempNameFor } from '../../src/backends/fs-support.js';
 import { InvalidInputError } from '../../src/errors.js';
 import { idSchema, replicaIdSchema } from '../../src/domain/ids.js';
 import { PARTITION_STRATEGIES } from '../../src/config/config.schema.js';
@@ -65,6 +66,14 @@ describe('storage keys (property)', () => {
     );
   });
 
+  it('names a replica <chunkId>@<replicaId>.dat, and keeps a directory per chunk when the two ids are too long for one file name', () => {
+    const at = { targetNode: 'n1', cloudProvider: 'aws', sizeBytes: 1, createdAtMs: Date.UTC(2026, 11, 1) };
+    expect(dataKeyOf('date', { ...at, chunkId: 'c1', replicaId: 'c1_r0' })).toBe('2026/12/01/c1@c1_r0.dat');
+    const chunkId = 'c'.repeat(128);
+    expect(dataKeyOf('flat', { ...at, chunkId, replicaId: 'r'.repeat(116) })).toBe(`${chunkId}@${'r'.repeat(116)}.dat`); // 245 bytes + '.meta.json' = 255
+    expect(dataKeyOf('flat', { ...at, chunkId, replicaId: 'r'.repeat(117) })).toBe(`${chunkId}/${'r'.repeat(117)}.dat`);
+  });
+
   it('keys derived from ids are safe and inside the root under every partition strategy', () => {
     fc.assert(
       fc.property(
@@ -85,6 +94,8 @@ describe('storage keys (property)', () => {
               if (k.startsWith('_chunkvault/')) problems.push(`${k} is in the reserved checkpoint area`);
               // A path component longer than 255 bytes cannot be created on Linux filesystems.
               for (const segment of k.split('/')) if (Buffer.byteLength(segment) > 255) problems.push(`${segment} is longer than 255 bytes`);
+              const temp = tempNameFor(k.split('/').at(-1)!);
+              if (Buffer.byteLength(temp) > 255) problems.push(`temp file name ${temp} is longer than 255 bytes`);
             }
           }
           expect(problems).toEqual([]);

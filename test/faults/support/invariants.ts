@@ -24,7 +24,7 @@ import { LocalBackend } from '../../../src/backends/local.backend.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/manifest.js';
 import { METADATA_SUFFIX, isDataKey } from '../../../src/storage/storage-layout.js';
 import type { Acknowledgements, Workload } from './workload.js';
-import { compareMetadata, filesUnder, forEachLimited, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
+import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
 import { metadataStoreOf } from '../../../src/catalog/metadata-store.js';
 import { JOURNAL_DIR } from '../../../src/backends/metadata-journal.js';
 import type { Sidecar } from '../../../src/catalog/sidecar.js';
@@ -222,7 +222,7 @@ export async function checkInvariants(
       const record = byLocation.get(`${backend.name}\0${key}`);
       const where = `${backend.name}:${key}`;
       if (!record) {
-        const chunkId = key.split('/').at(-2) ?? '';
+        const chunkId = idsOfDataKey(key)?.chunkId ?? '';
         if (outcome.sharedBackend && !chunks.has(chunkId)) return; // another workload's object on a shared backend
         const owner = ownerOf(key, chunks);
         violate('catalog', `${where}: data object with no stored record (${owner ? `record is ${owner.status}${owner.path && owner.path !== key ? ` at ${owner.path}` : ''}` : 'no replica record names it'})`);

@@ -41,14 +41,18 @@ export function compareMetadata(sidecar: Sidecar, dataKey: string, record: Repli
   return mismatches.length ? `metadata disagrees with the catalog: ${mismatches.join(', ')}` : undefined;
 }
 
-/** The replica record a data key belongs to by its file name (<chunkId>/<replicaId>.dat...), if any. */
+/** The chunk and replica ids a data key names by its file name (<chunkId>@<replicaId>.dat...), if it is one. */
+export function idsOfDataKey(key: string): { chunkId: string; replicaId: string } | undefined {
+  const name = key.split('/').at(-1) ?? '';
+  const at = name.indexOf('@');
+  const dat = name.indexOf('.dat', at);
+  return at > 0 && dat > at ? { chunkId: name.slice(0, at), replicaId: name.slice(at + 1, dat) } : undefined;
+}
+
+/** The replica record a data key belongs to by its file name, if any. */
 export function ownerOf(key: string, chunks: ReadonlyMap<string, { replicas: ReplicaRecord[] }>): ReplicaRecord | undefined {
-  const parts = key.split('/');
-  const chunkId = parts.at(-2);
-  const replicaFile = parts.at(-1) ?? '';
-  if (!chunkId) return undefined;
-  const replicaId = replicaFile.slice(0, replicaFile.indexOf('.dat'));
-  return chunks.get(chunkId)?.replicas.find((r) => r.replicaId === replicaId);
+  const ids = idsOfDataKey(key);
+  return ids && chunks.get(ids.chunkId)?.replicas.find((r) => r.replicaId === ids.replicaId);
 }
 
 export async function readAll(backend: Backend, key: string): Promise<Buffer> {
