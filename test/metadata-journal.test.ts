@@ -100,6 +100,33 @@ describe('metadata journal', () => {
     }
   });
 
+  it('reads a file far larger than one read, with lines across read boundaries', async () => {
+    await Promise.all(Array.from({ length: 6000 }, (_, i) => journal.append(recordOf(`chunk-${i}`, `chunk-${i}_replica-0`, 1000 + i))));
+    const [file] = await readdir(path.join(base, JOURNAL_DIR));
+    expect((await readFile(path.join(base, JOURNAL_DIR, file!))).byteLength).toBeGreaterThan(2 * 1024 * 1024);
+    const reading = await journal.read();
+    expect(reading.problems).toEqual([]);
+    expect(Object.keys(currentOf(reading))).toHaveLength(6000);
+  });
+
+  it('compaction writes snapshots no larger than the rotation size', async () => {
+    const dir = path.join(base, JOURNAL_DIR);
+    const small = new MetadataJournal(base, { staleAfterMs: HOUR_MS, rotateBytes: 4096 });
+    try {
+      for (let i = 0; i < 40; i++) await small.append(recordOf(`c${i}`, `c${i}_r0`, 1000 + i));
+      const before = currentOf(await small.read());
+      const written = await readdir(dir);
+      // Its files are closed (a later one exists) but for the last.
+      expect((await small.compact()).filesMerged).toBe(written.length - 1);
+      const snapshots = (await readdir(dir)).filter((f) => f.startsWith('snapshot~'));
+      expect(snapshots.length).toBeGreaterThan(1);
+      for (const f of snapshots) expect((await readFile(path.join(dir, f))).byteLength).toBeLessThanOrEqual(4096);
+      expect(currentOf(await small.read())).toEqual(before);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('compaction merges closed files into one snapshot with the same current state, leaving live files alone', async () => {
     const dir = path.join(base, JOURNAL_DIR);
     // The live writer (this process): c1 recorded, later compressed; c9 recorded.

@@ -15,7 +15,8 @@
  * whose append failed; the writer then moves to a new file): readers skip a torn last line.
  */
 import { closeSync, constants as fsConstants, fdatasync, openSync, readdirSync, writeSync } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -150,37 +151,33 @@ export class MetadataJournal {
     const merged = new Map<string, JournalState>();
     const stillElsewhere = new Set<string>();
     for (const name of names) {
-      const { entries } = await this.#readFile(name);
       if (closedSet.has(name)) {
-        result.entriesRead += entries.length;
-        for (const entry of entries) fold(merged, entry);
+        result.entriesRead += await this.#eachEntry(name, (entry) => fold(merged, entry), []);
       } else {
-        for (const entry of entries) stillElsewhere.add(replicaKey(entry));
+        await this.#eachEntry(name, (entry) => stillElsewhere.add(replicaKey(entry)), []);
       }
     }
-    const kept: JournalEntry[] = [];
-    for (const [key, state] of merged) {
-      const record = currentRecord(state);
-      if (record) kept.push(record);
-      else if (state.forget && stillElsewhere.has(key)) kept.push(state.forget);
-    }
-    const snapshot = `snapshot~${Date.now()}~${randomBytes(4).toString('hex')}.jsonl`;
-    const temp = path.join(this.dir, tempNameFor(snapshot));
-    const handle = await open(temp, 'wx', 0o644);
+    const writer = new SnapshotWriter(this.dir, this.#rotateBytes);
     try {
-      await handle.writeFile(kept.map((entry) => `${JSON.stringify(entry)}\n`).join(''));
-      await handle.datasync();
-    } finally {
-      await handle.close();
+      for (const [key, state] of merged) {
+        const record = currentRecord(state);
+        const kept = record ?? (state.forget && stillElsewhere.has(key) ? state.forget : undefined);
+        if (!kept) continue;
+        await writer.add(kept);
+        result.entriesKept += 1;
+      }
+      await writer.finish();
+    } catch (error) {
+      await writer.abandon();
+      throw error;
     }
-    await rename(temp, path.join(this.dir, snapshot));
+    // The snapshots are durable (and named) before any merged file goes.
     await syncDirectory(this.dir);
     for (const name of closed) await unlink(path.join(this.dir, name)).catch((error: unknown) => {
       if (!isErrno(error, 'ENOENT')) throw error;
     });
     await syncDirectory(this.dir);
     result.filesMerged = closed.length;
-    result.entriesKept = kept.length;
     return result;
   }
 
@@ -238,29 +235,36 @@ export class MetadataJournal {
 
   async #readOnce(): Promise<JournalReading> {
     const reading: JournalReading = { replicas: new Map(), problems: [], files: this.#listFiles() };
-    for (const name of reading.files) {
-      const { entries, problems } = await this.#readFile(name);
-      for (const entry of entries) fold(reading.replicas, entry);
-      reading.problems.push(...problems);
-    }
+    for (const name of reading.files) await this.#eachEntry(name, (entry) => fold(reading.replicas, entry), reading.problems);
     return reading;
   }
 
-  async #readFile(name: string): Promise<{ entries: JournalEntry[]; problems: string[] }> {
-    const text = (await readFile(path.join(this.dir, name))).toString('utf8');
-    const lines = text.split('\n');
-    const torn = lines.pop(); // '' after a final newline; otherwise a torn tail, skipped
-    void torn;
-    const entries: JournalEntry[] = [];
-    const problems: string[] = [];
-    lines.forEach((line, i) => {
-      try {
-        entries.push(entrySchema.parse(JSON.parse(line)));
-      } catch (error) {
-        problems.push(`${JOURNAL_DIR}/${name} line ${i + 1}: unreadable metadata (${(error as Error).message.split('\n')[0]})`);
+  /**
+   * Streams one file's entries to `visit` (a file may be far larger than a string can hold);
+   * unreadable lines go to `problems`; a torn last line (no newline) is skipped. Returns the
+   * number of entries visited.
+   */
+  async #eachEntry(name: string, visit: (entry: JournalEntry) => void, problems: string[]): Promise<number> {
+    let rest: Buffer = Buffer.alloc(0);
+    let lineNumber = 0;
+    let visited = 0;
+    for await (const piece of createReadStream(path.join(this.dir, name), { highWaterMark: 1 << 20 })) {
+      const data: Buffer = rest.byteLength ? Buffer.concat([rest, piece as Buffer]) : (piece as Buffer);
+      let start = 0;
+      for (let newline = data.indexOf(10, start); newline !== -1; newline = data.indexOf(10, start)) {
+        lineNumber += 1;
+        const line = data.toString('utf8', start, newline);
+        start = newline + 1;
+        try {
+          visit(entrySchema.parse(JSON.parse(line)));
+          visited += 1;
+        } catch (error) {
+          problems.push(`${JOURNAL_DIR}/${name} line ${lineNumber}: unreadable metadata (${(error as Error).message.split('\n')[0]})`);
+        }
       }
-    });
-    return { entries, problems };
+      rest = data.subarray(start);
+    }
+    return visited;
   }
 
   async #closedOf(names: string[]): Promise<string[]> {
@@ -288,6 +292,65 @@ export class MetadataJournal {
       }
     }
     return closed;
+  }
+}
+
+/** Writes compaction output as snapshot files of at most `maxBytes`, each durable before it is named. */
+class SnapshotWriter {
+  readonly #dir: string;
+  readonly #maxBytes: number;
+  #handle: FileHandle | undefined;
+  #temp = '';
+  #size = 0;
+  #buffer: string[] = [];
+  #buffered = 0;
+
+  constructor(dir: string, maxBytes: number) {
+    this.#dir = dir;
+    this.#maxBytes = maxBytes;
+  }
+
+  async add(entry: JournalEntry): Promise<void> {
+    const line = `${JSON.stringify(entry)}\n`;
+    if (this.#handle && this.#size + this.#buffered + line.length > this.#maxBytes) await this.#seal();
+    if (!this.#handle) {
+      this.#temp = path.join(this.#dir, tempNameFor('snapshot.jsonl'));
+      this.#handle = await open(this.#temp, 'wx', 0o644);
+      this.#size = 0;
+    }
+    this.#buffer.push(line);
+    this.#buffered += line.length;
+    if (this.#buffered >= 1 << 20) await this.#flush();
+  }
+
+  async finish(): Promise<void> {
+    if (this.#handle) await this.#seal();
+  }
+
+  /** Removes the file being written (named snapshots stay: they hold current entries). */
+  async abandon(): Promise<void> {
+    await this.#handle?.close().catch(() => undefined);
+    this.#handle = undefined;
+    if (this.#temp) await unlink(this.#temp).catch(() => undefined);
+  }
+
+  async #flush(): Promise<void> {
+    if (!this.#buffered) return;
+    await this.#handle!.write(this.#buffer.join(''));
+    this.#size += this.#buffered;
+    this.#buffer = [];
+    this.#buffered = 0;
+  }
+
+  async #seal(): Promise<void> {
+    await this.#flush();
+    const handle = this.#handle!;
+    this.#handle = undefined;
+    await handle.datasync();
+    await handle.close();
+    const name = `snapshot~${Date.now()}~${randomBytes(4).toString('hex')}.jsonl`;
+    await rename(this.#temp, path.join(this.#dir, name));
+    this.#temp = '';
   }
 }
 
