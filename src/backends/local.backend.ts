@@ -21,7 +21,7 @@ import { syncDirectory } from './directory-sync.js';
 import { TEMP_MARK, isErrno, processAlive, tempNameFor } from './fs-support.js';
 import { MetadataJournal } from './metadata-journal.js';
 
-/** Bound on the remembered directories; a chunk's directory is reused only while its replicas are written. */
+/** Bound on the remembered directories (partitions, and per-chunk directories of ids too long for one file name). */
 const KNOWN_DIRS_MAX = 4096;
 /** Objects up to this size are written and read with synchronous calls (see #putSmall). */
 const SMALL_IO_BYTES = 256 * 1024;
