@@ -28,14 +28,13 @@ export interface MetadataStore {
   compact(): Promise<CompactionResult | undefined>;
 }
 
-const sidecarStores = new WeakMap<Backend, MetadataStore>();
+const stores = new WeakMap<Backend, MetadataStore>();
 
 export function metadataStoreOf(backend: Backend): MetadataStore {
-  if (backend instanceof LocalBackend) return journalStoreOf(backend);
-  let store = sidecarStores.get(backend);
+  let store = stores.get(backend);
   if (!store) {
-    store = sidecarStore(backend);
-    sidecarStores.set(backend, store);
+    store = backend instanceof LocalBackend ? journalStoreOf(backend) : sidecarStore(backend);
+    stores.set(backend, store);
   }
   return store;
 }
