@@ -4,6 +4,7 @@
  * was acknowledged reads back exactly, nothing torn or temp is left, every stored chunk is in
  * exactly one checkpoint, the catalog matches the disk, and no replica job was lost.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../../src/app.js';
 import { makeTestEnv, openVault, type TestEnv } from '../support/harness.js';
@@ -46,7 +47,14 @@ describe('worker processes killed with SIGKILL at random moments', () => {
 
       await fleet.start(3);
       const ingest = (async () => {
-        const handles = await submit(vault!, workload, acks, { batch: 50 });
+        // Ten batches, each queued only once there were as many kills as batches before it
+        // (up to 8): the kills land among writes however fast the workers are.
+        const handles = await submit(vault!, workload, acks, {
+          batch: 50,
+          beforeBatch: async (index) => {
+            while (fleet!.kills < Math.min(index, 8)) await sleep(25);
+          },
+        });
         await acknowledge(handles, acks, 200_000);
       })();
       const kills = await fleet.chaos(rng, ingest, { minMs: 150, maxMs: 900, maxKills: 30 });
@@ -61,7 +69,7 @@ describe('worker processes killed with SIGKILL at random moments', () => {
       console.log(`[worker-kill] seed ${seed}: ${kills} kills, ${tornWritesSwept} temp files of killed writes swept, ${JSON.stringify(report.counts)}`);
       expectInvariants(report, 'npx vitest run --config vitest.faults.config.ts test/faults/worker-kill.faults.ts');
       // The scenario must have done what it claims: faults, and acknowledged work to protect.
-      expect(kills).toBeGreaterThanOrEqual(5);
+      expect(kills).toBeGreaterThanOrEqual(8);
       expect(report.counts.acknowledgedChunks).toBeGreaterThan(workload.chunks.length * 0.9);
     });
   }

@@ -9,6 +9,8 @@ import type { Acknowledgements, Workload } from './workload.js';
 export interface IngestOptions {
   /** Chunks per store() call; default 100. */
   batch?: number;
+  /** Awaited before each store() call with the batch's index: paces ingest to the faults, so they land among writes however fast the writes are. */
+  beforeBatch?: (index: number) => Promise<void>;
   from?: number;
   to?: number;
 }
@@ -17,6 +19,7 @@ export interface IngestOptions {
 export async function submit(vault: Chunkvault, workload: Workload, acks: Acknowledgements, options: IngestOptions = {}): Promise<StoreHandle[]> {
   const handles: StoreHandle[] = [];
   for (const tasks of workload.batches(options.batch ?? 100, undefined, options.from, options.to)) {
+    await options.beforeBatch?.(handles.length);
     const handle = await vault.producer.store(tasks);
     if (handle.rejected.length) throw new Error(`the producer refused ${handle.rejected.length} replica(s): ${handle.rejected[0]!.error}`);
     acks.track(handle);
