@@ -12,7 +12,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +22,7 @@ import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
 import { deleteKeys, makeTestEnv, openVault, waitFor, type TestEnv } from './support/harness.js';
 import { FaultyProxy } from './support/faulty-proxy.js';
 import { azureTestContainer, cloudServers, createTestBuckets, exportCredentials, REPO_ROOT, s3TestClient } from './support/cloud-servers.js';
+import { freeLoopbackPort } from '../src/redis/private-redis.js';
 
 const servers = cloudServers();
 exportCredentials(servers);
@@ -290,7 +290,7 @@ describe('a storage server stopped mid-run', () => {
 
   it('makes writes retry and succeed once it is back, with nothing lost or duplicated', async () => {
     azuriteDir = await mkdtemp(path.join(tmpdir(), 'cv-azurite-'));
-    port = await freePort();
+    port = await freeLoopbackPort();
     await startAzurite();
     const connectionString = servers.azure.connectionString.replace(/BlobEndpoint=[^;]+/, `BlobEndpoint=http://127.0.0.1:${port}/devstoreaccount1`);
     await (await azureContainer(connectionString)).create();
@@ -362,15 +362,6 @@ describe('an S3 server unreachable mid-run', () => {
   }, 240_000);
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 describe('bytes damaged on their way to a reader', () => {
   const proxies: FaultyProxy[] = [];

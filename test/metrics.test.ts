@@ -6,7 +6,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
@@ -17,6 +16,7 @@ import { startMetricsServer, type MetricsServer } from '../src/metrics/metrics-s
 import { createLogger } from '../src/logging/logger.js';
 import { ConfigError } from '../src/errors.js';
 import { makeTestEnv, openVault, spawnCli, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
+import { freeLoopbackPort } from '../src/redis/private-redis.js';
 
 let env: TestEnv;
 const vaults: Chunkvault[] = [];
@@ -120,13 +120,6 @@ function statusWithHost(url: string, host: string): Promise<number> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('GET /metrics of chunkvault serve', () => {
   it('reports the cluster exactly after writes with retries and failures, a corrupt read and its repair, a scrub, and queued work', async () => {
@@ -274,7 +267,7 @@ describe('a worker metrics server', () => {
 
 describe('chunkvault worker with chunkvault.metrics.worker_port', () => {
   it('serves what it wrote on its own port, logs per job, refuses a taken port, and stops serving on SIGTERM', async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     env = await makeTestEnv({ chunkvault: { retry: { attempts: 2, backoff_ms: 10 }, metrics: { worker_port: port } }, storage: { organization: { partition_by: 'node' } } });
     await fullDisk('gcp-node-1');
     const worker = await startWorkerProcess(env);
@@ -314,7 +307,7 @@ describe('chunkvault worker with chunkvault.metrics.worker_port', () => {
     expect(second.code).toBe(2);
     expect(second.stderr).toContain(`worker metrics port 127.0.0.1:${port} is in use`);
     // --metrics-port gives it its own.
-    const otherPort = await freePort();
+    const otherPort = await freeLoopbackPort();
     const third = spawnCli(['worker', '--config', env.configPath, '--metrics-port', String(otherPort)], { LOG_LEVEL: 'info' });
     closers.push(async () => {
       if (third.exitCode === null) third.kill('SIGKILL');

@@ -7,11 +7,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { waitFor } from '../../support/harness.js';
+import { freeLoopbackPort } from '../../../src/redis/private-redis.js';
 
 const STATE = process.env.CHUNKVAULT_CLOUD_STATE ?? '/tmp/chunkvault-cloud-servers';
 const CEPH_CONF = path.join(STATE, 'ceph', 'ceph.conf');
@@ -34,7 +34,7 @@ export class PrivateRadosgw {
     if (!existsSync(CEPH_CONF)) {
       throw new Error(`no Ceph cluster config at ${CEPH_CONF}: start the cloud test servers with \`bash .ci/cloud-servers start\``);
     }
-    const gateway = new PrivateRadosgw(await freePort(), await mkdtemp(path.join(tmpdir(), 'cv-rgw-')));
+    const gateway = new PrivateRadosgw(await freeLoopbackPort(), await mkdtemp(path.join(tmpdir(), 'cv-rgw-')));
     await gateway.resume();
     return gateway;
   }
@@ -86,12 +86,3 @@ export class PrivateRadosgw {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
