@@ -3,7 +3,7 @@
  * producer and handlers, and hands them to constructors. Nothing else creates them.
  * `close()` releases everything in reverse order.
  */
-import { FlowProducer, Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/config.schema.js';
 import { unimplementedSettings } from './config/load-config.js';
@@ -16,7 +16,7 @@ import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
 import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
 import { ReplicaRepairer } from './jobs/replica-repair.job.js';
-import { QUEUE_NAMES, finalizeJobIdOfStagedKey } from './jobs/job-table.js';
+import { QUEUE_NAMES, finalizeJobIdOfStagedKey, replicaJobId } from './jobs/job-table.js';
 import { CheckpointIndex } from './catalog/checkpoint-index.js';
 import { CheckpointService } from './checkpoints/checkpoint-service.js';
 import { ChunkReader } from './reads/chunk-reader.js';
@@ -44,7 +44,6 @@ export class Chunkvault {
   readonly #repairs: RepairScheduler;
   readonly #redis: Redis;
   readonly #catalogRedis: Redis;
-  readonly #flows: FlowProducer;
   readonly #queues: Record<string, Queue>;
   readonly #pools: WorkerPool[] = [];
   #closed = false;
@@ -63,14 +62,12 @@ export class Chunkvault {
     this.#redis = redis;
     this.#catalogRedis = catalogRedis;
     const prefix = keyRoot(config.chunkvault.redis.prefix);
-    this.#flows = new FlowProducer({ connection: redis, prefix });
     this.#queues = Object.fromEntries(Object.values(QUEUE_NAMES).map((name) => [name, new Queue(name, { connection: redis, prefix })]));
     // BullMQ re-emits connection errors on each queue and prints them raw to stderr when no one
     // listens; the connection's own listener (openChunkvault) already logs them structured.
     const quiet = (error: Error): void => logger.debug({ err: error }, 'queue connection error');
-    this.#flows.on('error', quiet);
     for (const queue of Object.values(this.#queues)) queue.on('error', quiet);
-    this.producer = new ChunkProducer({ config, catalog, backends, staging, flows: this.#flows, logger });
+    this.producer = new ChunkProducer({ config, catalog, backends, staging, replicas: this.#queues[QUEUE_NAMES.replicas]!, logger });
     this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
     this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger, metrics: this.metrics });
@@ -104,15 +101,14 @@ export class Chunkvault {
       });
     }
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
-    const finalizers = this.#queues[QUEUE_NAMES.chunks]!;
     const orphans = await staging
-      .sweepOrphans(async (stagedKey) => (await finalizers.getJob(finalizeJobIdOfStagedKey(stagedKey))) !== undefined, config.chunkvault.worker.stale_temp_after_ms)
+      .sweepOrphans((stagedKey) => this.#stagedBytesNeeded(stagedKey), config.chunkvault.worker.stale_temp_after_ms)
       .catch((error: unknown) => {
-        logger.warn({ err: error }, 'could not look for staged chunks no flow refers to; will try at the next start');
+        logger.warn({ err: error }, 'could not look for staged chunks no job needs; will try at the next start');
         return 0;
       });
-    if (orphans > 0) logger.warn({ freed: orphans }, 'freed staged chunks whose flow is gone (producer died before queuing, or Redis lost the queue)');
-    const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics });
+    if (orphans > 0) logger.warn({ freed: orphans }, 'freed staged chunks no job needs any more (a worker died before freeing them, the producer died before queuing, or Redis lost the queue)');
+    const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics, checkpoints: this.checkpoints });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
     const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger, metrics });
     const maintenanceRunner = new MaintenanceRunner({ maintenance: this.maintenance, logger });
@@ -137,6 +133,23 @@ export class Chunkvault {
     await this.checkpoints.sealDue();
     await this.maintenance.ensureSchedule();
     return pool;
+  }
+
+  /**
+   * Whether a job may still read the staged bytes `<chunkId>@<tag>`: a `chunk.finalize` parent
+   * that will free them exists (a flow from a foreign producer), or a replica of the chunk is
+   * queued in the catalog and its job is still waiting, delayed or running.
+   */
+  async #stagedBytesNeeded(stagedKey: string): Promise<boolean> {
+    if (await this.#queues[QUEUE_NAMES.chunks]!.getJob(finalizeJobIdOfStagedKey(stagedKey))) return true;
+    const chunkId = stagedKey.slice(0, stagedKey.lastIndexOf('@'));
+    const replicas = this.#queues[QUEUE_NAMES.replicas]!;
+    for (const replica of await this.catalog.listReplicas(chunkId)) {
+      if (replica.status !== 'queued') continue;
+      const state = await replicas.getJobState(replicaJobId(chunkId, replica.replicaId, replica.generation));
+      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return true;
+    }
+    return false;
   }
 
   /** The BullMQ queue named `name` (for adding jobs by hand, e.g. a scrub). */
@@ -165,7 +178,7 @@ export class Chunkvault {
     if (this.#closed) return;
     this.#closed = true;
     for (const pool of this.#pools.reverse()) await pool.close(this.config.chunkvault.worker.shutdown_timeout_ms);
-    await this.#flows.close();
+    await this.checkpoints.settled();
     for (const queue of Object.values(this.#queues)) await queue.close();
     for (const connection of [this.#redis, this.#catalogRedis]) await connection.quit().catch(() => connection.disconnect());
     await this.backends.close();

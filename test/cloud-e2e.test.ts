@@ -382,7 +382,7 @@ describe('bytes damaged on their way to a reader', () => {
     const [task] = tasksOn(['aws', 'azure'], 1, 'transit', () => randomBytes(40_000));
     const results = await (await vault.producer.store([task!])).results({ timeoutMs: 60_000 });
     expect(results.map((r) => r.status)).toEqual(['stored', 'stored']);
-    await waitFor('the chunk to be finalized', async () => (await vault!.queue('chunks').getJobCounts('completed')).completed === 1);
+    await waitFor('both replica jobs to complete', async () => (await vault!.queue('replicas').getJobCounts('completed')).completed === 2);
     await pool.close(10_000);
 
     for (const proxy of [s3, azure]) proxy.randomFaults = { seed: 1, corruptDownloadRate: 1 };

@@ -37,14 +37,14 @@ async function store(tasks: DistributionTask[]): Promise<StoredChunk[]> {
 }
 
 /**
- * Stores with an in-process pool and stops it once every chunk is finalized, so a repair a
+ * Stores with an in-process pool and stops it once every chunk has ended, so a repair a
  * later read queues waits until the test starts workers again (the state in between can be
  * looked at without racing the repair).
  */
 async function storeThenStopWorkers(tasks: DistributionTask[]): Promise<StoredChunk[]> {
   const pool: WorkerPool = await vault.startWorkers();
   const results = await store(tasks);
-  await waitFor('staged bytes to be freed (chunks finalized)', async () => (await filesUnder(env.stagingDir)).length === 0);
+  await waitFor('staged bytes to be freed (chunks ended)', async () => (await filesUnder(env.stagingDir)).length === 0);
   await pool.close(10_000);
   return results;
 }

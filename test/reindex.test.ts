@@ -135,7 +135,7 @@ describe('reindex', () => {
     expect(again.map((r) => r.status)).toEqual(Array(6).fill('stored'));
   });
 
-  it('frees the staged bytes of flows Redis lost at the next worker start, and keeps those a queued flow still needs', async () => {
+  it('frees the staged bytes of jobs Redis lost and of chunks that ended at the next worker start, and keeps those a queued job still needs', async () => {
     redisServer = await startPrivateRedis();
     env = await makeTestEnv({ chunkvault: { worker: { stale_temp_after_ms: 1 } } }, redisServer.url);
     vault = await openVault(env);
@@ -148,7 +148,15 @@ describe('reindex', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
 
     await vault.startWorkers();
-    expect((await live.results({ timeoutMs: 30_000 })).map((r) => r.status)).toEqual(['stored', 'stored']);
+    const stored = await live.results({ timeoutMs: 30_000 });
+    expect(stored.map((r) => r.status)).toEqual(['stored', 'stored']);
+    expect(await readdir(env.stagingDir)).toEqual([]);
+
+    // A worker that died between recording the chunk's end and freeing its staged bytes
+    // leaves them behind: the next worker start frees them (no job needs them).
+    await writeFile(path.join(env.stagingDir, `${stored[0]!.chunkId}@0123456789abcdef`), 'left behind');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await vault.startWorkers();
     expect(await readdir(env.stagingDir)).toEqual([]);
   });
 

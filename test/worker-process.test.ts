@@ -19,9 +19,12 @@ afterEach(async () => {
   await env?.cleanup();
 });
 
-/** One large chunk (so a write takes long enough to be caught mid-way), flat layout: data/big/big_r0.dat. */
-async function queueBigChunk(sizeMiB: number): Promise<{ task: DistributionTask; dir: string; sha: string }> {
-  env = await makeTestEnv({ storage: { organization: { partition_by: 'flat' }, integrity: { checksum_algorithm: 'sha256' } } });
+/** One large chunk (so a write takes long enough to be caught mid-way), flat layout: data/big@big_r0.dat. */
+async function queueBigChunk(sizeMiB: number, attempts = 3): Promise<{ task: DistributionTask; dir: string; sha: string }> {
+  env = await makeTestEnv({
+    storage: { organization: { partition_by: 'flat' }, integrity: { checksum_algorithm: 'sha256' } },
+    chunkvault: { retry: { attempts, backoff_ms: 50 } },
+  });
   vault = await openVault(env);
   const chunkData = randomBytes(sizeMiB * 1024 * 1024);
   const task: DistributionTask = {
@@ -63,6 +66,35 @@ describe('a worker process', () => {
     expect(await tempFilesIn(dir)).toEqual([]);
     second.kill('SIGTERM');
     expect((await second.done).code).toBe(0);
+  });
+
+  it('that dies every time it writes a replica gives it up after as many stalls as write attempts: recorded failed saying why, staged bytes freed', async () => {
+    // One attempt allowed: a job may stall once; the run after its second stall records it failed.
+    const { dir } = await queueBigChunk(256, 1);
+    for (let kill = 1; kill <= 2; kill++) {
+      const worker = await startWorkerProcess(env);
+      children.push(worker);
+      await waitFor(`write ${kill} to be under way`, async () => (await tempFilesIn(dir)).length > 0, 30_000, 1);
+      worker.kill('SIGKILL');
+      await worker.done;
+      expect((await vault.catalog.getReplica('big', 'big_r0'))!.status).toBe('queued');
+    }
+    expect(await readdir(env.stagingDir)).toHaveLength(1);
+
+    const third = await startWorkerProcess(env);
+    children.push(third);
+    const record = await waitFor('the replica to be given up', async () => {
+      const r = await vault.catalog.getReplica('big', 'big_r0');
+      return r?.status === 'failed' ? r : undefined;
+    }, 50_000);
+    expect(record.error).toMatch(/^replica big_r0 of chunk big: given up after its worker stopped 2 times while writing it/);
+    expect((await vault.catalog.getChunk('big'))!.status).toBe('failed');
+    expect(await readdir(env.stagingDir)).toEqual([]);
+    // The catalog is written by the job itself, just before BullMQ records the job failed.
+    await waitFor('the job to be failed', async () => (await vault.queue('replicas').getJobState('big_r0@big')) === 'failed');
+    expect(await tempFilesIn(dir)).toEqual([]);
+    third.kill('SIGTERM');
+    expect((await third.done).code).toBe(0);
   });
 
   it('stopped with SIGTERM during a write finishes the active job, closes and exits 0', async () => {

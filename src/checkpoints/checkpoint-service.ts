@@ -49,6 +49,8 @@ export interface CheckpointServiceDeps {
 
 export class CheckpointService {
   readonly #deps: CheckpointServiceDeps;
+  #sealing: Promise<void> | undefined;
+  #sealAgain = false;
 
   constructor(deps: CheckpointServiceDeps) {
     this.#deps = deps;
@@ -79,6 +81,34 @@ export class CheckpointService {
         }
       });
     }
+  }
+
+  /**
+   * Seals due intervals in the background: what a worker calls each time a chunk ends. Calls
+   * made while a seal runs are folded into one more look once it is done, so a burst of
+   * ended chunks costs one ledger read, not one each. Failures are logged; the worker pool's
+   * periodic sealing tries again. `settled()` waits for it.
+   */
+  sealSoon(): void {
+    if (this.#sealing) {
+      this.#sealAgain = true;
+      return;
+    }
+    this.#sealing = (async () => {
+      do {
+        this.#sealAgain = false;
+        await this.sealDue();
+      } while (this.#sealAgain);
+    })()
+      .catch((error: unknown) => this.#deps.logger.warn({ err: error }, 'could not seal due checkpoints; the worker pool tries again'))
+      .finally(() => {
+        this.#sealing = undefined;
+      });
+  }
+
+  /** Resolves once no background seal (sealSoon) is running. */
+  async settled(): Promise<void> {
+    while (this.#sealing) await this.#sealing;
   }
 
   /**

@@ -25,23 +25,30 @@ export const JOB_ID_PATTERNS: Record<Exclude<JobName, 'maintenance.run'>, string
   'replica.repair': `^${ID}@${ID}#repair-[0-9]+$`,
 };
 
+const keep = {
+  removeOnComplete: z.object({ age: z.number().int().nonnegative().describe(`chunkvault.jobs.keep_completed_seconds (default ${DEFAULTS.jobs.keep_completed_seconds})`) }).strict(),
+  removeOnFail: z.object({ age: z.number().int().nonnegative().describe(`chunkvault.jobs.keep_failed_seconds (default ${DEFAULTS.jobs.keep_failed_seconds})`) }).strict(),
+};
 const retried = {
   attempts: z.number().int().min(1).max(100).describe(`chunkvault.retry.attempts (default ${DEFAULTS.retry.attempts}): total tries, the first included`),
   backoff: z
     .object({ type: z.literal('exponential'), delay: z.number().int().nonnegative().describe(`chunkvault.retry.backoff_ms (default ${DEFAULTS.retry.backoff_ms})`) })
     .strict(),
-  removeOnComplete: z.object({ age: z.number().int().nonnegative().describe(`chunkvault.jobs.keep_completed_seconds (default ${DEFAULTS.jobs.keep_completed_seconds})`) }).strict(),
-  removeOnFail: z.object({ age: z.number().int().nonnegative().describe(`chunkvault.jobs.keep_failed_seconds (default ${DEFAULTS.jobs.keep_failed_seconds})`) }).strict(),
+  ...keep,
 };
 
-/** The options chunkvault's own producer passes; a foreign producer passes the same. */
+/** The options chunkvault's own producer and repairs pass; a foreign producer passes the same. */
 export const JOB_OPTIONS_SCHEMAS = {
   'replica.write': z
     .object({
       jobId: z.string().regex(new RegExp(JOB_ID_PATTERNS['replica.write'])),
-      ...retried,
-      // The chunk's parent must run when a replica fails for good, to record it and free the staged bytes.
-      ignoreDependencyOnFailure: z.literal(true),
+      attempts: retried.attempts,
+      backoff: retried.backoff,
+      // chunkvault's producer leaves these to the workers, which apply chunkvault.jobs to jobs without them.
+      removeOnComplete: keep.removeOnComplete.optional(),
+      removeOnFail: keep.removeOnFail.optional(),
+      // Inside a flow: the chunk's parent must run when a replica fails for good, to free the staged bytes.
+      ignoreDependencyOnFailure: z.literal(true).optional().describe('required when the job is a child of a chunk.finalize flow'),
     })
     .strict(),
   'chunk.finalize': z.object({ jobId: z.string().regex(new RegExp(JOB_ID_PATTERNS['chunk.finalize'])), ...retried }).strict(),
@@ -99,7 +106,10 @@ export function buildJobSchemaDocument(): JsonObject {
     },
     storeAChunk: {
       description:
-        'How chunkvault\'s producer queues one chunk (ChunkProducer.store); do the same to store one from another BullMQ client.',
+        'How to store one chunk from another BullMQ client. chunkvault\'s own producer registers the chunk and its replicas ' +
+        'in its catalog first and then queues the replica.write jobs alone (the job that ends the chunk frees the staged ' +
+        'bytes); a foreign producer cannot write the catalog, so it queues them as the children of a chunk.finalize parent, ' +
+        'which frees the staged bytes once every child has ended.',
       steps: [
         'Compute the checksum of the chunk\'s bytes with storage.integrity.checksum_algorithm (md5 by default; lowercase hex).',
         'For each replica, its job id: <replicaId>@<chunkId> (a later retry of a replica that failed for good appends #<generation>, 1, 2, ...).',
@@ -121,8 +131,12 @@ export function buildJobSchemaDocument(): JsonObject {
 }
 
 const JOB_NOTES: Record<JobName, JsonObject> = {
-  'replica.write': { description: 'Writes one replica from the staged bytes, verifies it and records it in the catalog. Queued as a child of the chunk\'s `chunk.finalize` flow.' },
-  'chunk.finalize': { description: 'Parent of a chunk\'s replica writes: runs once all of them ended; records replicas that ended without a result, frees the staged bytes, seals due checkpoints.' },
+  'replica.write': {
+    description:
+      'Writes one replica from the staged bytes, verifies it and records it in the catalog. Queued alone by chunkvault\'s producer, ' +
+      'or as a child of a `chunk.finalize` flow by a foreign producer.',
+  },
+  'chunk.finalize': { description: 'Parent of a foreign producer\'s replica writes of one chunk: runs once all of them ended; records replicas that ended without a result, frees the staged bytes, seals due checkpoints.' },
   'replica.repair': { description: 'Rewrites a replica a read found bad, from a good one. Queued by chunkvault itself (reads, scrubs, checkpoint verification).' },
   'maintenance.run': {
     description: 'One maintenance pass (retention, compression, scrub). Put there by the job scheduler (storage.cleanup.cleanup_schedule) or `chunkvault maintenance scrub`; data {} runs every pass.',

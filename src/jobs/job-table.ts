@@ -2,9 +2,11 @@
  * Every job chunkvault runs, in one table: name -> queue -> payload schema. The worker pool
  * refuses to start unless each job here has exactly one handler.
  *
- * A chunk is one BullMQ flow: a `chunk.finalize` parent on the `chunks` queue with one
- * `replica.write` child per replica on the `replicas` queue. The parent runs once every
- * child has ended (completed or failed for good), which is when the chunk has ended.
+ * chunkvault's producer queues one `replica.write` job per replica on the `replicas` queue
+ * after registering the chunk in the catalog; the job whose outcome ends the chunk frees its
+ * staged bytes. A producer that cannot register chunks (another language, its own BullMQ
+ * client) queues a BullMQ flow instead: a `chunk.finalize` parent on the `chunks` queue with
+ * the replica writes as children, which runs once every child has ended and does the same.
  * `replica.repair` rewrites a replica a read found bad, from a good one. `maintenance.run`
  * (queue `maintenance`, put there by the job scheduler or `chunkvault scrub`) runs a pass.
  */
@@ -34,8 +36,8 @@ export function repairJobId(chunkId: string, replicaId: string, corruption: numb
 }
 
 /**
- * BullMQ job id of the `chunk.finalize` job that frees the staged bytes under `stagedKey`: the
- * producer names a flow's staged bytes `<chunkId>@<flowTag>` and its parent `chunk@<chunkId>#<flowTag>`.
+ * BullMQ job id of the `chunk.finalize` job that frees the staged bytes under `stagedKey` when a
+ * flow queued them: a flow names its staged bytes `<chunkId>@<flowTag>` and its parent `chunk@<chunkId>#<flowTag>`.
  */
 export function finalizeJobIdOfStagedKey(stagedKey: string): string {
   const at = stagedKey.lastIndexOf('@');

@@ -1,17 +1,19 @@
 /**
  * The last steps of making a replica durable, shared by writes and repairs: read the object
  * back and check it (verify_on_write), store its metadata (store_metadata: a sidecar object, or a line in a local backend's journal), and
- * record it stored in the catalog. Called only after the backend's put succeeded.
+ * record it stored in the catalog. Called only after the backend's put succeeded. Returns the
+ * chunk's status afterwards.
  */
 import type { Config } from '../config/config.schema.js';
 import type { Backend } from '../backends/backend.js';
 import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
+import type { ChunkStatus } from '../domain/types.js';
 import { BackendIoError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { metadataStoreOf } from '../catalog/metadata-store.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
-export async function commitReplica(config: Config, catalog: Catalog, metrics: ProcessMetrics, backend: Backend, record: StoredReplicaInput): Promise<void> {
+export async function commitReplica(config: Config, catalog: Catalog, metrics: ProcessMetrics, backend: Backend, record: StoredReplicaInput): Promise<ChunkStatus> {
   if (config.storage.integrity.verify_on_write) {
     const elapsed = startTimer();
     const readBack = await checksumOfStream(await backend.get(record.path), record.algorithm);
@@ -27,5 +29,5 @@ export async function commitReplica(config: Config, catalog: Catalog, metrics: P
   if (config.storage.integrity.store_metadata) {
     await metadataStoreOf(backend).record(record);
   }
-  await catalog.recordStored(record);
+  return catalog.recordStored(record);
 }

@@ -4,8 +4,15 @@
  * Idempotent (jobs may run twice): a replica already recorded as stored whose object is
  * still there is returned as it is; otherwise the same storage key is written again.
  * Order: validate -> reserve quota -> put (checksum checked while writing, atomic) ->
- * commitReplica (read back and verify, metadata sidecar, catalog). A crash before the catalog step
+ * commitReplica (read back and verify, metadata, catalog). A crash before the catalog step
  * leaves at most a complete object that the retry overwrites with the same bytes.
+ *
+ * Every way a write ends for good (stored, failed, given up after its worker died too often)
+ * is recorded in the catalog by this job, and the catalog's script says whether that ended
+ * the chunk (no replica of it left queued). The job that ends the chunk frees its staged
+ * bytes and asks for due checkpoints to be sealed. A job queued inside a flow (by a producer
+ * that does not register chunks in the catalog, see docs/job-schema.json) leaves both to its
+ * `chunk.finalize` parent, since the catalog may not know the chunk's other replicas yet.
  */
 import type { Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
@@ -15,11 +22,13 @@ import { UNROUTED_BACKEND, type BackendRegistry } from '../backends/backend-regi
 import type { Backend } from '../backends/backend.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
-import type { StoredChunk } from '../domain/types.js';
+import type { ChunkStatus, StoredChunk } from '../domain/types.js';
+import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
 import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
 import { describeIssues, replicaWriteDataSchema, type ReplicaWriteData } from './job-data.js';
+import { stallsOf } from '../worker/worker-pool.js';
 import { commitReplica } from './replica-commit.js';
 import { jobLogger } from './job-logger.js';
 
@@ -30,6 +39,7 @@ export interface ReplicaWriterDeps {
   staging: StagingArea;
   logger: Logger;
   metrics: ProcessMetrics;
+  checkpoints: Pick<CheckpointService, 'sealSoon'>;
 }
 
 export class ReplicaWriter {
@@ -53,17 +63,26 @@ export class ReplicaWriter {
     if ('problem' in route) {
       // No configuration change reaches a running job: fail it now, naming the provider.
       const message = `replica ${data.replicaId} of chunk ${data.chunkId}: ${route.problem}`;
-      await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, UNROUTED_BACKEND, message, attempt);
+      await this.#chunkMayHaveEnded(job, data, await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, UNROUTED_BACKEND, message, attempt));
       metrics.writeAttempt(UNROUTED_BACKEND, data.cloudProvider, 'failed');
       jobLogger(this.#deps.logger, job, { chunkId: data.chunkId, replicaId: data.replicaId, cloudProvider: data.cloudProvider }).error(message);
       throw new UnrecoverableError(message);
     }
     const backend = route.backend;
     const log = jobLogger(this.#deps.logger, job, { chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
+    const stalls = stallsOf(job);
+    if (stalls > maxAttempts) {
+      const message = `replica ${data.replicaId} of chunk ${data.chunkId}: given up after its worker stopped ${stalls} times while writing it (crashed, killed or blocked past the job lock)`;
+      await this.#chunkMayHaveEnded(job, data, await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, backend.name, message, attempt));
+      metrics.writeAttempt(backend.name, data.cloudProvider, 'failed');
+      log.error({ stalls }, message);
+      throw new UnrecoverableError(message);
+    }
     try {
-      const { stored, wrote } = await this.#write(data, backend, attempt);
+      const { stored, wrote, chunkStatus } = await this.#write(data, backend, attempt);
       metrics.writeAttempt(backend.name, data.cloudProvider, wrote ? 'stored' : 'skipped');
       log.debug({ path: stored.storagePath, attempt }, wrote ? 'replica stored' : 'replica already stored');
+      await this.#chunkMayHaveEnded(job, data, chunkStatus);
       return stored;
     } catch (error) {
       const retryable = error instanceof ChunkvaultError ? error.retryable : !(error instanceof UnrecoverableError);
@@ -71,8 +90,9 @@ export class ReplicaWriter {
       const message = describeError(error);
       metrics.writeAttempt(backend.name, data.cloudProvider, final ? 'failed' : 'retried');
       if (final) {
-        await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, backend.name, message, attempt);
+        const chunkStatus = await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, backend.name, message, attempt);
         log.error({ err: error, attempt, maxAttempts }, 'replica write failed for good');
+        await this.#chunkMayHaveEnded(job, data, chunkStatus);
       } else {
         await this.#deps.catalog.recordAttempt(data.chunkId, data.replicaId, attempt, message);
         log.warn({ err: error, attempt, maxAttempts }, 'replica write failed; will retry');
@@ -82,15 +102,33 @@ export class ReplicaWriter {
     }
   }
 
+  /**
+   * After this job recorded the replica's final outcome: when the chunk has ended (no replica
+   * of it queued), frees its staged bytes and asks for due checkpoints. A failure to free them
+   * does not fail the write (the replica is durable and recorded); the staging sweep frees
+   * what is left when a worker starts.
+   */
+  async #chunkMayHaveEnded(job: Job, data: ReplicaWriteData, chunkStatus: ChunkStatus | 'unknown'): Promise<void> {
+    if (job.parentKey || chunkStatus === 'pending' || chunkStatus === 'unknown') return;
+    await this.#deps.staging.release(data.stagedKey).catch((error: unknown) => {
+      this.#deps.logger.warn({ err: error, chunkId: data.chunkId, stagedKey: data.stagedKey }, 'could not free the staged bytes of an ended chunk; the staging sweep will');
+    });
+    this.#deps.checkpoints.sealSoon();
+  }
+
   /** `wrote` is false when the replica was already stored (an idempotent re-run). */
-  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<{ stored: StoredChunk; wrote: boolean }> {
+  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<{ stored: StoredChunk; wrote: boolean; chunkStatus: ChunkStatus | 'unknown' }> {
     const { config, catalog, staging, metrics } = this.#deps;
     const key = dataKeyOf(config.storage.organization.partition_by, data);
 
     const existing = await catalog.getReplica(data.chunkId, data.replicaId);
     if (existing?.status === 'stored' && existing.checksum === data.checksum && existing.backend === backend.name) {
       const object = await backend.head(existing.path);
-      if (object?.sizeBytes === existing.sizeBytes) return { stored: toStoredChunk(existing.path, backend.name, data, existing.storedAt), wrote: false };
+      if (object?.sizeBytes === existing.sizeBytes) {
+        // A re-run (its first run may have died before freeing the staged bytes): the chunk's status says whether it ended.
+        const chunkStatus = (await catalog.getChunk(data.chunkId))?.status ?? 'unknown';
+        return { stored: toStoredChunk(existing.path, backend.name, data, existing.storedAt), wrote: false, chunkStatus };
+      }
     }
     if (existing && existing.checksum !== data.checksum) {
       throw new InvalidInputError(`chunk ${data.chunkId} is recorded with checksum ${existing.checksum}, job says ${data.checksum}`);
@@ -117,7 +155,7 @@ export class ReplicaWriter {
     metrics.wrote(backend.name, elapsed(), data.sizeBytes);
 
     const storedAt = new Date().toISOString();
-    await commitReplica(config, catalog, metrics, backend, {
+    const chunkStatus = await commitReplica(config, catalog, metrics, backend, {
       chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
       checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
       targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
@@ -129,7 +167,7 @@ export class ReplicaWriter {
         this.#deps.logger.warn({ err: error, chunkId: data.chunkId, replicaId: data.replicaId, path: existing.path }, 'could not remove the replica\'s old object');
       });
     }
-    return { stored: toStoredChunk(key, backend.name, data, storedAt), wrote: true };
+    return { stored: toStoredChunk(key, backend.name, data, storedAt), wrote: true, chunkStatus };
   }
 }
 

@@ -1,12 +1,14 @@
 /**
  * The producer: what a coordinator calls to have chunks stored. Per chunk it validates the
- * task, computes the checksum, records the chunk in the catalog, stages the bytes once and
- * queues one flow: a `chunk.finalize` parent with one `replica.write` child per replica.
- * Replicas already stored are not queued again; job ids are deterministic, so queuing the
- * same replica twice stores it once.
+ * task, computes the checksum, records the chunk and its replicas in the catalog, stages the
+ * bytes once and queues one `replica.write` job per replica. The catalog then knows when the
+ * chunk has ended (no replica of it queued), so the job that ends it frees the staged bytes:
+ * no parent job per chunk (a BullMQ flow's parent and its dependency set were a third of
+ * the Redis memory per queued replica). Replicas already stored are not queued again; job
+ * ids are deterministic, so queuing the same replica twice stores it once.
  */
 import { createHash } from 'node:crypto';
-import type { FlowJob, FlowProducer } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
@@ -15,8 +17,8 @@ import type { Logger } from '../logging/logger.js';
 import type { DistributionTask, ReplicaPlacement, StoredChunk } from '../domain/types.js';
 import { describeError } from '../errors.js';
 import { checksumOf } from '../integrity/checksum.js';
-import { JOBS, replicaJobId } from '../jobs/job-table.js';
-import type { ChunkFinalizeData, ReplicaWriteData } from '../jobs/job-data.js';
+import { replicaJobId } from '../jobs/job-table.js';
+import type { ReplicaWriteData } from '../jobs/job-data.js';
 import { distributionTaskSchema } from './task-schema.js';
 import { StoreHandle, type ReplicaRef } from './store-handle.js';
 
@@ -25,12 +27,13 @@ export interface ChunkProducerDeps {
   catalog: Catalog;
   backends: BackendRegistry;
   staging: StagingArea;
-  flows: FlowProducer;
+  /** The `replicas` queue. */
+  replicas: Queue;
   logger: Logger;
 }
 
-/** Flows sent to Redis per round trip. */
-const FLOW_BATCH = 200;
+/** Replica jobs sent to Redis per round trip. */
+const JOB_BATCH = 400;
 /** Chunks hashed and staged at once at most (their fsyncs share directory commits: see directory-sync). */
 const PREPARE_CONCURRENCY = 32;
 /** Bytes being hashed and staged at once, so big chunks finish (and reach the workers) one by one rather than all together. */
@@ -57,19 +60,19 @@ export class ChunkProducer {
   async store(tasks: readonly DistributionTask[]): Promise<StoreHandle> {
     if (!Array.isArray(tasks)) throw new TypeError('store() takes an array of distribution tasks');
     const eligible = tasks.filter((task) => task?.status === 'completed');
-    // Prepared concurrently, reported in the order given. Flows go to Redis as soon as they
+    // Prepared concurrently, reported in the order given. Jobs go to Redis as soon as they
     // are ready, one addBulk at a time: whatever is ready when the previous one returns goes
     // next, so workers start on the first chunks while later ones are still being staged.
     const outcomes: Array<Awaited<ReturnType<ChunkProducer['prepare']>>> = new Array(eligible.length);
-    const ready: FlowJob[] = [];
+    const ready: QueuedJob[] = [];
     let sending: Promise<void> | undefined;
     let sendFailure: unknown;
-    let flowCount = 0;
+    let jobCount = 0;
     const pump = (): void => {
       if (sending || ready.length === 0 || sendFailure !== undefined) return;
-      const batch = ready.splice(0, FLOW_BATCH);
-      flowCount += batch.length;
-      sending = this.#deps.flows.addBulk(batch).then(
+      const batch = ready.splice(0, JOB_BATCH);
+      jobCount += batch.length;
+      sending = this.#deps.replicas.addBulk(batch).then(
         () => {
           sending = undefined;
           pump();
@@ -86,8 +89,8 @@ export class ChunkProducer {
         const index = next++;
         const outcome = await this.prepare(eligible[index]!);
         outcomes[index] = outcome;
-        if (outcome.flow) {
-          ready.push(outcome.flow);
+        if (outcome.jobs.length) {
+          ready.push(...outcome.jobs);
           pump();
         }
       }
@@ -104,17 +107,17 @@ export class ChunkProducer {
       tracked.push(...outcome.tracked);
     }
 
-    this.#deps.logger.info({ tasks: tasks.length, replicas: tracked.length, rejected: rejected.length, flows: flowCount }, 'chunks queued');
+    this.#deps.logger.info({ tasks: tasks.length, replicas: tracked.length, rejected: rejected.length, jobs: jobCount }, 'chunks queued');
     return new StoreHandle(this.#deps.catalog, tracked, rejected);
   }
 
-  private async prepare(task: DistributionTask): Promise<{ tracked: ReplicaRef[]; rejected: StoredChunk[]; flow?: FlowJob }> {
+  private async prepare(task: DistributionTask): Promise<{ tracked: ReplicaRef[]; rejected: StoredChunk[]; jobs: QueuedJob[] }> {
     const completed = (Array.isArray(task.replicas) ? task.replicas : []).filter((r) => r?.status === 'completed');
-    if (completed.length === 0) return { tracked: [], rejected: [] };
+    if (completed.length === 0) return { tracked: [], rejected: [], jobs: [] };
     const parsed = distributionTaskSchema.safeParse({ ...task, replicas: completed });
     if (!parsed.success) {
       const reason = `invalid task ${textOf(task.taskId)}: ${parsed.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; ')}`;
-      return { tracked: [], rejected: completed.map((r) => rejectedResult(task, r, reason)) };
+      return { tracked: [], rejected: completed.map((r) => rejectedResult(task, r, reason)), jobs: [] };
     }
     const { config, catalog, backends, staging } = this.#deps;
     // A replica whose provider routes to no configured backend is refused alone; the chunk's other replicas go ahead.
@@ -125,7 +128,7 @@ export class ChunkProducer {
       if ('problem' in route) unroutable.push(rejectedResult(task, r, `replica ${r.replicaId} of chunk ${task.chunkId}: ${route.problem}`));
       else replicas.push({ ...r, backend: route.backend.name });
     }
-    if (replicas.length === 0) return { tracked: [], rejected: unroutable };
+    if (replicas.length === 0) return { tracked: [], rejected: unroutable, jobs: [] };
     const algorithm = config.storage.integrity.checksum_algorithm;
     const bytes = task.chunkData;
     let registered: Array<{ replicaId: string; backend: string }> = [];
@@ -140,58 +143,38 @@ export class ChunkProducer {
       });
       const tracked = replicas.map((r) => ({ chunkId: task.chunkId, replicaId: r.replicaId }));
       const toWrite = registration.replicas.filter((r) => r.action === 'enqueue');
-      if (toWrite.length === 0) return { tracked, rejected: unroutable };
+      if (toWrite.length === 0) return { tracked, rejected: unroutable, jobs: [] };
       registered = toWrite.map((r) => ({ replicaId: r.replicaId, backend: byIdOf(replicas, r.replicaId).backend }));
 
       const jobIds = toWrite.map((r) => replicaJobId(task.chunkId, r.replicaId, r.generation));
-      const flowTag = createHash('sha256').update(`${checksum}\0${jobIds.join('\0')}`).digest('hex').slice(0, 16);
-      const stagedKey = `${task.chunkId}@${flowTag}`;
+      // Staged once per (bytes, set of jobs): the same call repeated stages to the same name.
+      const stageTag = createHash('sha256').update(`${checksum}\0${jobIds.join('\0')}`).digest('hex').slice(0, 16);
+      const stagedKey = `${task.chunkId}@${stageTag}`;
       await staging.stage(stagedKey, bytes, checksum, algorithm);
 
-      const keep = config.chunkvault.jobs;
-      const finalizeData: ChunkFinalizeData = { chunkId: task.chunkId, stagedKey, replicas: toWrite.map((r) => ({ replicaId: r.replicaId, generation: r.generation })) };
-      const flow: FlowJob = {
-        name: 'chunk.finalize',
-        queueName: JOBS['chunk.finalize'].queue,
-        data: finalizeData,
-        opts: {
-          jobId: `chunk@${task.chunkId}#${flowTag}`,
-          attempts: config.chunkvault.retry.attempts,
-          backoff: { type: 'exponential', delay: config.chunkvault.retry.backoff_ms },
-          removeOnComplete: { age: keep.keep_completed_seconds },
-          removeOnFail: { age: keep.keep_failed_seconds },
-        },
-        children: toWrite.map((r, i) => {
-          const placement = byIdOf(replicas, r.replicaId);
-          const data: ReplicaWriteData = {
-            chunkId: task.chunkId, replicaId: r.replicaId, taskId: task.taskId, targetNode: placement.targetNode,
-            cloudProvider: placement.cloudProvider, checksum, algorithm, sizeBytes: bytes.byteLength, stagedKey,
-            createdAtMs: registration.createdAtMs,
-          };
-          return {
-            name: 'replica.write',
-            queueName: JOBS['replica.write'].queue,
-            data,
-            opts: {
-              jobId: jobIds[i],
-              attempts: config.chunkvault.retry.attempts,
-              backoff: { type: 'exponential', delay: config.chunkvault.retry.backoff_ms },
-              ignoreDependencyOnFailure: true,
-              removeOnComplete: { age: keep.keep_completed_seconds },
-              removeOnFail: { age: keep.keep_failed_seconds },
-            },
-          };
-        }),
-      };
-      return { tracked, rejected: unroutable, flow };
+      const { retry } = config.chunkvault;
+      const jobs = toWrite.map((r, i): QueuedJob => {
+        const placement = byIdOf(replicas, r.replicaId);
+        const data: ReplicaWriteData = {
+          chunkId: task.chunkId, replicaId: r.replicaId, taskId: task.taskId, targetNode: placement.targetNode,
+          cloudProvider: placement.cloudProvider, checksum, algorithm, sizeBytes: bytes.byteLength, stagedKey,
+          createdAtMs: registration.createdAtMs,
+        };
+        // How long finished jobs are kept is the workers' setting (chunkvault.jobs), not stored in every job.
+        const opts: JobsOptions = { jobId: jobIds[i], attempts: retry.attempts, backoff: { type: 'exponential', delay: retry.backoff_ms } };
+        return { name: 'replica.write', data, opts };
+      });
+      return { tracked, rejected: unroutable, jobs };
     } catch (error) {
       const reason = describeError(error);
       // Registered but not queued: mark those failed so no one waits on them (queuing them again retries).
       for (const r of registered) await catalog.recordFailed(task.chunkId, r.replicaId, r.backend, reason, 0).catch(() => undefined);
-      return { tracked: [], rejected: [...unroutable, ...replicas.map((r) => rejectedResult(task, r, reason))] };
+      return { tracked: [], rejected: [...unroutable, ...replicas.map((r) => rejectedResult(task, r, reason))], jobs: [] };
     }
   }
 }
+
+type QueuedJob = { name: 'replica.write'; data: ReplicaWriteData; opts: JobsOptions };
 
 function byIdOf<R extends ReplicaPlacement>(replicas: readonly R[], replicaId: string): R {
   return replicas.find((r) => r.replicaId === replicaId)!;

@@ -49,9 +49,10 @@ export class StagingArea {
   }
 
   /**
-   * Frees staged bytes no flow will ever release: older than `olderThanMs` (a producer may be
-   * between staging and queuing) and not `isReferenced` by a queued flow any more (its producer
-   * died before queuing it, or Redis lost the flow). Returns the number freed.
+   * Frees staged bytes no job will ever release: older than `olderThanMs` (a producer may be
+   * between staging and queuing) and not `isReferenced` by a job that may still read them (the
+   * worker that ended the chunk died before freeing them, the producer died before queuing,
+   * or Redis lost the jobs). Returns the number freed.
    */
   async sweepOrphans(isReferenced: (stagedKey: string) => Promise<boolean>, olderThanMs: number, nowMs = Date.now()): Promise<number> {
     let freed = 0;

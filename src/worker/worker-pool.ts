@@ -78,7 +78,13 @@ export class WorkerPool {
         // any other, so it may recur as often as a write may be retried. BullMQ's default (1)
         // failed a replica for good after two worker crashes, leaving its complete object on
         // the backend with a failed record (found by the worker-kill fault scenario, seed 101).
-        maxStalledCount: config.chunkvault.retry.attempts,
+        // One more than a replica write allows (see stallsOf): the write gives up itself first,
+        // recording why in the catalog; BullMQ fails a job past this without running it.
+        maxStalledCount: config.chunkvault.retry.attempts + 1,
+        // Defaults for jobs that do not set their own: a replica write does not carry them, to
+        // keep each queued job small in Redis.
+        removeOnComplete: { age: config.chunkvault.jobs.keep_completed_seconds },
+        removeOnFail: { age: config.chunkvault.jobs.keep_failed_seconds },
         autorun: false,
       });
       worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
@@ -123,6 +129,14 @@ export class WorkerPool {
     await Promise.all(this.#connections.map((c) => c.quit().catch(() => c.disconnect())));
     return finished;
   }
+}
+
+/**
+ * How often `job` was started and not finished before this run: its worker died or stalled.
+ * BullMQ counts every start (attemptsStarted) and every failed attempt (attemptsMade).
+ */
+export function stallsOf(job: Job): number {
+  return Math.max(0, job.attemptsStarted - job.attemptsMade - 1);
 }
 
 function assertEveryJobHasAHandler(handlers: JobHandlers): void {

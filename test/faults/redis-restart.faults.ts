@@ -51,7 +51,7 @@ async function setUp(persistence: 'aof' | 'none'): Promise<{ v: Chunkvault; e: T
   await redis.start();
   env = await makeTestEnv({
     storage: { organization: { checkpoint_interval_chunks: 25 }, performance: { max_concurrent_writes: 8 } },
-    // Staged bytes of lost flows are freed by a starting worker once older than this.
+    // Staged bytes of lost jobs are freed by a starting worker once older than this.
     chunkvault: { retry: { attempts: 8, backoff_ms: 50 }, worker: { stale_temp_after_ms: STAGED_ORPHAN_AFTER_MS } },
   }, redis.url);
   vault = await openVault(env);
@@ -129,7 +129,7 @@ describe('Redis restarted mid-run without persistence', () => {
     }
     expect(lostAtReindex).toEqual([]);
     const checkedAtReindex = acks.acknowledgedChunks.size;
-    // The flows Redis lost never free their staged bytes; a worker starting after the loss does.
+    // The jobs Redis lost never free their staged bytes; a worker starting after the loss does.
     const stagedBeforeRestart = (await readdir(e.stagingDir)).length;
     await sleep(STAGED_ORPHAN_AFTER_MS);
     await f.start(2);
