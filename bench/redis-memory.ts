@@ -49,7 +49,7 @@ try {
     chunks: count, replicas: total, chunkBytes: size,
     redisBytesPerQueuedReplica: Math.round((after - before) / total),
     oneReplicaJobHashBytes: jobBytes,
-    note: 'includes the finalize parent job, the catalog records and queue indexes, spread per replica',
+    note: 'includes the catalog records and queue indexes, spread per replica',
   }));
 } finally {
   await vault.close();
