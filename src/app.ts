@@ -11,7 +11,7 @@ import { createLogger, redactUrl, type Logger } from './logging/logger.js';
 import { assertRedisReachable, keyRoot, openCatalogRedis, openRedis } from './redis/redis-connection.js';
 import { BackendRegistry } from './backends/backend-registry.js';
 import { Catalog } from './catalog/catalog.js';
-import { StagingArea } from './staging/staging-area.js';
+import { StagingArea, isSegment } from './staging/staging-area.js';
 import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
 import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
@@ -101,13 +101,8 @@ export class Chunkvault {
       });
     }
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
-    const orphans = await staging
-      .sweepOrphans((stagedKey) => this.#stagedBytesNeeded(stagedKey), config.chunkvault.worker.stale_temp_after_ms)
-      .catch((error: unknown) => {
-        logger.warn({ err: error }, 'could not look for staged chunks no job needs; will try at the next start');
-        return 0;
-      });
-    if (orphans > 0) logger.warn({ freed: orphans }, 'freed staged chunks no job needs any more (a worker died before freeing them, the producer died before queuing, or Redis lost the queue)');
+    await this.#sweepStagedOrphans();
+    let lastSweep = Date.now();
     const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics, checkpoints: this.checkpoints });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
     const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger, metrics });
@@ -125,7 +120,16 @@ export class Chunkvault {
         'maintenance.run': (job) => maintenanceRunner.handle(job),
       },
       // A sealer that died leaves due intervals in the ledger; any live worker seals them soon.
-      periodic: { everyMs: 15_000, run: () => this.checkpoints.sealDue() },
+      // Staged bytes no job needs any more become sweepable after stale_temp_after_ms.
+      periodic: {
+        everyMs: 15_000,
+        run: async () => {
+          await this.checkpoints.sealDue();
+          if (Date.now() - lastSweep < config.chunkvault.worker.stale_temp_after_ms) return;
+          lastSweep = Date.now();
+          await this.#sweepStagedOrphans();
+        },
+      },
     });
     this.#pools.push(pool);
     await pool.start();
@@ -136,13 +140,39 @@ export class Chunkvault {
   }
 
   /**
-   * Whether a job may still read the staged bytes `<chunkId>@<tag>`: a `chunk.finalize` parent
-   * that will free them exists (a flow from a foreign producer), or a replica of the chunk is
-   * queued in the catalog and its job is still waiting, delayed or running.
+   * Frees staged bytes older than stale_temp_after_ms that no job needs any more: a worker
+   * died between ending a chunk and freeing them, a producer died before queuing, Redis lost
+   * the jobs, or a chunk queued twice at once was staged twice.
+   */
+  async #sweepStagedOrphans(): Promise<void> {
+    const { config, catalog, staging, logger } = this;
+    const freed = await staging
+      .sweepOrphans((stagedKey) => this.#stagedBytesNeeded(stagedKey), config.chunkvault.worker.stale_temp_after_ms, Date.now(), async (stagedKey) => {
+        if (isSegment(stagedKey)) await catalog.forgetSegment(stagedKey);
+      })
+      .catch((error: unknown) => {
+        logger.warn({ err: error }, 'could not look for staged chunks no job needs; will try again');
+        return 0;
+      });
+    if (freed > 0) logger.warn({ freed }, 'freed staged chunks no job needs any more');
+  }
+
+  /**
+   * Whether a job may still read staged bytes. A segment: while one of its chunks that have
+   * not ended may. A chunk's own file `<chunkId>@<tag>`: while a `chunk.finalize` parent that
+   * will free it exists (a flow from a foreign producer), or the chunk may.
    */
   async #stagedBytesNeeded(stagedKey: string): Promise<boolean> {
+    if (isSegment(stagedKey)) {
+      for (const chunkId of await this.catalog.segmentChunks(stagedKey)) if (await this.#chunkMayReadStaged(chunkId)) return true;
+      return false;
+    }
     if (await this.#queues[QUEUE_NAMES.chunks]!.getJob(finalizeJobIdOfStagedKey(stagedKey))) return true;
-    const chunkId = stagedKey.slice(0, stagedKey.lastIndexOf('@'));
+    return this.#chunkMayReadStaged(stagedKey.slice(0, stagedKey.lastIndexOf('@')));
+  }
+
+  /** Whether a replica of the chunk is queued in the catalog and its job is still waiting, delayed or running. */
+  async #chunkMayReadStaged(chunkId: string): Promise<boolean> {
     const replicas = this.#queues[QUEUE_NAMES.replicas]!;
     for (const replica of await this.catalog.listReplicas(chunkId)) {
       if (replica.status !== 'queued') continue;

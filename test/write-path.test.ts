@@ -11,6 +11,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { LocalBackend } from '../src/backends/local.backend.js';
+import { replicaJobId } from '../src/jobs/job-table.js';
 import { journalMetadata, makeTestEnv, openVault, seedTasks, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
@@ -272,5 +273,55 @@ describe('partitioning', () => {
       expect(result!.storagePath.startsWith(queuedDay)).toBe(true); // UTC, not the writer's local date
     }
     expect((await stat(path.join(env.basePath, result!.storagePath))).isFile()).toBe(true);
+  });
+});
+
+describe('staging', () => {
+  beforeEach(async () => {
+    env = await makeTestEnv();
+    vault = await openVault(env);
+  });
+  afterEach(async () => {
+    await vault.close();
+    await env.cleanup();
+  });
+
+  it('stages small chunks many to a file and frees each file with the last of its chunks', async () => {
+    const tasks = seedTasks(60, 2);
+    const handle = await vault.producer.store(tasks);
+    // Queued, nothing written yet: fewer staged files than chunks, each a segment whose
+    // chunks the catalog tracks, every chunk in exactly one.
+    const staged = await filesUnder(env.stagingDir);
+    expect(staged.length).toBeGreaterThan(0);
+    expect(staged.length).toBeLessThan(60);
+    const tracked: string[] = [];
+    for (const file of staged) {
+      expect(path.basename(file)).toMatch(/^_seg#[0-9a-f]{24}$/);
+      tracked.push(...(await vault.catalog.segmentChunks(path.basename(file))));
+    }
+    expect(tracked.sort()).toEqual(tasks.map((t) => t.chunkId).sort());
+    const job = (await vault.queue('replicas').getJob(replicaJobId(tasks[0]!.chunkId, tasks[0]!.replicas[0]!.replicaId, 0)))!;
+    expect(job.data).toMatchObject({ stagedKey: expect.stringMatching(/^_seg#/), stagedOffset: expect.any(Number) });
+
+    await vault.startWorkers();
+    const results = await handle.results({ timeoutMs: 30_000 });
+    expect(results.every((r) => r.status === 'stored')).toBe(true);
+    for (const [i, task] of tasks.entries()) expect((await vault.getChunk(task.chunkId)).equals(task.chunkData as Buffer), `chunk ${i}`).toBe(true);
+    await expect.poll(() => filesUnder(env.stagingDir), { timeout: 10_000 }).toEqual([]);
+    for (const file of staged) expect(await vault.catalog.segmentChunks(path.basename(file))).toEqual([]);
+  });
+
+  it('refuses a segment whose chunk no longer hashes to its checksum, leaving no file; reads each chunk of a good one back exactly', async () => {
+    const parts = [randomBytes(1000), randomBytes(0), randomBytes(5000)].map((bytes) => ({ bytes, checksum: createHash('md5').update(bytes).digest('hex'), algorithm: 'md5' as const }));
+    const changed = parts.map((part, i) => (i === 2 ? { ...part, bytes: Buffer.from('not what was hashed') } : part));
+    await expect(vault.staging.stageSegment(changed)).rejects.toThrow(/part 2/);
+    expect(await filesUnder(env.stagingDir)).toEqual([]);
+
+    const { segment, offsets } = await vault.staging.stageSegment(parts);
+    expect(offsets).toEqual([0, 1000, 1000]);
+    for (const [i, part] of parts.entries()) {
+      expect((await vault.staging.open(segment, `c${i}`, offsets[i], part.bytes.byteLength)) as Buffer).toEqual(part.bytes);
+    }
+    await expect(vault.staging.open(segment, 'c9', 5000, 2000)).rejects.toThrow(/size mismatch \(expected 2000 bytes, got 1000\)/);
   });
 });

@@ -17,6 +17,7 @@
  *   P:checkpoint:<id>           hash  checkpoint index entry
  *   P:checkpoint:head           hash  newest checkpoint: id, sequence, toLedgerSeq
  *   P:checkpoint:lock           string  token of the process sealing a checkpoint
+ *   P:staged:<segment>          set   chunk ids whose staged bytes are in a staging segment, not ended yet
  *
  * The ledger is how completions reach checkpoints: a chunk enters it exactly once, in the
  * same script as the replica change that first makes the chunk stored (or degraded with
@@ -375,4 +376,16 @@ for _, chunkId in ipairs(stranded) do
   redis.call('HSET', P .. ':c:' .. chunkId, 'ledgerSeq', seq)
 end
 return #stranded
+`;
+
+/**
+ * Notes that a chunk whose bytes are in a staging segment has ended.
+ * ARGV: P, segment, chunkId
+ * Returns 1 when this call took the segment's last chunk out (the caller frees the file;
+ * Redis drops the emptied set), else 0 (other chunks left, or this one was taken out before).
+ */
+export const SEGMENT_CHUNK_ENDED = `
+local key = ARGV[1] .. ':staged:' .. ARGV[2]
+if redis.call('SREM', key, ARGV[3]) == 1 and redis.call('SCARD', key) == 0 then return 1 end
+return 0
 `;

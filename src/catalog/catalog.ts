@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
-import { RECORD_COMPRESSED, RECORD_CORRUPT, RECORD_EXPIRED, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA } from './catalog.scripts.js';
+import { RECORD_COMPRESSED, RECORD_CORRUPT, RECORD_EXPIRED, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA, SEGMENT_CHUNK_ENDED } from './catalog.scripts.js';
 
 export interface ReplicaRequest {
   replicaId: string;
@@ -83,6 +83,7 @@ type ScriptedRedis = Redis & {
   cvRecordCorrupt(...args: Array<string | number>): Promise<number>;
   cvRecordExpired(...args: Array<string | number>): Promise<string>;
   cvRecordCompressed(...args: Array<string | number>): Promise<string>;
+  cvSegmentChunkEnded(...args: Array<string | number>): Promise<number>;
 };
 
 export class Catalog {
@@ -101,6 +102,7 @@ export class Catalog {
       redis.defineCommand('cvRecordCorrupt', { numberOfKeys: 0, lua: RECORD_CORRUPT });
       redis.defineCommand('cvRecordExpired', { numberOfKeys: 0, lua: RECORD_EXPIRED });
       redis.defineCommand('cvRecordCompressed', { numberOfKeys: 0, lua: RECORD_COMPRESSED });
+      redis.defineCommand('cvSegmentChunkEnded', { numberOfKeys: 0, lua: SEGMENT_CHUNK_ENDED });
     }
     this.#redis = scripted;
   }
@@ -142,6 +144,26 @@ export class Catalog {
   /** Points a stored replica at its compressed object if it is still at `expectedPath`. */
   async recordCompressed(chunkId: string, replicaId: string, expectedPath: string, newPath: string, codec: string, storedBytes: number): Promise<'ok' | 'skip'> {
     return (await this.#redis.cvRecordCompressed(this.#p, chunkId, replicaId, expectedPath, newPath, codec, storedBytes)) as 'ok' | 'skip';
+  }
+
+  /** Notes which chunks a staging segment holds; called once it is durable, before their jobs are queued. */
+  async trackSegment(segment: string, chunkIds: readonly string[]): Promise<void> {
+    await this.#redis.sadd(this.#segmentKey(segment), ...chunkIds);
+  }
+
+  /** Notes that a chunk of `segment` ended; true when it was the last one (free the segment now). */
+  async segmentChunkEnded(segment: string, chunkId: string): Promise<boolean> {
+    return (await this.#redis.cvSegmentChunkEnded(this.#p, segment, chunkId)) === 1;
+  }
+
+  /** The chunks of `segment` that have not ended (none when it is not tracked). */
+  async segmentChunks(segment: string): Promise<string[]> {
+    return this.#redis.smembers(this.#segmentKey(segment));
+  }
+
+  /** Stops tracking a segment (its file was freed by the staging sweep). */
+  async forgetSegment(segment: string): Promise<void> {
+    await this.#redis.del(this.#segmentKey(segment));
   }
 
   /** Compressions between writing the compressed object and removing the original (crash recovery). */
@@ -326,6 +348,10 @@ export class Catalog {
       for (const [name, entry] of Object.entries(table)) if (entry.count === 0) delete table[name];
     }
     return counters;
+  }
+
+  #segmentKey(segment: string): string {
+    return `${this.#p}:staged:${segment}`;
   }
 
   #replicaKey(chunkId: string, replicaId: string): string {

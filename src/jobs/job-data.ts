@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema, replicaIdSchema } from '../domain/ids.js';
+import { isSegment } from '../staging/staging-area.js';
 
 const checksumSchema = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a lowercase hex md5 (32) or sha256 (64) digest');
 // At most 255 characters and no "..": what the staging directory (a local backend) accepts as a file name.
@@ -27,11 +28,16 @@ export const replicaWriteDataSchema = z
     sizeBytes: z.number().int().nonnegative(),
     /** File name of the chunk's staged bytes inside the staging directory. */
     stagedKey: stagedKeySchema,
+    /** Where the chunk's sizeBytes start in that file when it holds many chunks (a segment); absent: the whole file. */
+    stagedOffset: z.number().int().nonnegative().optional(),
     /** When the chunk was first queued (ms since epoch, UTC); fixes the date partition across retries. */
     createdAtMs: z.number().int().positive().max(MAX_TIME_MS, 'must be a time before the year 10000'),
   })
   .strict()
   .superRefine((data, ctx) => {
+    if (isSegment(data.stagedKey) !== (data.stagedOffset !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['stagedOffset'], message: 'is given exactly when stagedKey names a staging segment (_seg#...)' });
+    }
     const expected = data.algorithm === 'md5' ? 32 : 64;
     if (data.checksum.length !== expected) {
       ctx.addIssue({ code: 'custom', path: ['checksum'], message: `a ${data.algorithm} digest has ${expected} hex characters, got ${data.checksum.length}` });

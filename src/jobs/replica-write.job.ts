@@ -110,9 +110,14 @@ export class ReplicaWriter {
    */
   async #chunkMayHaveEnded(job: Job, data: ReplicaWriteData, chunkStatus: ChunkStatus | 'unknown'): Promise<void> {
     if (job.parentKey || chunkStatus === 'pending' || chunkStatus === 'unknown') return;
-    await this.#deps.staging.release(data.stagedKey).catch((error: unknown) => {
-      this.#deps.logger.warn({ err: error, chunkId: data.chunkId, stagedKey: data.stagedKey }, 'could not free the staged bytes of an ended chunk; the staging sweep will');
-    });
+    const { catalog, staging, logger } = this.#deps;
+    // A segment is freed with the last of its chunks to end; a chunk's own file with the chunk.
+    const free = data.stagedOffset === undefined || (await catalog.segmentChunkEnded(data.stagedKey, data.chunkId));
+    if (free) {
+      await staging.release(data.stagedKey).catch((error: unknown) => {
+        logger.warn({ err: error, chunkId: data.chunkId, stagedKey: data.stagedKey }, 'could not free staged bytes no job needs any more; the staging sweep will');
+      });
+    }
     this.#deps.checkpoints.sealSoon();
   }
 
@@ -144,7 +149,7 @@ export class ReplicaWriter {
       }
     }
 
-    const body = await staging.open(data.stagedKey, data.chunkId);
+    const body = await staging.open(data.stagedKey, data.chunkId, data.stagedOffset, data.sizeBytes);
     const elapsed = startTimer();
     try {
       await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });

@@ -9,10 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
-import type { Config } from '../config/config.schema.js';
+import type { ChecksumAlgorithm, Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
-import type { StagingArea } from '../staging/staging-area.js';
+import { SEGMENT_BYTES, SEGMENT_CHUNKS, SEGMENT_CHUNK_MAX_BYTES, type StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
 import type { DistributionTask, ReplicaPlacement, StoredChunk } from '../domain/types.js';
 import { describeError } from '../errors.js';
@@ -60,10 +60,11 @@ export class ChunkProducer {
   async store(tasks: readonly DistributionTask[]): Promise<StoreHandle> {
     if (!Array.isArray(tasks)) throw new TypeError('store() takes an array of distribution tasks');
     const eligible = tasks.filter((task) => task?.status === 'completed');
-    // Prepared concurrently, reported in the order given. Jobs go to Redis as soon as they
-    // are ready, one addBulk at a time: whatever is ready when the previous one returns goes
-    // next, so workers start on the first chunks while later ones are still being staged.
-    const outcomes: Array<Awaited<ReturnType<ChunkProducer['prepare']>>> = new Array(eligible.length);
+    // Prepared concurrently, reported in the order given. Small chunks wait for the next
+    // staging segment: one is written whenever none is being written, with every chunk that
+    // waits (up to SEGMENT_BYTES). Jobs go to Redis as soon as their bytes are staged, one
+    // addBulk at a time, so workers start on the first chunks while later ones are prepared.
+    const outcomes: Prepared[] = new Array(eligible.length);
     const ready: QueuedJob[] = [];
     let sending: Promise<void> | undefined;
     let sendFailure: unknown;
@@ -83,19 +84,51 @@ export class ChunkProducer {
         },
       );
     };
+    const waiting: Array<{ index: number; chunk: PendingChunk }> = [];
+    let flushing: Promise<void> | undefined;
+    const flush = (): void => {
+      if (flushing || waiting.length === 0) return;
+      let bytes = 0;
+      let take = 0;
+      while (take < waiting.length && take < SEGMENT_CHUNKS && (take === 0 || bytes + waiting[take]!.chunk.bytes.byteLength <= SEGMENT_BYTES)) {
+        bytes += waiting[take]!.chunk.bytes.byteLength;
+        take += 1;
+      }
+      flushing = this.#stageSegment(waiting.splice(0, take), outcomes)
+        .then(
+          (jobs) => {
+            ready.push(...jobs);
+            pump();
+          },
+          (error: unknown) => {
+            sendFailure ??= error;
+          },
+        )
+        .finally(() => {
+          flushing = undefined;
+          flush();
+        });
+    };
     let next = 0;
     const prepareNext = async (): Promise<void> => {
       while (next < eligible.length) {
         const index = next++;
         const outcome = await this.prepare(eligible[index]!);
         outcomes[index] = outcome;
-        if (outcome.jobs.length) {
+        if (outcome.pending) {
+          waiting.push({ index, chunk: outcome.pending });
+          flush();
+        } else if (outcome.jobs.length) {
           ready.push(...outcome.jobs);
           pump();
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(prepareLanes(eligible), eligible.length) }, prepareNext));
+    while (flushing || waiting.length) {
+      flush();
+      await flushing;
+    }
     pump();
     while (sending) await sending;
     if (sendFailure !== undefined) throw sendFailure;
@@ -111,7 +144,34 @@ export class ChunkProducer {
     return new StoreHandle(this.#deps.catalog, tracked, rejected);
   }
 
-  private async prepare(task: DistributionTask): Promise<{ tracked: ReplicaRef[]; rejected: StoredChunk[]; jobs: QueuedJob[] }> {
+  /**
+   * Stages small chunks in one segment and returns their jobs. Should the segment fail (a
+   * caller's buffer changed since its checksum, a full disk), each chunk is staged in a file
+   * of its own instead, so a failure is reported for the chunk it belongs to.
+   */
+  async #stageSegment(batch: ReadonlyArray<{ index: number; chunk: PendingChunk }>, outcomes: Prepared[]): Promise<QueuedJob[]> {
+    const { staging, catalog, logger } = this.#deps;
+    try {
+      const { segment, offsets } = await staging.stageSegment(batch.map(({ chunk }) => chunk));
+      await catalog.trackSegment(segment, batch.map(({ chunk }) => chunk.chunkId));
+      return batch.flatMap(({ chunk }, i) => chunk.jobsAt(segment, offsets[i]));
+    } catch (error) {
+      if (batch.length > 1) logger.warn({ err: error, chunks: batch.length }, 'could not stage chunks together; staging each in a file of its own');
+      const jobs: QueuedJob[] = [];
+      for (const { index, chunk } of batch) {
+        try {
+          const stagedKey = chunk.ownFileKey;
+          await staging.stage(stagedKey, chunk.bytes, chunk.checksum, chunk.algorithm);
+          jobs.push(...chunk.jobsAt(stagedKey));
+        } catch (chunkError) {
+          outcomes[index] = { tracked: [], rejected: [...outcomes[index]!.rejected, ...(await chunk.fail(chunkError))], jobs: [] };
+        }
+      }
+      return jobs;
+    }
+  }
+
+  private async prepare(task: DistributionTask): Promise<Prepared> {
     const completed = (Array.isArray(task.replicas) ? task.replicas : []).filter((r) => r?.status === 'completed');
     if (completed.length === 0) return { tracked: [], rejected: [], jobs: [] };
     const parsed = distributionTaskSchema.safeParse({ ...task, replicas: completed });
@@ -132,6 +192,12 @@ export class ChunkProducer {
     const algorithm = config.storage.integrity.checksum_algorithm;
     const bytes = task.chunkData;
     let registered: Array<{ replicaId: string; backend: string }> = [];
+    // Registered but not queued: mark those failed so no one waits on them (queuing them again retries).
+    const fail = async (error: unknown): Promise<StoredChunk[]> => {
+      const reason = describeError(error);
+      for (const r of registered) await catalog.recordFailed(task.chunkId, r.replicaId, r.backend, reason, 0).catch(() => undefined);
+      return [...unroutable, ...replicas.map((r) => rejectedResult(task, r, reason))];
+    };
     try {
       const checksum = await checksumOf(bytes, algorithm);
       const registration = await catalog.registerChunk({
@@ -147,34 +213,55 @@ export class ChunkProducer {
       registered = toWrite.map((r) => ({ replicaId: r.replicaId, backend: byIdOf(replicas, r.replicaId).backend }));
 
       const jobIds = toWrite.map((r) => replicaJobId(task.chunkId, r.replicaId, r.generation));
-      // Staged once per (bytes, set of jobs): the same call repeated stages to the same name.
+      // A file of its own is named once per (bytes, set of jobs): the same call repeated stages to the same name.
       const stageTag = createHash('sha256').update(`${checksum}\0${jobIds.join('\0')}`).digest('hex').slice(0, 16);
-      const stagedKey = `${task.chunkId}@${stageTag}`;
-      await staging.stage(stagedKey, bytes, checksum, algorithm);
-
       const { retry } = config.chunkvault;
-      const jobs = toWrite.map((r, i): QueuedJob => {
-        const placement = byIdOf(replicas, r.replicaId);
-        const data: ReplicaWriteData = {
-          chunkId: task.chunkId, replicaId: r.replicaId, taskId: task.taskId, targetNode: placement.targetNode,
-          cloudProvider: placement.cloudProvider, checksum, algorithm, sizeBytes: bytes.byteLength, stagedKey,
-          createdAtMs: registration.createdAtMs,
-        };
-        // How long finished jobs are kept is the workers' setting (chunkvault.jobs), not stored in every job.
-        const opts: JobsOptions = { jobId: jobIds[i], attempts: retry.attempts, backoff: { type: 'exponential', delay: retry.backoff_ms } };
-        return { name: 'replica.write', data, opts };
-      });
-      return { tracked, rejected: unroutable, jobs };
+      const chunk: PendingChunk = {
+        chunkId: task.chunkId, bytes, checksum, algorithm, ownFileKey: `${task.chunkId}@${stageTag}`, fail,
+        jobsAt: (stagedKey, stagedOffset) => toWrite.map((r, i): QueuedJob => {
+          const placement = byIdOf(replicas, r.replicaId);
+          const data: ReplicaWriteData = {
+            chunkId: task.chunkId, replicaId: r.replicaId, taskId: task.taskId, targetNode: placement.targetNode,
+            cloudProvider: placement.cloudProvider, checksum, algorithm, sizeBytes: bytes.byteLength, stagedKey,
+            ...(stagedOffset === undefined ? {} : { stagedOffset }), createdAtMs: registration.createdAtMs,
+          };
+          // How long finished jobs are kept is the workers' setting (chunkvault.jobs), not stored in every job.
+          const opts: JobsOptions = { jobId: jobIds[i], attempts: retry.attempts, backoff: { type: 'exponential', delay: retry.backoff_ms } };
+          return { name: 'replica.write', data, opts };
+        }),
+      };
+      if (bytes.byteLength <= SEGMENT_CHUNK_MAX_BYTES) return { tracked, rejected: unroutable, jobs: [], pending: chunk };
+      await staging.stage(chunk.ownFileKey, bytes, checksum, algorithm);
+      return { tracked, rejected: unroutable, jobs: chunk.jobsAt(chunk.ownFileKey) };
     } catch (error) {
-      const reason = describeError(error);
-      // Registered but not queued: mark those failed so no one waits on them (queuing them again retries).
-      for (const r of registered) await catalog.recordFailed(task.chunkId, r.replicaId, r.backend, reason, 0).catch(() => undefined);
-      return { tracked: [], rejected: [...unroutable, ...replicas.map((r) => rejectedResult(task, r, reason))], jobs: [] };
+      return { tracked: [], rejected: await fail(error), jobs: [] };
     }
   }
 }
 
 type QueuedJob = { name: 'replica.write'; data: ReplicaWriteData; opts: JobsOptions };
+
+/** A registered small chunk waiting for a staging segment. */
+interface PendingChunk {
+  chunkId: string;
+  bytes: Uint8Array;
+  checksum: string;
+  algorithm: ChecksumAlgorithm;
+  /** Its staged key should it be staged in a file of its own. */
+  ownFileKey: string;
+  /** Its replica jobs, once its bytes are staged under `stagedKey` (at `stagedOffset` in a segment). */
+  jobsAt: (stagedKey: string, stagedOffset?: number) => QueuedJob[];
+  /** Records its registered replicas failed with `error`'s reason; returns their results. */
+  fail: (error: unknown) => Promise<StoredChunk[]>;
+}
+
+/** One task, prepared: its replicas to track or refuse, and its jobs (or its chunk, waiting for a segment). */
+interface Prepared {
+  tracked: ReplicaRef[];
+  rejected: StoredChunk[];
+  jobs: QueuedJob[];
+  pending?: PendingChunk;
+}
 
 function byIdOf<R extends ReplicaPlacement>(replicas: readonly R[], replicaId: string): R {
   return replicas.find((r) => r.replicaId === replicaId)!;
