@@ -6,13 +6,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { LocalBackend } from '../src/backends/local.backend.js';
 import { replicaJobId } from '../src/jobs/job-table.js';
-import { journalMetadata, makeTestEnv, openVault, seedTasks, type TestEnv } from './support/harness.js';
+import { journalMetadata, makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { RedisServer } from './faults/support/redis-server.js';
 
 let env: TestEnv;
 let vault: Chunkvault;
@@ -323,5 +325,44 @@ describe('staging', () => {
       expect((await vault.staging.open(segment, `c${i}`, offsets[i], part.bytes.byteLength)) as Buffer).toEqual(part.bytes);
     }
     await expect(vault.staging.open(segment, 'c9', 5000, 2000)).rejects.toThrow(/size mismatch \(expected 2000 bytes, got 1000\)/);
+  });
+});
+
+describe('a Redis restart under store()', () => {
+  let redis: RedisServer | undefined;
+  afterEach(async () => {
+    await vault?.close();
+    await env?.cleanup();
+    await redis?.stop();
+    redis = undefined;
+  });
+
+  it('does not fail the call: commands cut off by the restart are sent again, and every replica is queued once', async () => {
+    redis = new RedisServer('aof');
+    await redis.start();
+    env = await makeTestEnv({}, redis.url);
+    vault = await openVault(env);
+    const tasks = seedTasks(3000, 2);
+    let done = false;
+    const storing = vault.producer.store(tasks).finally(() => {
+      done = true;
+    });
+    const replicas = vault.queue('replicas');
+    await waitFor('the first jobs to be queued', async () => ((await replicas.getJobCounts('waiting')).waiting ?? 0) > 0, 30_000, 5);
+    // Restart Redis every 50-100 ms while the call runs (up to 10 times): some restart cuts
+    // off a batch of jobs (a transaction) half-answered, which ioredis cannot send again.
+    for (let restarts = 0; restarts < 10 && !done; restarts++) {
+      await redis.crashAndRestart(50);
+      await sleep(50 + ((restarts * 17) % 50));
+    }
+    expect(redis.restarts).toBeGreaterThan(1);
+    const handle = await storing;
+    expect(handle.rejected).toEqual([]);
+    expect(handle.tracked).toHaveLength(6000);
+
+    await vault.startWorkers();
+    const results = await handle.results({ timeoutMs: 60_000 });
+    expect(results.filter((r) => r.status !== 'stored').map((r) => `${r.replicaId}: ${r.error}`)).toEqual([]);
+    await waitFor('every job to complete', async () => (await replicas.getJobCounts('completed')).completed === 6000, 30_000);
   });
 });

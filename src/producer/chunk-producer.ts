@@ -19,6 +19,7 @@ import { describeError } from '../errors.js';
 import { checksumOf } from '../integrity/checksum.js';
 import { replicaJobId } from '../jobs/job-table.js';
 import type { ReplicaWriteData } from '../jobs/job-data.js';
+import { retryAcrossReconnects } from '../redis/redis-connection.js';
 import { distributionTaskSchema } from './task-schema.js';
 import { StoreHandle, type ReplicaRef } from './store-handle.js';
 
@@ -73,7 +74,8 @@ export class ChunkProducer {
       if (sending || ready.length === 0 || sendFailure !== undefined) return;
       const batch = ready.splice(0, JOB_BATCH);
       jobCount += batch.length;
-      sending = this.#deps.replicas.addBulk(batch).then(
+      // Job ids are fixed, so sending a batch again after a Redis restart adds each job once.
+      sending = retryAcrossReconnects(() => this.#deps.replicas.addBulk(batch), 'queuing replica jobs').then(
         () => {
           sending = undefined;
           pump();
@@ -153,7 +155,7 @@ export class ChunkProducer {
     const { staging, catalog, logger } = this.#deps;
     try {
       const { segment, offsets } = await staging.stageSegment(batch.map(({ chunk }) => chunk));
-      await catalog.trackSegment(segment, batch.map(({ chunk }) => chunk.chunkId));
+      await retryAcrossReconnects(() => catalog.trackSegment(segment, batch.map(({ chunk }) => chunk.chunkId)), 'tracking a staging segment');
       return batch.flatMap(({ chunk }, i) => chunk.jobsAt(segment, offsets[i]));
     } catch (error) {
       if (batch.length > 1) logger.warn({ err: error, chunks: batch.length }, 'could not stage chunks together; staging each in a file of its own');
@@ -200,13 +202,14 @@ export class ChunkProducer {
     };
     try {
       const checksum = await checksumOf(bytes, algorithm);
-      const registration = await catalog.registerChunk({
+      // Registering again is harmless: a replica still queued keeps its generation.
+      const registration = await retryAcrossReconnects(() => catalog.registerChunk({
         chunkId: task.chunkId, checksum, algorithm, sizeBytes: bytes.byteLength, createdAtMs: Date.now(),
         replicas: replicas.map((r) => ({
           replicaId: r.replicaId, backend: r.backend,
           targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: task.taskId,
         })),
-      });
+      }), `registering chunk ${task.chunkId}`);
       const tracked = replicas.map((r) => ({ chunkId: task.chunkId, replicaId: r.replicaId }));
       const toWrite = registration.replicas.filter((r) => r.action === 'enqueue');
       if (toWrite.length === 0) return { tracked, rejected: unroutable, jobs: [] };

@@ -231,7 +231,9 @@ describe('an S3 server killed and restarted mid-run', () => {
       await waitFor(`${share * 100}% of the S3 replicas stored`, async () => (await onS3()) >= s3Replicas * share, 180_000, 20);
       const down = Date.now();
       await gateway.stop(signal);
-      const storedWhenDown = await onS3();
+      // Writes whose last S3 request finished before the stop may still be recording themselves.
+      let storedWhenDown = await onS3();
+      for (let settled = await sleep(300).then(onS3); settled !== storedWhenDown; settled = await sleep(300).then(onS3)) storedWhenDown = settled;
       await sleep(3_000);
       // Nothing reached S3 while it was down.
       expect(await onS3()).toBe(storedWhenDown);

@@ -68,11 +68,22 @@ describe('Redis restarted mid-run with AOF persistence', () => {
     const rng = new Rng(seed);
     const workload = new Workload({ seed, chunks: 400, maxBytes: 256 * 1024 });
     const acks = new Acknowledgements();
-    const ingest = (async () => acknowledge(await submit(v, workload, acks, { batch: 50 }), acks, 200_000))();
     let crashes = 0;
+    // Eight batches; batches 1-3 are queued only once Redis has crashed as often as their
+    // index, so every crash lands among writes (and store() calls) in flight however fast
+    // the run is.
+    const ingest = (async () => {
+      const handles = await submit(v, workload, acks, {
+        batch: 50,
+        beforeBatch: async (index) => {
+          while (crashes < Math.min(index, 3)) await sleep(25);
+        },
+      });
+      await acknowledge(handles, acks, 200_000);
+    })();
     const done = ingest.then(() => true, () => true);
-    // Crash Redis at seeded moments while the run goes on (at most 3 times), each down for a seeded while.
-    while (crashes < 3 && !(await Promise.race([done, sleep(500 + rng.int(0, 2500)).then(() => false)]))) {
+    // Crash Redis at seeded moments while the run goes on (3 times), each down for a seeded while.
+    while (crashes < 3 && !(await Promise.race([done, sleep(300 + rng.int(0, 1200)).then(() => false)]))) {
       await r.crashAndRestart(rng.int(100, 1500));
       crashes += 1;
     }
@@ -84,7 +95,7 @@ describe('Redis restarted mid-run with AOF persistence', () => {
     withAof.add(report, Date.now() - started, { redisCrashes: crashes });
     console.log(`[redis-restart-aof] seed ${seed}: ${crashes} crashes, ${JSON.stringify(report.counts)}`);
     expectInvariants(report, REPRODUCE);
-    expect(crashes).toBeGreaterThanOrEqual(2);
+    expect(crashes).toBe(3);
     // Nothing failed: with AOF a Redis crash costs no replica.
     expect(report.counts.storedReplicas).toBe(workload.replicaCount);
   });
