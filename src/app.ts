@@ -23,6 +23,7 @@ import { ChunkReader } from './reads/chunk-reader.js';
 import { RepairScheduler } from './reads/repair-scheduler.js';
 import { MaintenanceService } from './maintenance/maintenance-service.js';
 import { WorkerPool } from './worker/worker-pool.js';
+import { startHashThreads } from './integrity/hash-threads.js';
 import { MaintenanceRunner } from './jobs/maintenance-run.job.js';
 import { ProcessMetrics } from './metrics/process-metrics.js';
 import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
@@ -103,6 +104,7 @@ export class Chunkvault {
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
     await this.#sweepStagedOrphans();
     let lastSweep = Date.now();
+    startHashThreads();
     const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics, checkpoints: this.checkpoints });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
     const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger, metrics });

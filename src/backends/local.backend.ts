@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { BackendIoError, ChecksumMismatchError, InvalidInputError, NotFoundError, SizeMismatchError } from '../errors.js';
-import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
+import { HASH_SLICE_BYTES, newHash, streamHash, type StreamHash } from '../integrity/checksum.js';
 import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
@@ -71,18 +71,20 @@ export class LocalBackend implements Backend {
     const tempPath = path.join(dir, tempNameFor(path.basename(finalPath)));
     if (options.sizeBytes <= SMALL_IO_BYTES) return this.#putSmall(key, finalPath, tempPath, body, options);
     let handle: FileHandle | undefined;
+    let hash: StreamHash | undefined;
     try {
       handle = await this.#createTemp(dir, tempPath);
-      const hash = newHash(options.algorithm);
+      // Hashed on a hashing thread while this one writes: nothing is renamed into place before the digest matches.
+      hash = streamHash(options.algorithm);
       let written = 0;
       for await (const piece of slices(body)) {
         written += piece.byteLength;
         if (written > options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, written);
-        hash.update(piece);
-        await writeAll(handle, piece);
+        await Promise.all([hash.update(piece), writeAll(handle, piece)]);
       }
       if (written !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, written);
-      const actual = hash.digest('hex');
+      const actual = await hash.digest();
+      hash = undefined;
       if (actual !== options.checksum) throw new ChecksumMismatchError(`storage key ${key}`, options.checksum, actual);
       await handle.datasync();
       await handle.close();
@@ -90,6 +92,7 @@ export class LocalBackend implements Backend {
       await rename(tempPath, finalPath);
       await syncDirectory(dir);
     } catch (error) {
+      hash?.drop();
       if (!(body instanceof Uint8Array)) body.destroy();
       await handle?.close().catch(() => undefined);
       await unlink(tempPath).catch(() => undefined);
