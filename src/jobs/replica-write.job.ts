@@ -30,6 +30,7 @@ import { dataKeyOf } from '../storage/storage-layout.js';
 import { describeIssues, replicaWriteDataSchema, type ReplicaWriteData } from './job-data.js';
 import { stallsOf } from '../worker/worker-pool.js';
 import { commitReplica } from './replica-commit.js';
+import { ByteBudget } from './byte-budget.js';
 import { jobLogger } from './job-logger.js';
 
 export interface ReplicaWriterDeps {
@@ -42,8 +43,16 @@ export interface ReplicaWriterDeps {
   checkpoints: Pick<CheckpointService, 'sealSoon'>;
 }
 
+/**
+ * Bytes of replicas a worker process writes and verifies at once, at most. Twenty 16 MiB
+ * writes at once were no faster than four on the disks measured, held 20 x 5 MiB of slices
+ * and copies in memory, and made the event loop wait longest (docs/BENCHMARKS.md, W4).
+ */
+export const WRITE_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+
 export class ReplicaWriter {
   readonly #deps: ReplicaWriterDeps;
+  readonly #inFlight = new ByteBudget(WRITE_BYTES_IN_FLIGHT);
 
   constructor(deps: ReplicaWriterDeps) {
     this.#deps = deps;
@@ -149,23 +158,30 @@ export class ReplicaWriter {
       }
     }
 
-    const body = await staging.open(data.stagedKey, data.chunkId, data.stagedOffset, data.sizeBytes);
-    const elapsed = startTimer();
-    try {
-      await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });
-    } catch (error) {
-      if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError) metrics.mismatch(backend.name, 'write');
-      throw error;
-    }
-    metrics.wrote(backend.name, elapsed(), data.sizeBytes);
-
+    // Large replicas take turns (see WRITE_BYTES_IN_FLIGHT); small ones barely dent the budget.
+    const giveBack = await this.#inFlight.acquire(data.sizeBytes);
     const storedAt = new Date().toISOString();
-    const chunkStatus = await commitReplica(config, catalog, metrics, backend, {
-      chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
-      checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
-      targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
-      storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
-    });
+    let chunkStatus: ChunkStatus;
+    try {
+      const body = await staging.open(data.stagedKey, data.chunkId, data.stagedOffset, data.sizeBytes);
+      const elapsed = startTimer();
+      try {
+        await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });
+      } catch (error) {
+        if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError) metrics.mismatch(backend.name, 'write');
+        throw error;
+      }
+      metrics.wrote(backend.name, elapsed(), data.sizeBytes);
+
+      chunkStatus = await commitReplica(config, catalog, metrics, backend, {
+        chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
+        checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
+        targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
+        storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
+      });
+    } finally {
+      giveBack();
+    }
     if (existing?.path && existing.path !== key && existing.backend === backend.name) {
       // Written again after it went bad while compressed: the old object is garbage now.
       await backend.delete(existing.path).catch((error: unknown) => {
