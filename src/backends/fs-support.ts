@@ -1,5 +1,11 @@
 /** Small helpers shared by the code that works on local files. */
+import { mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { BackendIoError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { HASH_SLICE_BYTES } from '../integrity/checksum.js';
 
 /** Whether `error` is a Node.js system error with this errno code (ENOENT, EEXIST...). */
 export function isErrno(error: unknown, code: string): boolean {
@@ -32,4 +38,86 @@ export function tempNameFor(finalName: string): string {
   // The final name is only there for people looking at the directory: cut to what a file
   // name can hold (255 bytes; the prefix alone is unique).
   return `${TEMP_MARK}${process.pid}~${HOST}~${PROCESS_TAG}-${tempCounter.toString(36)}~${finalName}`.slice(0, 255);
+}
+
+/** A small body as one buffer; refuses (without reading on) one longer than announced. */
+export async function smallBodyOf(key: string, body: Readable | Uint8Array, sizeBytes: number): Promise<Uint8Array> {
+  if (body instanceof Uint8Array) return body;
+  const pieces: Buffer[] = [];
+  let received = 0;
+  for await (const piece of body) {
+    received += (piece as Buffer).byteLength;
+    if (received > sizeBytes) throw new SizeMismatchError(`storage key ${key}`, sizeBytes, received);
+    pieces.push(piece as Buffer);
+  }
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, received);
+}
+
+/**
+ * mkdir -p; returns the first directory it created (undefined when all existed). Node's
+ * recursive mkdir reports ENOENT for other failures (EROFS on a read-only filesystem, for
+ * one), which would read as "retry later" and name the wrong cause, so on ENOENT the missing
+ * directories are created one by one, which either works (one was removed meanwhile) or fails
+ * with the real error.
+ */
+export async function mkdirs(dir: string): Promise<string | undefined> {
+  try {
+    return await mkdir(dir, { recursive: true });
+  } catch (error) {
+    if (!isErrno(error, 'ENOENT')) throw error;
+  }
+  const missing: string[] = [];
+  for (let current = dir; ; current = path.dirname(current)) {
+    try {
+      await stat(current);
+      break;
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT') || path.dirname(current) === current) throw error;
+      missing.push(current);
+    }
+  }
+  let first: string | undefined;
+  for (const made of missing.reverse()) {
+    try {
+      await mkdir(made);
+      first ??= made;
+    } catch (error) {
+      if (!isErrno(error, 'EEXIST')) throw error;
+    }
+  }
+  return first;
+}
+
+/** The body in slices of HASH_SLICE_BYTES (a buffer, yielding to the event loop between slices) or as its stream gives it. */
+export async function* slices(body: Readable | Uint8Array): AsyncIterable<Uint8Array> {
+  if (body instanceof Uint8Array) {
+    for (let offset = 0; offset < body.byteLength; offset += HASH_SLICE_BYTES) {
+      yield body.subarray(offset, offset + HASH_SLICE_BYTES);
+      if (offset + HASH_SLICE_BYTES < body.byteLength) await yieldToLoop();
+    }
+    return;
+  }
+  for await (const piece of body) yield piece as Uint8Array;
+}
+
+/** Writes all of `bytes` at the handle's position. */
+export async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+const PERMANENT_ERRNOS = new Set(['EACCES', 'EPERM', 'EROFS', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG', 'EINVAL']);
+
+/** Keeps chunkvault errors as they are; wraps fs errors with the operation and key, retryable unless permanent. */
+export function wrapFsError(error: unknown, operation: string): Error {
+  if (error instanceof Error && 'retryable' in error) return error;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return new NotFoundError(`${operation}: no such object`, { cause: error });
+  return new BackendIoError(`${operation}: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+    retryable: !(code !== undefined && PERMANENT_ERRNOS.has(code)),
+  });
 }

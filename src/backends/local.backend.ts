@@ -8,17 +8,16 @@ import {
   closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync, type Dirent,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { access, mkdir, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { BackendIoError, ChecksumMismatchError, InvalidInputError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { BackendIoError, ChecksumMismatchError, InvalidInputError, SizeMismatchError } from '../errors.js';
 import { HASH_SLICE_BYTES, newHash, streamHash, type StreamHash } from '../integrity/checksum.js';
 import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
-import { TEMP_MARK, isErrno, processAlive, tempNameFor } from './fs-support.js';
+import { TEMP_MARK, isErrno, mkdirs, processAlive, slices, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
 import { MetadataJournal } from './metadata-journal.js';
 
 /** Bound on the remembered directories (partitions, and per-chunk directories of ids too long for one file name). */
@@ -380,84 +379,4 @@ export class LocalBackend implements Backend {
       }
     }
   }
-}
-
-/** A small body as one buffer; refuses (without reading on) one longer than announced. */
-async function smallBodyOf(key: string, body: Readable | Uint8Array, sizeBytes: number): Promise<Uint8Array> {
-  if (body instanceof Uint8Array) return body;
-  const pieces: Buffer[] = [];
-  let received = 0;
-  for await (const piece of body) {
-    received += (piece as Buffer).byteLength;
-    if (received > sizeBytes) throw new SizeMismatchError(`storage key ${key}`, sizeBytes, received);
-    pieces.push(piece as Buffer);
-  }
-  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, received);
-}
-
-/**
- * mkdir -p; returns the first directory it created (undefined when all existed). Node's
- * recursive mkdir reports ENOENT for other failures (EROFS on a read-only filesystem, for
- * one), which would read as "retry later" and name the wrong cause, so on ENOENT the missing
- * directories are created one by one, which either works (one was removed meanwhile) or fails
- * with the real error.
- */
-async function mkdirs(dir: string): Promise<string | undefined> {
-  try {
-    return await mkdir(dir, { recursive: true });
-  } catch (error) {
-    if (!isErrno(error, 'ENOENT')) throw error;
-  }
-  const missing: string[] = [];
-  for (let current = dir; ; current = path.dirname(current)) {
-    try {
-      await stat(current);
-      break;
-    } catch (error) {
-      if (!isErrno(error, 'ENOENT') || path.dirname(current) === current) throw error;
-      missing.push(current);
-    }
-  }
-  let first: string | undefined;
-  for (const made of missing.reverse()) {
-    try {
-      await mkdir(made);
-      first ??= made;
-    } catch (error) {
-      if (!isErrno(error, 'EEXIST')) throw error;
-    }
-  }
-  return first;
-}
-
-async function* slices(body: Readable | Uint8Array): AsyncIterable<Uint8Array> {
-  if (body instanceof Uint8Array) {
-    for (let offset = 0; offset < body.byteLength; offset += HASH_SLICE_BYTES) {
-      yield body.subarray(offset, offset + HASH_SLICE_BYTES);
-      if (offset + HASH_SLICE_BYTES < body.byteLength) await yieldToLoop();
-    }
-    return;
-  }
-  for await (const piece of body) yield piece as Uint8Array;
-}
-
-async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
-    offset += bytesWritten;
-  }
-}
-
-const PERMANENT_ERRNOS = new Set(['EACCES', 'EPERM', 'EROFS', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG', 'EINVAL']);
-
-/** Keeps chunkvault errors as they are; wraps fs errors with the operation and key, retryable unless permanent. */
-function wrapFsError(error: unknown, operation: string): Error {
-  if (error instanceof Error && 'retryable' in error) return error;
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOENT') return new NotFoundError(`${operation}: no such object`, { cause: error });
-  return new BackendIoError(`${operation}: ${(error as Error)?.message ?? String(error)}`, {
-    cause: error,
-    retryable: !(code !== undefined && PERMANENT_ERRNOS.has(code)),
-  });
 }
