@@ -50,6 +50,13 @@ export interface ReplicaWriterDeps {
  */
 export const WRITE_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
 
+/** A write's result: `wrote` is false when the replica was already stored (an idempotent re-run). */
+interface WriteOutcome {
+  stored: StoredChunk;
+  wrote: boolean;
+  chunkStatus: ChunkStatus | 'unknown';
+}
+
 export class ReplicaWriter {
   readonly #deps: ReplicaWriterDeps;
   readonly #inFlight = new ByteBudget(WRITE_BYTES_IN_FLIGHT);
@@ -87,12 +94,11 @@ export class ReplicaWriter {
       log.error({ stalls }, message);
       throw new UnrecoverableError(message);
     }
+    let outcome: WriteOutcome;
     try {
-      const { stored, wrote, chunkStatus } = await this.#write(data, backend, attempt);
-      metrics.writeAttempt(backend.name, data.cloudProvider, wrote ? 'stored' : 'skipped');
-      log.debug({ path: stored.storagePath, attempt }, wrote ? 'replica stored' : 'replica already stored');
-      await this.#chunkMayHaveEnded(job, data, chunkStatus);
-      return stored;
+      outcome = await this.#write(data, backend, attempt);
+      metrics.writeAttempt(backend.name, data.cloudProvider, outcome.wrote ? 'stored' : 'skipped');
+      log.debug({ path: outcome.stored.storagePath, attempt }, outcome.wrote ? 'replica stored' : 'replica already stored');
     } catch (error) {
       const retryable = error instanceof ChunkvaultError ? error.retryable : !(error instanceof UnrecoverableError);
       const final = !retryable || attempt >= maxAttempts;
@@ -109,13 +115,17 @@ export class ReplicaWriter {
       if (!retryable) throw new UnrecoverableError(message);
       throw error;
     }
+    // Outside the write's error handling: the replica is stored whatever happens here (a
+    // failure fails the job, whose re-run finds it stored and tries this again).
+    await this.#chunkMayHaveEnded(job, data, outcome.chunkStatus);
+    return outcome.stored;
   }
 
   /**
    * After this job recorded the replica's final outcome: when the chunk has ended (no replica
    * of it queued), frees its staged bytes and asks for due checkpoints. A failure to free them
-   * does not fail the write (the replica is durable and recorded); the staging sweep frees
-   * what is left when a worker starts.
+   * does not fail the write (the replica is durable and recorded); the workers' staging sweep
+   * frees what is left.
    */
   async #chunkMayHaveEnded(job: Job, data: ReplicaWriteData, chunkStatus: ChunkStatus | 'unknown'): Promise<void> {
     if (job.parentKey || chunkStatus === 'pending' || chunkStatus === 'unknown') return;
@@ -130,8 +140,7 @@ export class ReplicaWriter {
     this.#deps.checkpoints.sealSoon();
   }
 
-  /** `wrote` is false when the replica was already stored (an idempotent re-run). */
-  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<{ stored: StoredChunk; wrote: boolean; chunkStatus: ChunkStatus | 'unknown' }> {
+  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<WriteOutcome> {
     const { config, catalog, staging, metrics } = this.#deps;
     const key = dataKeyOf(config.storage.organization.partition_by, data);
 
