@@ -79,6 +79,8 @@ async function runDemo(config: Config, options: DemoOptions): Promise<number> {
     const progress = startProgress('storing: replicas', handle.total);
     const results = await handle.results({ pollIntervalMs: 100, onProgress: (ended) => progress.update(ended) }).finally(() => progress.stop());
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    // The last chunks' jobs seal checkpoints in the background: let that finish (and log) before the summary.
+    await vault.checkpoints.settled();
     const stored = results.filter((r) => r.status === 'stored');
     const failed = results.filter((r) => r.status === 'failed');
     const bytes = stored.reduce((sum, r) => sum + r.sizeBytes, 0);
