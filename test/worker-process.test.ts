@@ -89,8 +89,8 @@ describe('a worker process', () => {
     }, 50_000);
     expect(record.error).toMatch(/^replica big_r0 of chunk big: given up after its worker stopped 2 times while writing it/);
     expect((await vault.catalog.getChunk('big'))!.status).toBe('failed');
-    expect(await readdir(env.stagingDir)).toEqual([]);
-    // The catalog is written by the job itself, just before BullMQ records the job failed.
+    // The job records the outcome, then frees the staged bytes, then BullMQ records it failed.
+    await waitFor('the staged bytes to be freed', async () => (await readdir(env.stagingDir)).length === 0);
     await waitFor('the job to be failed', async () => (await vault.queue('replicas').getJobState('big_r0@big')) === 'failed');
     expect(await tempFilesIn(dir)).toEqual([]);
     third.kill('SIGTERM');
