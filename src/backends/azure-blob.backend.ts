@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   DEFAULT_PART_SIZE_BYTES,
@@ -30,7 +30,6 @@ import {
   normaliseKeyPrefix,
   objectStoreLocation,
   partsOf,
-  piecesOf,
   putBySize,
 } from './cloud-support.js';
 import { serviceClientFromEnvironment } from './azure-credentials.js';

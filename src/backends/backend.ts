@@ -8,6 +8,8 @@
  * - nothing half-written is ever visible under a final key.
  */
 import type { Readable } from 'node:stream';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { HASH_SLICE_BYTES } from '../integrity/checksum.js';
 import type { ChecksumAlgorithm } from '../config/config.schema.js';
 
 export interface PutOptions {
@@ -95,4 +97,19 @@ const PROBE_PREFIX = '_chunkvault/probe/';
 /** `probe()` for a backend that can list: one listing request, which fails when the store is unreachable, missing or refuses the credentials. */
 export async function probeByListing(backend: Pick<Backend, 'list'>): Promise<void> {
   for await (const _object of backend.list(PROBE_PREFIX)) break;
+}
+
+/**
+ * The body as pieces: a Uint8Array in 1 MiB slices with a yield to the event loop between
+ * them (so hashing a large body never blocks a worker), a stream as it comes.
+ */
+export async function* piecesOf(body: Readable | Uint8Array): AsyncIterable<Uint8Array> {
+  if (body instanceof Uint8Array) {
+    for (let offset = 0; offset < body.byteLength; offset += HASH_SLICE_BYTES) {
+      yield body.subarray(offset, offset + HASH_SLICE_BYTES);
+      if (offset + HASH_SLICE_BYTES < body.byteLength) await yieldToLoop();
+    }
+    return;
+  }
+  for await (const piece of body) yield typeof piece === 'string' ? Buffer.from(piece) : (piece as Uint8Array);
 }

@@ -8,10 +8,9 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ChecksumMismatchError, ConfigError, SizeMismatchError } from '../errors.js';
-import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
-import type { PutOptions } from './backend.js';
+import { newHash } from '../integrity/checksum.js';
+import { piecesOf, type PutOptions } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 
 /** Object metadata names (lower case: S3 and Azure lower-case them anyway). */
@@ -88,21 +87,6 @@ export class BodyVerifier {
     }
     return this.#md5 ? this.#md5.digest() : digest;
   }
-}
-
-/**
- * The body as pieces: a Uint8Array in 1 MiB slices with a yield to the event loop between
- * them (so hashing a large body never blocks a worker), a stream as it comes.
- */
-export async function* piecesOf(body: Readable | Uint8Array): AsyncIterable<Uint8Array> {
-  if (body instanceof Uint8Array) {
-    for (let offset = 0; offset < body.byteLength; offset += HASH_SLICE_BYTES) {
-      yield body.subarray(offset, offset + HASH_SLICE_BYTES);
-      if (offset + HASH_SLICE_BYTES < body.byteLength) await yieldToLoop();
-    }
-    return;
-  }
-  for await (const piece of body) yield typeof piece === 'string' ? Buffer.from(piece) : (piece as Uint8Array);
 }
 
 /** One upload part: its bytes and their MD5 (raw 16 bytes). */

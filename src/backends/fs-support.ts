@@ -3,9 +3,7 @@ import { mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { BackendIoError, NotFoundError, SizeMismatchError } from '../errors.js';
-import { HASH_SLICE_BYTES } from '../integrity/checksum.js';
 
 /** Whether `error` is a Node.js system error with this errno code (ENOENT, EEXIST...). */
 export function isErrno(error: unknown, code: string): boolean {
@@ -86,18 +84,6 @@ export async function mkdirs(dir: string): Promise<string | undefined> {
     }
   }
   return first;
-}
-
-/** The body in slices of HASH_SLICE_BYTES (a buffer, yielding to the event loop between slices) or as its stream gives it. */
-export async function* slices(body: Readable | Uint8Array): AsyncIterable<Uint8Array> {
-  if (body instanceof Uint8Array) {
-    for (let offset = 0; offset < body.byteLength; offset += HASH_SLICE_BYTES) {
-      yield body.subarray(offset, offset + HASH_SLICE_BYTES);
-      if (offset + HASH_SLICE_BYTES < body.byteLength) await yieldToLoop();
-    }
-    return;
-  }
-  for await (const piece of body) yield piece as Uint8Array;
 }
 
 /** Writes all of `bytes` at the handle's position. */

@@ -14,10 +14,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { BackendIoError, ChecksumMismatchError, InvalidInputError, SizeMismatchError } from '../errors.js';
 import { HASH_SLICE_BYTES, newHash, streamHash, type StreamHash } from '../integrity/checksum.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, usageFromListing } from './backend.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
-import { TEMP_MARK, isErrno, mkdirs, processAlive, slices, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
+import { TEMP_MARK, isErrno, mkdirs, processAlive, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
 import { MetadataJournal } from './metadata-journal.js';
 
 /** Bound on the remembered directories (partitions, and per-chunk directories of ids too long for one file name). */
@@ -76,7 +76,7 @@ export class LocalBackend implements Backend {
       // Hashed on a hashing thread while this one writes: nothing is renamed into place before the digest matches.
       hash = streamHash(options.algorithm);
       let written = 0;
-      for await (const piece of slices(body)) {
+      for await (const piece of piecesOf(body)) {
         written += piece.byteLength;
         if (written > options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, written);
         await Promise.all([hash.update(piece), writeAll(handle, piece)]);

@@ -16,7 +16,7 @@
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   chunkMetadata,
@@ -31,7 +31,6 @@ import {
   normaliseKeyPrefix,
   objectStoreLocation,
   partsOf,
-  piecesOf,
   putBySize,
 } from './cloud-support.js';
 import { assertSafeKey } from './storage-key.js';
