@@ -136,20 +136,18 @@ const threads: HashThread[] = [];
 let nextId = 0;
 
 /** One hashing thread per core but the one the main thread runs on (at least one). */
-function poolSize(): number {
-  return Math.max(1, Math.min(4, availableParallelism() - 1));
-}
+const POOL_SIZE = Math.max(1, Math.min(4, availableParallelism() - 1));
 
 /**
  * Starts the hashing threads now rather than at the first large hash: starting a thread
  * holds the event loop for tens of milliseconds, which is better spent before jobs run.
  */
 export function startHashThreads(): void {
-  for (let slot = 0; slot < poolSize(); slot++) threadFor(slot);
+  for (let slot = 0; slot < POOL_SIZE; slot++) threadFor(slot);
 }
 
 function threadFor(id: number): HashThread {
-  const slot = id % poolSize();
+  const slot = id % POOL_SIZE;
   let thread = threads[slot];
   if (!thread || thread.dead) {
     thread = new HashThread();
