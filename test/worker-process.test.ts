@@ -6,7 +6,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
-import type { DistributionTask } from '../src/domain/types.js';
+import type { DistributionTask, ReplicaRecord, ReplicaStatus } from '../src/domain/types.js';
 import { makeTestEnv, openVault, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
@@ -35,6 +35,14 @@ async function queueBigChunk(sizeMiB: number, attempts = 3): Promise<{ task: Dis
   return { task, dir: env.basePath, sha: createHash('sha256').update(chunkData).digest('hex') };
 }
 
+/** The big chunk's replica record once it has `status` (waits up to 50 s). */
+function replicaReaching(status: ReplicaStatus, what: string): Promise<ReplicaRecord> {
+  return waitFor(what, async () => {
+    const record = await vault.catalog.getReplica('big', 'big_r0');
+    return record?.status === status ? record : undefined;
+  }, 50_000);
+}
+
 async function tempFilesIn(dir: string): Promise<string[]> {
   return (await readdir(dir).catch(() => [] as string[])).filter((name) => name.startsWith('.cvtmp~'));
 }
@@ -57,10 +65,7 @@ describe('a worker process', () => {
 
     const second = await startWorkerProcess(env);
     children.push(second);
-    const record = await waitFor('the stalled job to be re-run and stored', async () => {
-      const r = await vault.catalog.getReplica('big', 'big_r0');
-      return r?.status === 'stored' ? r : undefined;
-    }, 50_000);
+    const record = await replicaReaching('stored', 'the stalled job to be re-run and stored');
     expect(record.checksum).toBe(sha);
     expect(createHash('sha256').update(await readFile(finalPath)).digest('hex')).toBe(sha);
     expect(await tempFilesIn(dir)).toEqual([]);
@@ -83,10 +88,7 @@ describe('a worker process', () => {
 
     const third = await startWorkerProcess(env);
     children.push(third);
-    const record = await waitFor('the replica to be given up', async () => {
-      const r = await vault.catalog.getReplica('big', 'big_r0');
-      return r?.status === 'failed' ? r : undefined;
-    }, 50_000);
+    const record = await replicaReaching('failed', 'the replica to be given up');
     expect(record.error).toMatch(/^replica big_r0 of chunk big: given up after its worker stopped 2 times while writing it/);
     expect((await vault.catalog.getChunk('big'))!.status).toBe('failed');
     // The job records the outcome, then frees the staged bytes, then BullMQ records it failed.
