@@ -4,12 +4,20 @@
  * directory, read back, hash, compare. One process per core runs a share of the replicas
  * at a chosen concurrency. Protocol with bench/run.ts: generate the data, print "ready",
  * wait for a line on stdin, run, print one JSON line with the result.
+ *
+ * With --queue=NAME --redis=URL it is the queued limit instead: the same write, run as the
+ * processor of a BullMQ Worker (one job per replica, as chunkvault's shape asks) at the given
+ * concurrency, until SIGTERM; it prints "ready" once the worker runs, and on SIGTERM one JSON
+ * line with its CPU, peak RSS and longest event-loop stall. bench/run.ts queues the jobs.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const dir = args.dir!;
@@ -53,29 +61,58 @@ async function writeReplica(bytes: Buffer, file: string): Promise<number> {
 }
 
 const chunks = Array.from({ length: count }, () => randomBytes(size));
-await mkdir(dir, { recursive: true });
-process.stdout.write('ready\n');
-await new Promise<void>((resolve) => {
-  const input = createInterface({ input: process.stdin });
-  input.once('line', () => {
-    input.close();
-    resolve();
-  });
-});
+const fileOf = (chunk: number, replica: number) => path.join(dir, `c${chunk}-r${replica}.dat`);
 
-const cpuBefore = process.cpuUsage();
-const started = performance.now();
-const latencies: number[] = [];
-let next = 0;
-const jobs = count * replicas;
-await Promise.all(
-  Array.from({ length: Math.min(concurrency, jobs) }, async () => {
-    while (next < jobs) {
-      const job = next++;
-      const chunk = Math.floor(job / replicas);
-      latencies.push(await writeReplica(chunks[chunk]!, path.join(dir, `c${chunk}-r${job % replicas}.dat`)));
-    }
-  }),
-);
-const cpu = process.cpuUsage(cpuBefore);
-process.stdout.write(`${JSON.stringify({ elapsedMs: performance.now() - started, latencies, cpuMs: (cpu.user + cpu.system) / 1000, maxRssKiB: peakRssKiB() })}\n`);
+/** The limit: every replica of this process's share, `concurrency` at a time, after "go" on stdin. */
+async function runAlone(): Promise<void> {
+  process.stdout.write('ready\n');
+  await new Promise<void>((resolve) => {
+    const input = createInterface({ input: process.stdin });
+    input.once('line', () => {
+      input.close();
+      resolve();
+    });
+  });
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const latencies: number[] = [];
+  let next = 0;
+  const jobs = count * replicas;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, jobs) }, async () => {
+      while (next < jobs) {
+        const job = next++;
+        latencies.push(await writeReplica(chunks[Math.floor(job / replicas)]!, fileOf(Math.floor(job / replicas), job % replicas)));
+      }
+    }),
+  );
+  const cpu = process.cpuUsage(cpuBefore);
+  process.stdout.write(`${JSON.stringify({ elapsedMs: performance.now() - started, latencies, cpuMs: (cpu.user + cpu.system) / 1000, maxRssKiB: peakRssKiB() })}\n`);
+}
+
+/** The queued limit: the same write as a BullMQ processor, one job { c, r } per replica, until SIGTERM. */
+async function serveQueue(queue: string): Promise<void> {
+  const connection = new Redis(args.redis!, { maxRetriesPerRequest: null });
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  const worker = new Worker<{ c: number; r: number }>(
+    queue,
+    async (job) => { await writeReplica(chunks[job.data.c]!, fileOf(job.data.c, job.data.r)); },
+    { connection, prefix: args.prefix, concurrency, removeOnComplete: { age: 3600 }, autorun: false },
+  );
+  await worker.waitUntilReady();
+  const cpuBefore = process.cpuUsage();
+  loopDelay.enable();
+  process.once('SIGTERM', () => {
+    void worker.close().then(() => {
+      const cpu = process.cpuUsage(cpuBefore);
+      process.stdout.write(`${JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000, maxRssKiB: peakRssKiB(), eventLoopMaxMs: loopDelay.max / 1e6 })}\n`);
+      connection.disconnect();
+    });
+  });
+  void worker.run();
+  process.stdout.write('ready\n');
+}
+
+await mkdir(dir, { recursive: true });
+if (args.queue) await serveQueue(args.queue);
+else await runAlone();

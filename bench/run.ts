@@ -6,6 +6,8 @@
  *   npm run bench -- --count=500 --size=65536 --replicas=2
  *   npm run bench -- --scale            (1 vs 2 worker processes)
  *   npm run bench -- --workload=W1 --metadata=false   (store_metadata off: what recording metadata costs)
+ *   npm run bench -- --workload=W1 --queued   (adds the queued limit: the limit's write as the
+ *                                        processor of a BullMQ worker process, one job per replica)
  *   npm run bench -- --workload=W2 --runs=1 --cpu-prof   (workers write V8 CPU profiles to
  *                                        bench/results/profiles; summarise with bench/profile-summary.ts)
  *
@@ -20,6 +22,8 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import yaml from 'js-yaml';
 import { deleteKeys } from './redis-keys.js';
 import { loadConfig } from '../src/config/load-config.js';
@@ -171,10 +175,77 @@ async function runLimit(count: number, size: number, concurrency: number): Promi
   }
 }
 
+/**
+ * The queued limit: the limit's write behind BullMQ, as chunkvault's shape has it (the producer
+ * here queues one job per replica with addBulk; `workers` worker processes run the write at
+ * chunkvault's concurrency) but with no staging, catalog or checkpoints. The fastest any
+ * implementation of that shape could go on this machine.
+ */
+async function runQueuedLimit(count: number, size: number, workers: number): Promise<Sample> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cv-qlimit-'));
+  const prefix = `cvbench-${randomBytes(4).toString('hex')}`;
+  const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = new Queue('replica-write', { connection, prefix });
+  const children: ChildProcess[] = [];
+  try {
+    const stats = await Promise.all(Array.from({ length: workers }, async (_, w) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/limit-writer.ts'), `--dir=${path.join(dir, `w${w}`)}`, `--count=${count}`, `--size=${size}`, `--replicas=${replicas}`, `--algorithm=${algorithm}`, `--concurrency=${concurrencyFlag}`, '--queue=replica-write', `--redis=${REDIS_URL}`, `--prefix=${prefix}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+      children.push(child);
+      const out: string[] = [];
+      const ready = new Promise<void>((resolve) => lines(child, 'stdout', (line) => (line === 'ready' ? resolve() : out.push(line))));
+      const done = new Promise<{ cpuMs: number; maxRssKiB: number; eventLoopMaxMs: number }>((resolve, reject) =>
+        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.at(-1)!)) : reject(new Error(`queued limit writer exited with ${code}`)))));
+      await ready;
+      return { child, done };
+    }));
+    const total = count * replicas;
+    const cpuBefore = process.cpuUsage();
+    const t0 = Date.now();
+    for (let first = 0; first < total; first += 1000) {
+      await queue.addBulk(Array.from({ length: Math.min(1000, total - first) }, (_, k) => {
+        const job = first + k;
+        return { name: 'replica.write', data: { c: Math.floor(job / replicas), r: job % replicas }, opts: { attempts: 3, backoff: { type: 'exponential', delay: 1000 } } };
+      }));
+    }
+    while ((await queue.getCompletedCount()) < total) await new Promise((resolve) => setTimeout(resolve, 20));
+    const elapsedS = (Date.now() - t0) / 1000;
+    const producerCpu = process.cpuUsage(cpuBefore);
+    const latencies = (await queue.getJobs(['completed'], 0, -1)).map((j) => j.finishedOn! - t0);
+    for (const { child } of stats) child.kill('SIGTERM');
+    const results = await Promise.all(stats.map((s) => s.done));
+    return {
+      replicasPerS: total / elapsedS,
+      mbPerS: (total * size) / 1e6 / elapsedS,
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+      cpuS: results.reduce((s, r) => s + r.cpuMs / 1000, 0) + (producerCpu.user + producerCpu.system) / 1e6,
+      peakRssMiB: results.map((r) => r.maxRssKiB / 1024),
+      loopStallMs: Math.max(...results.map((r) => r.eventLoopMaxMs)),
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await queue.close();
+    connection.disconnect();
+    await deleteKeys(REDIS_URL, `${prefix}:*`);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 function summary(samples: Sample[], key: keyof Sample): string {
   const values = samples.map((s) => (Array.isArray(s[key]) ? Math.max(...(s[key] as number[])) : (s[key] as number)));
   const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
   return `${fmt(median(values))} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`;
+}
+
+function queuedColumns(queued: Sample[], limit: Sample[], ratioKey: 'mbPerS' | 'replicasPerS'): Record<string, string> {
+  const ratios = queued.map((s, i) => s[ratioKey] / limit[i]![ratioKey]);
+  return {
+    'queued limit replicas/s': summary(queued, 'replicasPerS'),
+    'queued limit MB/s': summary(queued, 'mbPerS'),
+    'queued limit ratio': `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`,
+    'queued limit CPU s': summary(queued, 'cpuS'),
+    'queued limit max loop stall ms': summary(queued, 'loopStallMs'),
+  };
 }
 
 async function benchWorkload(name: string, count: number, size: number, workers: number): Promise<Record<string, string>> {
@@ -186,17 +257,17 @@ async function benchWorkload(name: string, count: number, size: number, workers:
   }
   const cv: Sample[] = [];
   const limit: Sample[] = [];
+  const queued: Sample[] = [];
+  const contenders = [
+    async () => cv.push(await runChunkvault(count, size, workers)),
+    async () => limit.push(await runLimit(count, size, best.concurrency)),
+    ...(flags.queued ? [async () => queued.push(await runQueuedLimit(count, size, workers))] : []),
+  ];
   for (let r = 0; r < runs; r++) {
-    // Alternate which goes first, so drift of the disk hits both alike.
-    if (r % 2 === 0) {
-      cv.push(await runChunkvault(count, size, workers));
-      limit.push(await runLimit(count, size, best.concurrency));
-    } else {
-      limit.push(await runLimit(count, size, best.concurrency));
-      cv.push(await runChunkvault(count, size, workers));
-    }
+    // Rotate which goes first, so drift of the disk hits all alike.
+    for (let k = 0; k < contenders.length; k++) await contenders[(r + k) % contenders.length]!();
   }
-  const ratioKey: keyof Sample = size >= 1024 * 1024 ? 'mbPerS' : 'replicasPerS';
+  const ratioKey: 'mbPerS' | 'replicasPerS' = size >= 1024 * 1024 ? 'mbPerS' : 'replicasPerS';
   const ratios = cv.map((s, i) => (s[ratioKey] as number) / (limit[i]![ratioKey] as number));
   const row = {
     workload: `${name} ${count}x${size >= 1048576 ? `${size / 1048576}MiB` : `${size / 1024}KiB`} x${replicas} ${algorithm} w${workers}`,
@@ -213,6 +284,7 @@ async function benchWorkload(name: string, count: number, size: number, workers:
     'limit peak RSS MiB': summary(limit, 'peakRssMiB'),
     'cv worker max loop stall ms': summary(cv, 'loopStallMs'),
     'limit concurrency': String(best.concurrency),
+    ...(queued.length ? queuedColumns(queued, limit, ratioKey) : {}),
   };
   console.log(JSON.stringify(row));
   return row;
