@@ -166,6 +166,33 @@ describe('reindex', () => {
     expect(await vault.catalog.segmentChunks(segment)).toEqual([]);
   });
 
+  it('frees staged bytes left behind while the workers run, at their periodic housekeeping (every 15 s)', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv({ chunkvault: { worker: { stale_temp_after_ms: 1 } } }, redisServer.url);
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const stored = await (await vault.producer.store(seedTasks(2, 2, 'ended'))).results({ timeoutMs: 30_000 });
+    expect(stored.map((r) => r.status)).toEqual(Array(4).fill('stored'));
+    await waitFor('the ended chunks\' staged bytes to be freed', async () => (await readdir(env.stagingDir)).length === 0);
+
+    // Left behind after the start-up sweep ran: only the periodic one can free them.
+    const segment = '_seg#89abcdef0123456789abcdef';
+    await writeFile(path.join(env.stagingDir, `${stored[0]!.chunkId}@fedcba9876543210`), 'left behind');
+    await writeFile(path.join(env.stagingDir, segment), 'left behind');
+    await vault.catalog.trackSegment(segment, [stored[2]!.chunkId]);
+    // A chunk queued but not yet written (its queue paused) keeps its staged bytes through the sweeps.
+    await vault.queue('replicas').pause();
+    const queued = await vault.producer.store(seedTasks(1, 2, 'queued'));
+    const kept = (await readdir(env.stagingDir)).filter((name) => !name.includes('fedcba') && name !== segment);
+    expect(kept).toHaveLength(1);
+
+    await waitFor('the periodic sweep to free what no job needs', async () => (await readdir(env.stagingDir)).length === 1, 25_000);
+    expect(await readdir(env.stagingDir)).toEqual(kept);
+    expect(await vault.catalog.segmentChunks(segment)).toEqual([]);
+    await vault.queue('replicas').resume();
+    expect((await queued.results({ timeoutMs: 30_000 })).map((r) => r.status)).toEqual(['stored', 'stored']);
+  }, 40_000);
+
   it('finds exactly the kept replicas after retention and a compaction of the journals of two worker processes, one killed', async () => {
     redisServer = await startPrivateRedis();
     env = await makeTestEnv({ storage: { cleanup: { retention_days: 30 } } }, redisServer.url);
