@@ -9,7 +9,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Backend, PutOptions } from '../src/backends/backend.js';
+import { checksumOfObject, type Backend, type PutOptions } from '../src/backends/backend.js';
 import type { ChecksumAlgorithm } from '../src/config/config.schema.js';
 import {
   ChecksumMismatchError,
@@ -219,6 +219,21 @@ export function itBehavesLikeABackend(name: string, make: () => Promise<BackendU
       const key = 'get/missing.bin';
       const error = await rejectionOf(backend.get(key));
       expectChunkvaultError(error, NotFoundError, 'E_NOT_FOUND', key);
+    });
+
+    it('checksumOfObject reads back the digest and size of what is stored, for empty, small and large objects, md5 and sha256', async () => {
+      for (const [name, bytes] of [['empty', randomBytes(0)], ['small', randomBytes(70_001)], ['large', randomBytes(LARGE_BYTES)]] as const) {
+        const key = `checksum/${name}.bin`;
+        await backend.put(key, bytes, optionsFor(bytes, 'md5'));
+        for (const algorithm of ['md5', 'sha256'] as const) {
+          expect(await checksumOfObject(backend, key, algorithm), `${name} ${algorithm}`).toEqual({ checksum: digestOf(bytes, algorithm), sizeBytes: bytes.byteLength });
+        }
+      }
+    });
+
+    it('checksumOfObject of a missing key rejects with NotFoundError', async () => {
+      const key = 'checksum/missing.bin';
+      expectChunkvaultError(await rejectionOf(checksumOfObject(backend, key, 'sha256')), NotFoundError, 'E_NOT_FOUND', key);
     });
 
     it('delete removes the object', async () => {

@@ -4,9 +4,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checksumOfStream, streamHash, THREAD_HASH_MIN_SLICE } from '../src/integrity/checksum.js';
+import { hashFileOnThread } from '../src/integrity/hash-threads.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -37,6 +40,27 @@ describe('hashing on worker threads', () => {
       return hash.digest();
     }));
     expect(digests).toEqual(inputs.map((bytes) => createHash('sha256').update(bytes).digest('hex')));
+  });
+
+  it('hashes files whole on the threads, many at once, with node:crypto digests; a missing file fails with ENOENT', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'chunkvault-hash-files-'));
+    try {
+      const files = await Promise.all([0, 1, 1 << 20, 5 * (1 << 20) + 3, ...Array.from({ length: 8 }, (_, i) => 300_000 * (i + 1))].map(async (size, i) => {
+        const bytes = randomBytes(size);
+        const file = path.join(dir, `f${i}`);
+        await writeFile(file, bytes);
+        return { file, bytes };
+      }));
+      for (const algorithm of ['sha256', 'md5'] as const) {
+        const digests = await Promise.all(files.map(({ file }) => hashFileOnThread(file, algorithm)));
+        expect(digests).toEqual(files.map(({ bytes }) => ({ checksum: createHash(algorithm).update(bytes).digest('hex'), sizeBytes: bytes.byteLength })));
+      }
+      await expect(hashFileOnThread(path.join(dir, 'missing'), 'sha256')).rejects.toMatchObject({ code: 'ENOENT' });
+      // The thread is still good after the failure.
+      expect((await hashFileOnThread(files[3]!.file, 'md5')).checksum).toBe(createHash('md5').update(files[3]!.bytes).digest('hex'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('drops a hash whose stream failed, and reports the stream\'s error', async () => {

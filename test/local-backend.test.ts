@@ -4,6 +4,7 @@
  * temp files left by writers that died.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -46,6 +47,18 @@ describe('local filesystem backend', () => {
   afterEach(async () => {
     await backend.close();
     await rm(root, { recursive: true, force: true });
+  });
+
+  it('checksumOf hashes the file as it is on disk now, large (on a hashing thread) and small', async () => {
+    for (const size of [3 * (1 << 20) + 5, 9_000]) {
+      const key = `verify/${size}.bin`;
+      const bytes = randomBytes(size);
+      await backend.put(key, bytes, optionsFor(bytes, 'sha256'));
+      const onDisk = Buffer.from(bytes);
+      onDisk.writeUInt8(onDisk.readUInt8(size - 1) ^ 0xff, size - 1); // the medium changed the last byte after the put
+      await writeFile(backend.pathOf(key), onDisk);
+      expect(await backend.checksumOf(key, 'sha256')).toEqual({ checksum: createHash('sha256').update(onDisk).digest('hex'), sizeBytes: size });
+    }
   });
 
   it('stores the object at basePath joined with the key segments and leaves no temp file behind', async () => {

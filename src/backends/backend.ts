@@ -9,7 +9,7 @@
  */
 import type { Readable } from 'node:stream';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { HASH_SLICE_BYTES } from '../integrity/checksum.js';
+import { HASH_SLICE_BYTES, checksumOfStream } from '../integrity/checksum.js';
 import type { ChecksumAlgorithm } from '../config/config.schema.js';
 
 export interface PutOptions {
@@ -50,6 +50,13 @@ export interface Backend {
 
   /** Streams the object. Throws NotFoundError when there is none; BackendIoError otherwise. */
   get(key: string): Promise<Readable>;
+
+  /**
+   * Reads the object back and hashes it, where the backend can do that cheaper than streaming
+   * it through the caller (the local backend hashes a large file on a hashing thread). Throws
+   * as `get` does. Use `checksumOfObject`, which falls back to hashing `get`'s stream.
+   */
+  checksumOf?(key: string, algorithm: ChecksumAlgorithm): Promise<{ checksum: string; sizeBytes: number }>;
 
   /** Size and time of the object, or undefined when it does not exist. */
   head(key: string): Promise<ObjectInfo | undefined>;
@@ -97,6 +104,12 @@ const PROBE_PREFIX = '_chunkvault/probe/';
 /** `probe()` for a backend that can list: one listing request, which fails when the store is unreachable, missing or refuses the credentials. */
 export async function probeByListing(backend: Pick<Backend, 'list'>): Promise<void> {
   for await (const _object of backend.list(PROBE_PREFIX)) break;
+}
+
+/** Digest and size of the object under `key` as it reads back now (see Backend.checksumOf). */
+export async function checksumOfObject(backend: Backend, key: string, algorithm: ChecksumAlgorithm): Promise<{ checksum: string; sizeBytes: number }> {
+  if (backend.checksumOf) return backend.checksumOf(key, algorithm);
+  return checksumOfStream(await backend.get(key), algorithm);
 }
 
 /**

@@ -5,7 +5,7 @@
  * can remove those of dead writers without touching live ones.
  */
 import {
-  closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync, type Dirent,
+  closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, type Dirent,
 } from 'node:fs';
 import { promisify } from 'node:util';
 import { access, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
@@ -13,7 +13,9 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { BackendIoError, ChecksumMismatchError, InvalidInputError, SizeMismatchError } from '../errors.js';
-import { HASH_SLICE_BYTES, newHash, streamHash, type StreamHash } from '../integrity/checksum.js';
+import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
+import { hashFileOnThread } from '../integrity/hash-threads.js';
+import type { ChecksumAlgorithm } from '../config/config.schema.js';
 import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
@@ -70,28 +72,26 @@ export class LocalBackend implements Backend {
     const tempPath = path.join(dir, tempNameFor(path.basename(finalPath)));
     if (options.sizeBytes <= SMALL_IO_BYTES) return this.#putSmall(key, finalPath, tempPath, body, options);
     let handle: FileHandle | undefined;
-    let hash: StreamHash | undefined;
     try {
       handle = await this.#createTemp(dir, tempPath);
-      // Hashed on a hashing thread while this one writes: nothing is renamed into place before the digest matches.
-      hash = streamHash(options.algorithm);
       let written = 0;
       for await (const piece of piecesOf(body)) {
         written += piece.byteLength;
         if (written > options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, written);
-        await Promise.all([hash.update(piece), writeAll(handle, piece)]);
+        await writeAll(handle, piece);
       }
       if (written !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, written);
-      const actual = await hash.digest();
-      hash = undefined;
-      if (actual !== options.checksum) throw new ChecksumMismatchError(`storage key ${key}`, options.checksum, actual);
+      // The temp file as written is hashed on a hashing thread (it reads the file itself: no
+      // byte is copied on this thread), and nothing is renamed into place before it matches.
+      const actual = await hashFileOnThread(tempPath, options.algorithm);
+      if (actual.checksum !== options.checksum) throw new ChecksumMismatchError(`storage key ${key}`, options.checksum, actual.checksum);
+      if (actual.sizeBytes !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, actual.sizeBytes);
       await handle.datasync();
       await handle.close();
       handle = undefined;
       await rename(tempPath, finalPath);
       await syncDirectory(dir);
     } catch (error) {
-      hash?.drop();
       if (!(body instanceof Uint8Array)) body.destroy();
       await handle?.close().catch(() => undefined);
       await unlink(tempPath).catch(() => undefined);
@@ -123,6 +123,18 @@ export class LocalBackend implements Backend {
       }
     } catch (error) {
       throw wrapFsError(error, `get ${key}`);
+    }
+  }
+
+  /** A large object is read and hashed on a hashing thread; a small one here, at once. */
+  async checksumOf(key: string, algorithm: ChecksumAlgorithm): Promise<{ checksum: string; sizeBytes: number }> {
+    const full = this.pathOf(key);
+    try {
+      if (statSync(full).size > SMALL_IO_BYTES) return await hashFileOnThread(full, algorithm);
+      const bytes = readFileSync(full);
+      return { checksum: newHash(algorithm).update(bytes).digest('hex'), sizeBytes: bytes.byteLength };
+    } catch (error) {
+      throw wrapFsError(error, `checksum ${key}`);
     }
   }
 

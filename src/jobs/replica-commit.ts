@@ -5,18 +5,17 @@
  * chunk's status afterwards.
  */
 import type { Config } from '../config/config.schema.js';
-import type { Backend } from '../backends/backend.js';
+import { checksumOfObject, type Backend } from '../backends/backend.js';
 import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
 import type { ChunkStatus } from '../domain/types.js';
 import { BackendIoError } from '../errors.js';
-import { checksumOfStream } from '../integrity/checksum.js';
 import { metadataStoreOf } from '../catalog/metadata-store.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
 export async function commitReplica(config: Config, catalog: Catalog, metrics: ProcessMetrics, backend: Backend, record: StoredReplicaInput): Promise<ChunkStatus> {
   if (config.storage.integrity.verify_on_write) {
     const elapsed = startTimer();
-    const readBack = await checksumOfStream(await backend.get(record.path), record.algorithm);
+    const readBack = await checksumOfObject(backend, record.path, record.algorithm);
     metrics.verified(backend.name, 'write', elapsed(), readBack.sizeBytes);
     if (readBack.checksum !== record.checksum || readBack.sizeBytes !== record.sizeBytes) {
       metrics.mismatch(backend.name, 'verify');

@@ -3,7 +3,7 @@
  *
  * Idempotent (jobs may run twice): a replica already recorded as stored whose object is
  * still there is returned as it is; otherwise the same storage key is written again.
- * Order: validate -> reserve quota -> put (checksum checked while writing, atomic) ->
+ * Order: validate -> reserve quota -> put (checksum checked before it is in place, atomic) ->
  * commitReplica (read back and verify, metadata, catalog). A crash before the catalog step
  * leaves at most a complete object that the retry overwrites with the same bytes.
  *
