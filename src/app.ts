@@ -102,7 +102,7 @@ export class Chunkvault {
       });
     }
     if (swept > 0) logger.info({ removed: swept }, 'removed temp files left by crashed writes');
-    await this.#sweepStagedOrphans();
+    await this.sweepStagedOrphans();
     let lastSweep = Date.now();
     startHashThreads();
     const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics, checkpoints: this.checkpoints });
@@ -129,7 +129,7 @@ export class Chunkvault {
           await this.checkpoints.sealDue();
           if (Date.now() - lastSweep < config.chunkvault.worker.stale_temp_after_ms) return;
           lastSweep = Date.now();
-          await this.#sweepStagedOrphans();
+          await this.sweepStagedOrphans();
         },
       },
     });
@@ -142,14 +142,17 @@ export class Chunkvault {
   }
 
   /**
-   * Frees staged bytes older than stale_temp_after_ms that no job needs any more: a worker
-   * died between ending a chunk and freeing them, a producer died before queuing, Redis lost
-   * the jobs, or a chunk queued twice at once was staged twice.
+   * Frees staged bytes older than `olderThanMs` (stale_temp_after_ms) that no job needs any
+   * more: a worker died between ending a chunk and freeing them, a producer died before
+   * queuing, Redis lost the jobs, or a chunk queued twice at once was staged twice. The
+   * workers run it at start and then every stale_temp_after_ms. Younger bytes are left alone
+   * because a producer may be between staging them and queuing their jobs. Returns the number
+   * of staged files freed.
    */
-  async #sweepStagedOrphans(): Promise<void> {
-    const { config, catalog, staging, logger } = this;
+  async sweepStagedOrphans(olderThanMs = this.config.chunkvault.worker.stale_temp_after_ms): Promise<number> {
+    const { catalog, staging, logger } = this;
     const freed = await staging
-      .sweepOrphans((stagedKey) => this.#stagedBytesNeeded(stagedKey), config.chunkvault.worker.stale_temp_after_ms, Date.now(), async (stagedKey) => {
+      .sweepOrphans((stagedKey) => this.#stagedBytesNeeded(stagedKey), olderThanMs, Date.now(), async (stagedKey) => {
         if (isSegment(stagedKey)) await catalog.forgetSegment(stagedKey);
       })
       .catch((error: unknown) => {
@@ -157,6 +160,7 @@ export class Chunkvault {
         return 0;
       });
     if (freed > 0) logger.warn({ freed }, 'freed staged chunks no job needs any more');
+    return freed;
   }
 
   /**

@@ -43,7 +43,7 @@ describe('the invariant checker', () => {
     expectInvariants(report);
     expect(report.counts).toMatchObject({
       chunks: 30, replicas: 60, submittedReplicas: 60, acknowledgedChunks: 30, storedReplicas: 60, dataObjects: 60,
-      checkpoints: 3, manifests: 3, acknowledgedLost: 0, corruptReturned: 0, stagedFilesLeft: 0,
+      checkpoints: 3, manifests: 3, acknowledgedLost: 0, corruptReturned: 0, stagedOrphansSwept: 0, stagedFilesLeft: 0,
     });
   });
 

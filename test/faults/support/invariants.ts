@@ -87,6 +87,11 @@ export interface InvariantCounts {
   dataObjects: number;
   /** Temp files of dead writers removed by the sweep before checking. */
   tempFilesSwept: number;
+  /**
+   * Staged files no job needed any more, freed by the staging sweep before checking: a worker
+   * killed between ending a chunk and freeing its staged bytes leaves them to that sweep.
+   */
+  stagedOrphansSwept: number;
   stagedFilesLeft: number;
   faultsInjected: number;
   /** Acknowledged chunks not readable or not byte-identical: must be 0. */
@@ -123,6 +128,8 @@ export async function checkInvariants(
   if (options.sweep ?? true) {
     for (const backend of vault.backends.all()) report.counts.tempFilesSwept += await backend.sweepIncompleteWrites();
     report.counts.tempFilesSwept += await vault.staging.sweepIncompleteWrites();
+    // As a later worker's sweep would (whatever their age: no producer is staging now).
+    report.counts.stagedOrphansSwept = await vault.sweepStagedOrphans(0);
   }
   if (options.seal ?? true) await vault.checkpoints.sealNow();
 
@@ -321,7 +328,7 @@ function emptyReport(seeds: number[], outcome: RunOutcome): InvariantReport {
     counts: {
       chunks: 0, replicas: 0, submittedReplicas: outcome.acks.submitted.length, acknowledgedChunks: outcome.acks.acknowledgedChunks.size,
       acknowledgedReplicas: outcome.acks.acknowledgedReplicas, storedReplicas: 0, failedReplicas: 0, expiredReplicas: 0, corruptReplicas: 0,
-      acknowledgedExpired: 0, checkpoints: 0, manifests: 0, dataObjects: 0, tempFilesSwept: 0, stagedFilesLeft: 0,
+      acknowledgedExpired: 0, checkpoints: 0, manifests: 0, dataObjects: 0, tempFilesSwept: 0, stagedOrphansSwept: 0, stagedFilesLeft: 0,
       faultsInjected: outcome.faultsInjected, acknowledgedLost: 0, corruptReturned: 0,
     },
     violations: { acknowledged: [], torn: [], checkpoints: [], catalog: [], jobs: [] },
