@@ -141,6 +141,16 @@ async function runChunkvault(count: number, size: number, workers: number): Prom
   }
 }
 
+/** Starts bench/limit-writer.ts: `ready` once it has its data, `done` with its last line (JSON) when it exits 0. */
+function startLimitWriter<Result>(args: string[]): { child: ChildProcess; ready: Promise<void>; done: Promise<Result> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/limit-writer.ts'), ...args, `--replicas=${replicas}`, `--algorithm=${algorithm}`], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const out: string[] = [];
+  const ready = new Promise<void>((resolve) => lines(child, 'stdout', (line) => (line === 'ready' ? resolve() : out.push(line))));
+  const done = new Promise<Result>((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.at(-1)!) as Result) : reject(new Error(`limit writer exited with ${code}`)))));
+  return { child, ready, done };
+}
+
 async function runLimit(count: number, size: number, concurrency: number): Promise<Sample> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cv-limit-'));
   const shards = cpus().length;
@@ -148,11 +158,8 @@ async function runLimit(count: number, size: number, concurrency: number): Promi
   try {
     const children = await Promise.all(perShard.map(async (n, i) => {
       await mkdir(path.join(dir, `s${i}`), { recursive: true });
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/limit-writer.ts'), `--dir=${path.join(dir, `s${i}`)}`, `--count=${n}`, `--size=${size}`, `--replicas=${replicas}`, `--algorithm=${algorithm}`, `--concurrency=${concurrency}`], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-      const out: string[] = [];
-      const ready = new Promise<void>((resolve) => lines(child, 'stdout', (line) => (line === 'ready' ? resolve() : out.push(line))));
-      const done = new Promise<{ elapsedMs: number; latencies: number[]; cpuMs: number; maxRssKiB: number }>((resolve, reject) =>
-        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.at(-1)!)) : reject(new Error(`limit writer exited with ${code}`)))));
+      const { child, ready, done } = startLimitWriter<{ elapsedMs: number; latencies: number[]; cpuMs: number; maxRssKiB: number }>(
+        [`--dir=${path.join(dir, `s${i}`)}`, `--count=${n}`, `--size=${size}`, `--concurrency=${concurrency}`]);
       await ready;
       return { child, done };
     }));
@@ -189,12 +196,9 @@ async function runQueuedLimit(count: number, size: number, workers: number): Pro
   const children: ChildProcess[] = [];
   try {
     const stats = await Promise.all(Array.from({ length: workers }, async (_, w) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/limit-writer.ts'), `--dir=${path.join(dir, `w${w}`)}`, `--count=${count}`, `--size=${size}`, `--replicas=${replicas}`, `--algorithm=${algorithm}`, `--concurrency=${concurrencyFlag}`, '--queue=replica-write', `--redis=${REDIS_URL}`, `--prefix=${prefix}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+      const { child, ready, done } = startLimitWriter<{ cpuMs: number; maxRssKiB: number; eventLoopMaxMs: number }>(
+        [`--dir=${path.join(dir, `w${w}`)}`, `--count=${count}`, `--size=${size}`, `--concurrency=${concurrencyFlag}`, '--queue=replica-write', `--redis=${REDIS_URL}`, `--prefix=${prefix}`]);
       children.push(child);
-      const out: string[] = [];
-      const ready = new Promise<void>((resolve) => lines(child, 'stdout', (line) => (line === 'ready' ? resolve() : out.push(line))));
-      const done = new Promise<{ cpuMs: number; maxRssKiB: number; eventLoopMaxMs: number }>((resolve, reject) =>
-        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.at(-1)!)) : reject(new Error(`queued limit writer exited with ${code}`)))));
       await ready;
       return { child, done };
     }));
