@@ -72,12 +72,16 @@ describe('retention and compression racing with ingest and reads', () => {
           await sleep(rng.int(100, 600)); // a steady trickle, so passes and reads overlap ingest throughout
         }
       })();
-      let ingesting = true;
-      const ingestDone = ingest.finally(() => (ingesting = false));
+      // Passes and reads race the ingest, and go on after it (up to 30 s) until retention has
+      // expired something: on a slow machine 3 passes in the ingest could all cut off before the
+      // first replica was stored, leaving no deletion for the reads to race.
+      let ingestEndedAt: number | undefined;
+      const racing = (): boolean => ingestEndedAt === undefined || (tally.replicasExpired === 0 && Date.now() < ingestEndedAt + 30_000);
+      const ingestDone = ingest.finally(() => (ingestEndedAt = Date.now()));
 
       // Maintenance: passes back to back; each one's clock puts the cutoffs a few seconds behind now.
       const maintenance = (async () => {
-        while (ingesting) {
+        while (racing()) {
           // 1-4 s: with an ingest of ~10 s and 3-4 passes in it, a lag of up to 6 s let a CI run
           // on a slow machine end with nothing expired (no race to check) in both seeds.
           const retentionLagMs = rng.int(1000, 4000);
@@ -97,7 +101,7 @@ describe('retention and compression racing with ingest and reads', () => {
 
       // Readers: acknowledged chunks, picked at random, read while maintenance works on them.
       const readers = Array.from({ length: 2 }, async () => {
-        while (ingesting) {
+        while (racing()) {
           const acknowledged = [...acks.acknowledgedChunks];
           if (acknowledged.length === 0) {
             await sleep(50);
