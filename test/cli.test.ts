@@ -41,6 +41,15 @@ describe('chunkvault CLI', () => {
     expect(run.stderr).not.toMatch(/Redis/i);
   });
 
+  it('refuses a Node.js older than 24 with exit 2, naming the version it needs and the one it found', async () => {
+    // The runtime is made to report Node 22 before the CLI's first module runs.
+    const olderNode = "Object.defineProperty(process.versions,'node',{value:'22.11.0'});Object.defineProperty(process,'version',{value:'v22.11.0'})";
+    const run = await runCli(['stats'], { NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(olderNode)}`, REDIS_URL: `redis://127.0.0.1:${await deadPort()}` });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/needs Node\.js 24 or newer, and this is v22\.11\.0/);
+    expect(run.stdout).toBe('');
+  });
+
   it('exits 2 on bad usage', async () => {
     expect((await runCli(['frobnicate'])).code).toBe(2);
     expect((await runCli(['put', 'README.md'])).code).toBe(2); // no --replica

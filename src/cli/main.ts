@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `chunkvault` command. Exit codes: 0 success, 1 operation failed, 2 bad usage or config. */
+import './require-node.js';
 import { Command, CommanderError } from 'commander';
 import { EXIT_OK, EXIT_USAGE } from './cli-support.js';
 import { registerWorker } from './commands/worker.command.js';
