@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import yaml from 'js-yaml';
+import { dump } from 'js-yaml';
 import { Redis } from 'ioredis';
 import { deleteKeys } from './redis-keys.js';
 import { loadConfig } from '../src/config/load-config.js';
@@ -26,7 +26,7 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const dir = await mkdtemp(path.join(tmpdir(), 'cv-redis-mem-'));
 const prefix = `cvmem-${randomBytes(4).toString('hex')}`;
 const configPath = path.join(dir, 'config.yml');
-await writeFile(configPath, yaml.dump({
+await writeFile(configPath, dump({
   storage: { backends: { local: { base_path: path.join(dir, 'data'), max_size_gb: 0 } }, cleanup: { enable_auto_cleanup: false } },
   chunkvault: { redis: { url: REDIS_URL, prefix }, staging: { dir: path.join(dir, 'staging') }, log_level: 'warn' },
 }));

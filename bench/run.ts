@@ -24,7 +24,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import yaml from 'js-yaml';
+import { dump } from 'js-yaml';
 import { deleteKeys } from './redis-keys.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { openChunkvault } from '../src/app.js';
@@ -86,7 +86,7 @@ async function runChunkvault(count: number, size: number, workers: number): Prom
   const dir = await mkdtemp(path.join(tmpdir(), 'cv-bench-'));
   const prefix = `cvbench-${randomBytes(4).toString('hex')}`;
   const configPath = path.join(dir, 'config.yml');
-  await writeFile(configPath, yaml.dump({
+  await writeFile(configPath, dump({
     storage: {
       backends: { local: { base_path: path.join(dir, 'data'), max_size_gb: 0 } },
       integrity: { checksum_algorithm: algorithm, verify_on_write: true, store_metadata: flags.metadata !== 'false' },

@@ -19,7 +19,7 @@ import { openChunkvault, type Chunkvault } from '../src/app.js';
 import { createLogger } from '../src/logging/logger.js';
 import { ChunkCorruptError } from '../src/errors.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
-import { deleteKeys, makeTestEnv, openVault, waitFor, type TestEnv } from './support/harness.js';
+import { deleteKeys, makeTestEnv, openVault, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
 import { FaultyProxy } from './support/faulty-proxy.js';
 import { azureTestContainer, cloudServers, createTestBuckets, exportCredentials, REPO_ROOT, s3TestClient } from './support/cloud-servers.js';
 import { freeLoopbackPort } from '../src/redis/private-redis.js';
@@ -195,6 +195,26 @@ describe('chunkvault on local disk, S3, GCS and Azure at once', () => {
       expect(await rawObject(provider, keyPrefix, `${r.storagePath}.gz`), `${r.replicaId} after retention`).toBeUndefined();
     }
   }, 180_000);
+
+  it('a worker process writing to all four backends prints no runtime warning (no deprecation, no unsupported engine)', async () => {
+    ({ env } = await cloudEnv());
+    const credentials = { AWS_ACCESS_KEY_ID: servers.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: servers.s3.secretAccessKey, AZURE_STORAGE_CONNECTION_STRING: servers.azure.connectionString };
+    const worker = await startWorkerProcess(env, { ...credentials, NODE_OPTIONS: '--trace-warnings --trace-deprecation' });
+    try {
+      vault = await openVault(env);
+      const tasks = tasksOn(PROVIDERS, 2, 'warn');
+      const results = await (await vault.producer.store(tasks)).results({ timeoutMs: 60_000 });
+      expect(results.map((r) => r.status)).toEqual(results.map(() => 'stored'));
+      expect(await vault.getChunk(tasks[0]!.chunkId)).toEqual(tasks[0]!.chunkData);
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.done;
+    }
+    const { stderr } = worker.output();
+    expect(stderr).toContain('worker pool started');
+    // Node prints process warnings as "(node:PID) [DEP0xxx] DeprecationWarning: ..." or "... Warning: ...".
+    expect(stderr.split('\n').filter((line) => /\(node:\d+\)|Warning:|EBADENGINE|unsupported/i.test(line))).toEqual([]);
+  });
 
   it('fails a replica bound for a provider with no backend at once, naming it, and stores the chunk\'s other replicas', async () => {
     ({ env } = await cloudEnv());

@@ -163,6 +163,12 @@ describe('configuration', () => {
     else expect(problemsOf(() => loadConfig({ configPath: file, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.maintenance\.compression_codec: zstd is not available in Node /)]);
   });
 
+  it('reads an empty file as all defaults, and refuses a file of several YAML documents', async () => {
+    expect(loadConfig({ configPath: await configFile('# nothing set here\n'), env: {}, cwd: '/srv' }).config).toEqual(loadConfig({ env: {}, cwd: '/srv' }).config);
+    const two = await configFile('storage: {}\n---\nchunkvault: {}\n');
+    expect(() => loadConfig({ configPath: two, env: {} })).toThrow(/holds 2 YAML documents; chunkvault reads one/);
+  });
+
   it('refuses a Redis password in the file: secrets come from the environment', async () => {
     const file = await configFile('chunkvault:\n  redis:\n    url: "redis://:hunter2@127.0.0.1:6379"\n');
     const problems = problemsOf(() => loadConfig({ configPath: file, env: {} }));

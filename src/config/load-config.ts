@@ -13,7 +13,7 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import yaml from 'js-yaml';
+import { CORE_SCHEMA, loadAll, mergeTag } from 'js-yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './config.schema.js';
@@ -121,6 +121,8 @@ function crossFieldProblems(config: Config): string[] {
   return problems;
 }
 
+const YAML_SCHEMA = CORE_SCHEMA.withTags(mergeTag);
+
 function readYaml(file: string): unknown {
   let text: string;
   try {
@@ -128,11 +130,19 @@ function readYaml(file: string): unknown {
   } catch (error) {
     throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`, [], { cause: error });
   }
+  let documents: unknown[];
   try {
-    return yaml.load(text, { filename: file });
+    // loadAll, not load: an empty file (or one of comments only) is no document, which load
+    // refuses; chunkvault treats it as "all defaults". Merge keys (`<<: *defaults`) keep
+    // working as they did before js-yaml 5 left them out of its default schema.
+    documents = loadAll(text, { filename: file, schema: YAML_SCHEMA });
   } catch (error) {
     throw new ConfigError(`config file ${file} is not valid YAML: ${(error as Error).message}`, [], { cause: error });
   }
+  if (documents.length > 1) {
+    throw new ConfigError(`config file ${file} holds ${documents.length} YAML documents; chunkvault reads one`);
+  }
+  return documents[0];
 }
 
 function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {

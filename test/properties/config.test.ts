@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import yaml from 'js-yaml';
+import { dump } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type LoadedConfig } from '../../src/config/load-config.js';
 import { ConfigError } from '../../src/errors.js';
@@ -173,7 +173,7 @@ describe('loadConfig with hostile input (property)', () => {
     const counts = { refused: 0, accepted: 0 };
     await fc.assert(
       fc.asyncProperty(configObject, async (object) => {
-        const text = yaml.dump(object, { skipInvalid: true, noRefs: true });
+        const text = dump(object, { skipInvalid: true, noRefs: true });
         const outcome = await load(text);
         if (outcome instanceof ConfigError) {
           expect(outcome.problems.length + (outcome.message.length > 0 ? 1 : 0), show(object)).toBeGreaterThan(0);

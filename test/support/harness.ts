@@ -8,7 +8,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import yaml from 'js-yaml';
+import { dump } from 'js-yaml';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/config.schema.js';
@@ -54,7 +54,7 @@ export async function makeTestEnv(overrides: DeepPartial<Record<string, unknown>
   };
   const merged = deepMerge(base, overrides);
   const configPath = path.join(dir, 'config.yml');
-  await writeFile(configPath, yaml.dump(merged));
+  await writeFile(configPath, dump(merged));
   const { config } = loadConfig({ configPath, env: {} });
   return {
     dir,
