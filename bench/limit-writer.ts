@@ -10,7 +10,7 @@
  * concurrency, until SIGTERM; it prints "ready" once the worker runs, and on SIGTERM one JSON
  * line with its CPU, peak RSS and longest event-loop stall. bench/run.ts queues the jobs.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
@@ -44,7 +44,7 @@ async function fsyncPath(p: string): Promise<void> {
 
 async function writeReplica(bytes: Buffer, file: string): Promise<number> {
   const started = performance.now();
-  const expected = createHash(algorithm).update(bytes).digest('hex');
+  const expected = hash(algorithm, bytes, 'hex');
   const temp = `${file}.tmp`;
   const handle = await open(temp, 'wx');
   try {
@@ -56,7 +56,7 @@ async function writeReplica(bytes: Buffer, file: string): Promise<number> {
   await rename(temp, file);
   await fsyncPath(path.dirname(file));
   const back = await readFile(file);
-  if (createHash(algorithm).update(back).digest('hex') !== expected) throw new Error(`read-back mismatch: ${file}`);
+  if (hash(algorithm, back, 'hex') !== expected) throw new Error(`read-back mismatch: ${file}`);
   return performance.now() - started;
 }
 

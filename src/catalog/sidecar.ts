@@ -2,7 +2,7 @@
  * The metadata sidecar stored beside each replica's data: enough to rebuild the replica's
  * catalog record from the backend alone (`chunkvault reindex`).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema } from '../domain/ids.js';
@@ -40,5 +40,5 @@ export function encodeSidecar(record: Omit<StoredReplicaInput, 'attempts'>): { s
     codec: record.codec ?? '', storedBytes: record.storedBytes ?? record.sizeBytes,
   };
   const bytes = Buffer.from(`${JSON.stringify(sidecar, null, 2)}\n`);
-  return { sidecar, bytes, putOptions: { sizeBytes: bytes.byteLength, checksum: createHash('sha256').update(bytes).digest('hex'), algorithm: 'sha256' } };
+  return { sidecar, bytes, putOptions: { sizeBytes: bytes.byteLength, checksum: hash('sha256', bytes, 'hex'), algorithm: 'sha256' } };
 }

@@ -5,7 +5,7 @@
  * the lock and the head has not moved, so every ledger entry is in exactly one checkpoint.
  * Sealing reads only the interval's chunks: its cost grows with the interval, not the total.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
@@ -247,7 +247,7 @@ export class CheckpointService {
     const bytes = Buffer.from(JSON.stringify(manifest));
     // The checksum in the name: a sealer that lost its lock can never overwrite a committed manifest.
     const key = manifestKey(id, manifest.checksum);
-    await backends.forCheckpoints().put(key, bytes, { sizeBytes: bytes.byteLength, checksum: createHash('sha256').update(bytes).digest('hex'), algorithm: 'sha256' });
+    await backends.forCheckpoints().put(key, bytes, { sizeBytes: bytes.byteLength, checksum: hash('sha256', bytes, 'hex'), algorithm: 'sha256' });
     const entry: CheckpointEntry = {
       id, sequence, createdAt: manifest.createdAt, previousId: state.headId, chunkCount: manifest.chunkCount,
       totalBytes: manifest.totalBytes, checksum: manifest.checksum, key, fromLedgerSeq: from, toLedgerSeq: to,

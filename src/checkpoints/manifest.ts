@@ -3,7 +3,7 @@
  * checksum over its own content. Stored under the reserved `_chunkvault/` prefix, which no
  * replica's storage key can reach (ids start with a letter or digit).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 
@@ -48,7 +48,7 @@ export function manifestKey(id: string, checksum: string): string {
 /** sha256 over the manifest's JSON without its checksum field (key order as built). */
 export function manifestChecksum(manifest: Omit<Manifest, 'checksum'>): string {
   const { checksum: _ignored, ...body } = manifest as Manifest;
-  return createHash('sha256').update(JSON.stringify(body)).digest('hex');
+  return hash('sha256', JSON.stringify(body), 'hex');
 }
 
 /** Parses a stored manifest and checks its own checksum; throws with what is wrong. */

@@ -5,7 +5,7 @@
  * loopback name are answered (a foreign page reaching the port through DNS rebinding is not).
  * Kept apart from the Fastify server so a worker loads none of it.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
 
@@ -87,6 +87,6 @@ export function challengeOf(auth: HttpAuth): string {
 
 /** Constant-time comparison of two strings of any length. */
 function sameSecret(given: string, expected: string): boolean {
-  const digest = (value: string) => createHash('sha256').update(value).digest();
+  const digest = (value: string) => hash('sha256', value, 'buffer');
   return timingSafeEqual(digest(given), digest(expected));
 }

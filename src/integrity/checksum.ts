@@ -4,7 +4,7 @@
  * (md5 runs ~0.7 GB/s here: one 1 MiB slice is ~1.5 ms); streams of large slices are
  * hashed on a worker thread (streamHash).
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, hash, type Hash } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { ChecksumAlgorithm } from '../config/config.schema.js';
 import { ThreadedHash } from './hash-threads.js';
@@ -17,12 +17,14 @@ export function newHash(algorithm: ChecksumAlgorithm): Hash {
 
 /** Hex digest of `bytes`, computed in slices that yield to the event loop. */
 export async function checksumOf(bytes: Uint8Array, algorithm: ChecksumAlgorithm): Promise<string> {
-  const hash = createHash(algorithm);
+  // One slice or less (every small chunk): the one-shot hash, with no Hash object to build.
+  if (bytes.byteLength <= HASH_SLICE_BYTES) return hash(algorithm, bytes, 'hex');
+  const sliced = createHash(algorithm);
   for (let offset = 0; offset < bytes.byteLength; offset += HASH_SLICE_BYTES) {
-    hash.update(bytes.subarray(offset, offset + HASH_SLICE_BYTES));
+    sliced.update(bytes.subarray(offset, offset + HASH_SLICE_BYTES));
     if (offset + HASH_SLICE_BYTES < bytes.byteLength) await yieldToLoop();
   }
-  return hash.digest('hex');
+  return sliced.digest('hex');
 }
 
 /** Slices at least this large are hashed on a worker thread; smaller ones cost less than the hand-over. */

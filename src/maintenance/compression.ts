@@ -10,7 +10,7 @@
  * otherwise the compressed object is. So a crash at any step leaves a readable replica, and
  * the next pass leaves no garbage. Data that does not shrink is left as it is.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import type { Config } from '../config/config.schema.js';
@@ -138,7 +138,7 @@ export class Compression {
     if (compressed.byteLength >= record.sizeBytes) return undefined;
 
     const compressedKey = record.path + CODEC_SUFFIX[codec];
-    await backend.put(compressedKey, compressed, { sizeBytes: compressed.byteLength, checksum: createHash('sha256').update(compressed).digest('hex'), algorithm: 'sha256' });
+    await backend.put(compressedKey, compressed, { sizeBytes: compressed.byteLength, checksum: hash('sha256', compressed, 'hex'), algorithm: 'sha256' });
     const check = await checksumOfStream(decoded(await backend.get(compressedKey), codec), record.algorithm);
     if (check.checksum !== record.checksum || check.sizeBytes !== record.sizeBytes) {
       await backend.delete(compressedKey);

@@ -7,7 +7,7 @@
  * the Redis memory per queued replica). Replicas already stored are not queued again; job
  * ids are deterministic, so queuing the same replica twice stores it once.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import type { ChecksumAlgorithm, Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
@@ -217,7 +217,7 @@ export class ChunkProducer {
 
       const jobIds = toWrite.map((r) => replicaJobId(task.chunkId, r.replicaId, r.generation));
       // A file of its own is named once per (bytes, set of jobs): the same call repeated stages to the same name.
-      const stageTag = createHash('sha256').update(`${checksum}\0${jobIds.join('\0')}`).digest('hex').slice(0, 16);
+      const stageTag = hash('sha256', `${checksum}\0${jobIds.join('\0')}`, 'hex').slice(0, 16);
       const { retry } = config.chunkvault;
       const chunk: PendingChunk = {
         chunkId: task.chunkId, bytes, checksum, algorithm, ownFileKey: `${task.chunkId}@${stageTag}`, fail,
