@@ -9,6 +9,7 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
+import { mulberry32 } from './random.js';
 
 /** Bodies smaller than this (XML block lists, JSON upload sessions) are never corrupted. */
 const MIN_CORRUPTED_BODY_BYTES = 1024;
@@ -192,17 +193,4 @@ function flipByteAt(offset: number): Transform {
       done(null, piece);
     },
   });
-}
-
-
-/** mulberry32: a small seedable generator, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -6,21 +6,14 @@
  */
 import { createHash } from 'node:crypto';
 import type { ChecksumAlgorithm, DistributionTask, ReplicaPlacement, StoredChunk } from '../../../src/domain/types.js';
+import { mulberry32 } from '../../support/random.js';
 
-/** A small, fast, seedable PRNG (mulberry32); `next()` is uniform in [0, 1). */
+/** A seeded generator (mulberry32) with the draws a workload needs; `next()` is uniform in [0, 1). */
 export class Rng {
-  #state: number;
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = mulberry32(seed);
   }
 
   /** Integer in [min, max]. */
