@@ -183,7 +183,7 @@ describe('chunkvault on local disk, S3, GCS and Azure at once', () => {
     for (const r of results) {
       const provider = r.cloudProvider as (typeof PROVIDERS)[number];
       expect(await rawObject(provider, keyPrefix, r.storagePath), `${r.replicaId} original after compression`).toBeUndefined();
-      expect((await rawObject(provider, keyPrefix, `${r.storagePath}.gz`))!.byteLength).toBeLessThan(r.sizeBytes);
+      expect((await rawObject(provider, keyPrefix, `${r.storagePath}.zst`))!.byteLength).toBeLessThan(r.sizeBytes);
     }
     for (const t of tasks) expect(await vault.getChunk(t.chunkId)).toEqual(t.chunkData);
 
@@ -192,7 +192,7 @@ describe('chunkvault on local disk, S3, GCS and Azure at once', () => {
     expect(expired.retention).toMatchObject({ replicasDeleted: 12, chunksExpired: 3 });
     for (const r of results) {
       const provider = r.cloudProvider as (typeof PROVIDERS)[number];
-      expect(await rawObject(provider, keyPrefix, `${r.storagePath}.gz`), `${r.replicaId} after retention`).toBeUndefined();
+      expect(await rawObject(provider, keyPrefix, `${r.storagePath}.zst`), `${r.replicaId} after retention`).toBeUndefined();
     }
   }, 180_000);
 

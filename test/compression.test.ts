@@ -3,15 +3,17 @@
  * decoding, recorded, and only then is the original removed; reads stay byte-identical;
  * a crash at either end of the critical step recovers on the next pass with no garbage.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import type { Chunkvault } from '../src/app.js';
+import { openChunkvault, type Chunkvault } from '../src/app.js';
 import { Compression } from '../src/maintenance/compression.js';
 import { createLogger } from '../src/logging/logger.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
+import type { Config } from '../src/config/config.schema.js';
 import { failingBackends, journalMetadata, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -29,6 +31,25 @@ async function start(overrides: Record<string, unknown> = {}): Promise<Chunkvaul
   vault = await openVault(env);
   await vault.startWorkers();
   return vault;
+}
+
+/** `size` bytes of JSON lines, as training records and logs are: they compress, and better at higher levels. */
+function structuredBytes(size: number): Buffer {
+  const lines: string[] = [];
+  for (let i = 0, length = 0; length < size; i++) {
+    const line = `{"step":${i},"loss":${(2 / Math.log(i + 2)).toFixed(5)},"token":${(i * 2654435761) % 50_257},"split":"${i % 10 ? 'train' : 'eval'}"}\n`;
+    lines.push(line);
+    length += line.length;
+  }
+  return Buffer.from(lines.join('')).subarray(0, size);
+}
+
+/** chunkvault on this test's env with other maintenance settings, its workers started. */
+async function openWith(maintenance: Record<string, unknown>): Promise<Chunkvault> {
+  const config = { ...env.config, chunkvault: { ...env.config.chunkvault, maintenance: { ...env.config.chunkvault.maintenance, ...maintenance } } } as Config;
+  const opened = await openChunkvault(config, { logger: createLogger('silent'), announceUnimplemented: false });
+  await opened.startWorkers();
+  return opened;
 }
 
 const exists = (file: string) => access(file).then(() => true, () => false);
@@ -54,21 +75,21 @@ describe('compression of old data', () => {
     const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     const before = await v.getStatistics();
     const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
-    expect(report.compression).toMatchObject({ codec: 'gzip', replicasCompressed: 6, skippedNoGain: 2, recovered: 0 });
+    expect(report.compression).toMatchObject({ codec: 'zstd', replicasCompressed: 6, skippedNoGain: 2, recovered: 0 });
 
     const files = await filesOnDisk();
     for (const r of results) {
       const compressed = !r.chunkId.startsWith('noise');
       expect(files.includes(r.storagePath)).toBe(!compressed);
-      expect(files.includes(`${r.storagePath}.gz`)).toBe(compressed);
+      expect(files.includes(`${r.storagePath}.zst`)).toBe(compressed);
       const record = await v.catalog.getReplica(r.chunkId, r.replicaId);
-      expect(record).toMatchObject({ status: 'stored', codec: compressed ? 'gzip' : '', checksum: r.checksum, sizeBytes: r.sizeBytes });
+      expect(record).toMatchObject({ status: 'stored', codec: compressed ? 'zstd' : '', checksum: r.checksum, sizeBytes: r.sizeBytes });
     }
     for (const task of tasks) expect((await v.getChunk(task.chunkId)).equals(task.chunkData as Buffer)).toBe(true);
 
     const stats = await v.getStatistics();
     let onDisk = 0;
-    for (const f of files.filter((f) => /\.dat(\.gz)?$/.test(f))) onDisk += (await stat(path.join(env.basePath, f))).size;
+    for (const f of files.filter((f) => /\.dat(\.zst)?$/.test(f))) onDisk += (await stat(path.join(env.basePath, f))).size;
     expect(stats.total_size_bytes).toBe(onDisk);
     expect(stats.backend_stats.local!.total_size_bytes).toBe(onDisk);
     expect(stats.bytes_saved_by_compression).toBe(before.total_size_bytes - onDisk);
@@ -87,13 +108,73 @@ describe('compression of old data', () => {
     for (const r of results) expect(await exists(path.join(env.basePath, r.storagePath))).toBe(true);
   });
 
-  it('brotli works too', async () => {
-    const v = await start({ chunkvault: { maintenance: { compression_codec: 'brotli' } } });
-    const tasks = seedTasks(2, 1);
-    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
-    await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
-    expect(await exists(path.join(env.basePath, `${results[0]!.storagePath}.br`))).toBe(true);
-    expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+  // The bytes of a compressed replica are the codec's standard format: anyone can get the chunk
+  // back with the usual tool, chunkvault or not. Levels other than the default, one chunk
+  // larger than the codec's stream buffer, one small.
+  for (const [codec, level, suffix, tool] of [
+    ['gzip', 9, '.gz', ['gzip', '-d', '-c']],
+    ['brotli', 9, '.br', ['brotli', '-d', '-c']],
+    ['zstd', 19, '.zst', ['zstd', '-d', '-c', '-q']],
+  ] as const) {
+    it(`${codec} replicas decode with \`${tool.join(' ')}\` to the chunk's exact bytes`, async () => {
+      const v = await start({ chunkvault: { maintenance: { compression_codec: codec, compression_level: level } } });
+      const tasks = seedTasks(2, 1);
+      tasks[1]!.chunkData = structuredBytes(3 * 1024 * 1024 + 17);
+      const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+      const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+      expect(report.compression).toMatchObject({ codec, replicasCompressed: 2 });
+      for (const [i, r] of results.entries()) {
+        const file = path.join(env.basePath, `${r.storagePath}${suffix}`);
+        const decodedByTool = execFileSync(tool[0], [...tool.slice(1), file], { maxBuffer: 64 * 1024 * 1024 });
+        expect(decodedByTool.equals(tasks[i]!.chunkData as Buffer)).toBe(true);
+        expect((await stat(file)).size).toBeLessThan(r.sizeBytes);
+        expect((await v.getChunk(r.chunkId)).equals(tasks[i]!.chunkData as Buffer)).toBe(true);
+      }
+    });
+  }
+
+  it('the level setting reaches the codec: zstd 19 stores less than zstd 1', async () => {
+    env = await makeTestEnv({ storage: { cleanup: { compression_age_days: 7 } } });
+    const sizes: number[] = [];
+    for (const level of [1, 19]) {
+      vault = await openWith({ compression_codec: 'zstd', compression_level: level });
+      const tasks = seedTasks(1, 1, `level${level}`);
+      tasks[0]!.chunkData = structuredBytes(1024 * 1024);
+      const results = await (await vault.producer.store(tasks)).results({ timeoutMs: 30_000 });
+      sizes.push((await vault.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) })).compression!.bytesAfter);
+      await vault.close();
+      vault = undefined;
+    }
+    expect(sizes[1]).toBeLessThan(sizes[0]!);
+  });
+
+  it('replicas compressed with gzip and brotli keep reading, scrubbing and repairing after the codec changes to zstd', async () => {
+    env = await makeTestEnv({ storage: { cleanup: { compression_age_days: 7 } } });
+    const tasks = [...seedTasks(1, 2, 'gz'), ...seedTasks(1, 2, 'br'), ...seedTasks(1, 2, 'zs')];
+    const allResults: StoredChunk[] = [];
+    for (const [i, codec] of (['gzip', 'brotli', 'zstd'] as const).entries()) {
+      vault = await openWith({ compression_codec: codec });
+      const results = await (await vault.producer.store([tasks[i]!])).results({ timeoutMs: 30_000 });
+      allResults.push(...results);
+      const report = await vault.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
+      expect(report.compression).toMatchObject({ codec, replicasCompressed: 2 });
+      if (codec !== 'zstd') {
+        await vault.close();
+        vault = undefined;
+      }
+    }
+    const v = vault!;
+    expect((await filesOnDisk()).filter((f) => f.endsWith('.dat.gz') || f.endsWith('.dat.br') || f.endsWith('.dat.zst')).map((f) => path.extname(f)).sort())
+      .toEqual(['.br', '.br', '.gz', '.gz', '.zst', '.zst']);
+    for (const task of tasks) expect((await v.getChunk(task.chunkId)).equals(task.chunkData as Buffer)).toBe(true);
+    expect((await v.maintenance.runPass({ tasks: ['scrub'] })).scrub).toMatchObject({ replicasChecked: 6, corruptFound: 0 });
+
+    // A damaged gzip replica is noticed on read, the chunk served from its other replica, and
+    // the damaged one rewritten (as plain data, which the next pass compresses with zstd).
+    const gz = allResults.find((r) => r.chunkId === 'gz_0')!;
+    await writeFile(path.join(env.basePath, `${gz.storagePath}.gz`), Buffer.from('not gzip'));
+    expect((await v.getChunk('gz_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
+    await waitFor('the repair', async () => (await v.catalog.getReplica('gz_0', gz.replicaId))?.status === 'stored' && (await v.catalog.getReplica('gz_0', gz.replicaId))?.codec === '');
   });
 
   it('recovers from a crash after the catalog switched but before the original was removed', async () => {
@@ -104,14 +185,14 @@ describe('compression of old data', () => {
     const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'delete', /\.dat$/), logger: createLogger('silent') });
     await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
     // Mid-way: both objects exist; the catalog already reads the compressed one.
-    expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.gz`]));
-    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('gzip');
+    expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.zst`]));
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('zstd');
     expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
 
     const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
     expect(report.compression!.recovered).toBe(1);
-    expect(await filesOnDisk()).toEqual([`${original}.gz`]);
-    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
+    expect(await filesOnDisk()).toEqual([`${original}.zst`]);
+    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.zst`, codec: 'zstd' });
     expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
   });
 
@@ -126,16 +207,16 @@ describe('compression of old data', () => {
     });
     const crashing = new Compression({ config: v.config, catalog: dying, backends: v.backends, logger: createLogger('silent') });
     await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
-    expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.gz`]));
-    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
+    expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.zst`]));
+    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.zst`, codec: 'zstd' });
     expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('');
     expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
 
     // The next pass removes the leftover, then compresses the replica properly.
     const report = await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
     expect(report.compression).toMatchObject({ recovered: 1, replicasCompressed: 1 });
-    expect(await filesOnDisk()).toEqual([`${original}.gz`]);
-    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.gz`, codec: 'gzip' });
+    expect(await filesOnDisk()).toEqual([`${original}.zst`]);
+    expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.zst`, codec: 'zstd' });
   });
 
   it('repairs a corrupt compressed replica from another one, as plain data', async () => {
@@ -143,16 +224,16 @@ describe('compression of old data', () => {
     const tasks = seedTasks(1, 2);
     const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     await v.maintenance.runPass({ tasks: ['compression'], now: later(results, 7) });
-    const gz = path.join(env.basePath, `${results[0]!.storagePath}.gz`);
-    const bytes = await readFile(gz);
-    bytes[bytes.length - 6] = bytes[bytes.length - 6]! ^ 0xff; // inside the gzip trailer's CRC
-    await writeFile(gz, bytes);
+    const zst = path.join(env.basePath, `${results[0]!.storagePath}.zst`);
+    const bytes = await readFile(zst);
+    bytes[bytes.length - 2] = bytes[bytes.length - 2]! ^ 0xff; // inside the zstd frame's content checksum
+    await writeFile(zst, bytes);
 
     expect((await v.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
     await waitFor('the repair', async () => (await v.getStatistics()).repairs_done === 1);
     const record = await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0');
     expect(record).toMatchObject({ status: 'stored', codec: '', path: results[0]!.storagePath });
-    expect(await exists(gz)).toBe(false);
+    expect(await exists(zst)).toBe(false);
     expect((await readFile(path.join(env.basePath, results[0]!.storagePath))).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
     // Its metadata names the plain object again, so a reindex would find it.
     expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: results[0]!.storagePath, codec: '' });
@@ -175,7 +256,7 @@ describe('compression of old data', () => {
     redis.disconnect();
     const report = await v.reindex({ verify: true });
     expect(report).toMatchObject({ restored: 2, problems: [] });
-    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('gzip');
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.codec).toBe('zstd');
     expect((await v.getChunk('chunk_1')).equals(tasks[1]!.chunkData as Buffer)).toBe(true);
 
     const expired = await v.maintenance.runPass({ tasks: ['retention'], now: later(results, 31) });

@@ -156,11 +156,16 @@ describe('configuration', () => {
     expect(problemsOf(() => loadConfig({ configPath: range, env: {} }))).toEqual([expect.stringMatching(/cleanup_schedule: .*expected range 0-59/)]);
   });
 
-  it('refuses a compression codec this runtime does not have', async () => {
-    const file = await configFile('chunkvault:\n  maintenance:\n    compression_codec: zstd\n');
-    const hasZstd = typeof (await import('node:zlib') as { createZstdCompress?: unknown }).createZstdCompress === 'function';
-    if (hasZstd) expect(loadConfig({ configPath: file, env: {} }).config.chunkvault.maintenance.compression_codec).toBe('zstd');
-    else expect(problemsOf(() => loadConfig({ configPath: file, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.maintenance\.compression_codec: zstd is not available in Node /)]);
+  it('takes a compression level within the codec\'s range, and refuses one outside it by its path', async () => {
+    const load = async (codec: string, level: number) => loadConfig({ configPath: await configFile(`chunkvault:\n  maintenance:\n    compression_codec: ${codec}\n    compression_level: ${level}\n`), env: {} });
+    expect((await load('zstd', 19)).config.chunkvault.maintenance).toMatchObject({ compression_codec: 'zstd', compression_level: 19 });
+    expect((await load('brotli', 0)).config.chunkvault.maintenance.compression_level).toBe(0);
+    expect((await load('gzip', 9)).config.chunkvault.maintenance.compression_level).toBe(9);
+    for (const [codec, level, range] of [['zstd', 20, '1..19'], ['zstd', 0, '1..19'], ['gzip', 0, '1..9'], ['brotli', 12, '0..11']] as const) {
+      const bad = await configFile(`chunkvault:\n  maintenance:\n    compression_codec: ${codec}\n    compression_level: ${level}\n`);
+      expect(problemsOf(() => loadConfig({ configPath: bad, env: {} }))).toEqual([`chunkvault.maintenance.compression_level: ${level} is not a ${codec} level (${range})`]);
+    }
+    expect(loadConfig({ env: {}, cwd: '/srv' }).config.chunkvault.maintenance).toMatchObject({ compression_codec: 'zstd' });
   });
 
   it('reads an empty file as all defaults, and refuses a file of several YAML documents', async () => {

@@ -345,7 +345,7 @@ describe('maintenance racing with reads', () => {
     const v = await start();
     const tasks = seedTasks(1, 1);
     await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
-    // The reader found the replica at its .dat key; compression moves it to .dat.gz before the read gets there.
+    // The reader found the replica at its .dat key; compression moves it to .dat.zst before the read gets there.
     const compress = (): Promise<unknown> => new Compression({ config: v.config, catalog: v.catalog, backends: v.backends, logger: createLogger('silent') }).run(Date.now() + 8 * DAY, false);
     let moved = false;
     const backends = hookedBackends(v, 'get', /\.dat$/, { before: async () => { if (!moved) { moved = true; await compress(); } } });
@@ -354,7 +354,7 @@ describe('maintenance racing with reads', () => {
       repairs: new RepairScheduler(v.config, v.catalog, v.queue('replicas'), createLogger('silent')),
     });
     expect((await reader.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
-    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))).toMatchObject({ status: 'stored', codec: 'gzip' });
+    expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))).toMatchObject({ status: 'stored', codec: 'zstd' });
     expect((await v.getStatistics()).corruptions_found).toBe(0);
   });
 });

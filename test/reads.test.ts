@@ -401,7 +401,7 @@ describe('bad replicas found on read are marked corrupt and repaired', () => {
     const results = await storeThenStopWorkers(tasks);
     const later = () => Date.now() + 8 * 24 * 3600 * 1000;
     expect((await vault.maintenance.runPass({ tasks: ['compression'], now: later })).compression).toMatchObject({ replicasCompressed: 2 });
-    for (const r of results) await damage(`${fileOf(r)}.gz`, 'flipped');
+    for (const r of results) await damage(`${fileOf(r)}.zst`, 'flipped');
     await expect(vault.getChunk('chunk_0')).rejects.toBeInstanceOf(ChunkCorruptError);
 
     await vault.startWorkers();

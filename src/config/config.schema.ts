@@ -202,8 +202,13 @@ const chunkvaultSchema = z
         scrub_bytes_per_second: positiveInt.default(50 * 1024 * 1024),
         /** Replicas one scrub pass re-reads at most (least recently verified first). */
         scrub_replicas_per_pass: positiveInt.default(10_000),
-        /** Codec for compress_old_data: gzip, brotli, or zstd where the runtime has it. */
-        compression_codec: z.enum(CODECS).default('gzip'),
+        /** Codec for compress_old_data (docs/BENCHMARKS.md compares them on training data). */
+        compression_codec: z.enum(CODECS).default('zstd'),
+        /**
+         * The codec's level: gzip 1-9 (default 6), brotli 0-11 (5), zstd 1-19 (3). Omitted: the
+         * codec's default; replicas already compressed keep the level they were written with.
+         */
+        compression_level: z.number().int().optional(),
         /** Replicas one compression pass re-encodes at most. */
         compress_replicas_per_pass: positiveInt.default(1000),
       })

@@ -17,7 +17,7 @@ import { CORE_SCHEMA, loadAll, mergeTag } from 'js-yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './config.schema.js';
-import { codecAvailable } from '../integrity/codecs.js';
+import { levelProblem } from '../integrity/codecs.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/storage_config.yml';
 
@@ -104,9 +104,9 @@ export function unimplementedSettings(config: Config): string[] {
 
 function crossFieldProblems(config: Config): string[] {
   const problems: string[] = [];
-  if (!codecAvailable(config.chunkvault.maintenance.compression_codec)) {
-    problems.push(`chunkvault.maintenance.compression_codec: ${config.chunkvault.maintenance.compression_codec} is not available in Node ${process.versions.node}; use gzip or brotli`);
-  }
+  const { compression_codec: codec, compression_level: level } = config.chunkvault.maintenance;
+  const badLevel = level === undefined ? undefined : levelProblem(codec, level);
+  if (badLevel) problems.push(`chunkvault.maintenance.compression_level: ${badLevel}`);
   const cloud = config.storage.backends.cloud;
   const cloudBlocks = (['aws_s3', 'gcp_gcs', 'azure_blob'] as const).filter((name) => cloud[name] !== undefined);
   if (cloud.enabled && cloudBlocks.length === 0) {

@@ -125,10 +125,10 @@ export class Compression {
   /** Compresses one replica; returns its new size, or undefined when the codec gained nothing. */
   async #compressOne(record: ReplicaRecord): Promise<number | undefined> {
     const { config, catalog, backends } = this.#deps;
-    const codec = config.chunkvault.maintenance.compression_codec;
+    const { compression_codec: codec, compression_level: level } = config.chunkvault.maintenance;
     const backend = backends.byName(record.backend)!;
     const pieces: Buffer[] = [];
-    await pipeline(await backend.get(record.path), encoder(codec), new Writable({
+    await pipeline(await backend.get(record.path), encoder(codec, level, record.sizeBytes), new Writable({
       write(piece: Buffer, _encoding, done) {
         pieces.push(piece);
         done();
