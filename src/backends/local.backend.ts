@@ -359,7 +359,11 @@ export class LocalBackend implements Backend {
     return creating;
   }
 
-  /** Every file under `within` (a directory key; '' for the whole backend). */
+  /**
+   * Every file under `within` (a directory key; '' for the whole backend). Hand-written, not
+   * fs.glob: Node's glob takes a directory it cannot read for an empty one, and a listing that
+   * misses files must fail (retention plans deletions from it).
+   */
   async *#walk(within = ''): AsyncIterable<{ key: string; name: string; fullPath: string; temp: boolean; sizeBytes: number; modifiedAt: Date }> {
     const root = within ? this.pathOf(within) : this.basePath;
     const pending = [root];
