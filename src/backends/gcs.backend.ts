@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
 import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
@@ -49,11 +50,16 @@ export interface GcsBackendOptions {
   singlePutMaxBytes?: number;
   /** Temp objects older than this are removed by sweepIncompleteWrites. Default 24 h. */
   staleUploadAfterMs?: number;
-  /** Attempts per request inside the SDK (its own retry of idempotent requests). Default: the SDK's (4). */
+  /** Attempts per request: inside the SDK (its own retry of idempotent requests), and of a media read in get(). Default 4. */
   maxAttempts?: number;
 }
 
 type GcsSdk = typeof import('@google-cloud/storage');
+
+/** Tries of a media read's request (the SDK's default for its own retries, which reads do not use). */
+const DEFAULT_READ_ATTEMPTS = 4;
+/** Wait before the second try of a read's request; doubles each time. */
+const READ_RETRY_DELAY_MS = 100;
 
 /** Temp objects of large puts live under this folder of the key prefix; no storage key can start with '.'. */
 const TEMP_FOLDER = '.cvtmp~/';
@@ -73,7 +79,7 @@ export class GcsBackend implements Backend {
   readonly #keyPrefix: string;
   readonly #singlePutMaxBytes: number;
   readonly #staleUploadAfterMs: number;
-  #connection: Promise<{ storage: Storage; bucket: Bucket }> | undefined;
+  #connection: Promise<{ storage: Storage; bucket: Bucket; readBucket: Bucket }> | undefined;
 
   constructor(options: GcsBackendOptions) {
     if (!options.bucket) throw new ConfigError('GCS backend: bucket is required');
@@ -95,21 +101,56 @@ export class GcsBackend implements Backend {
 
   async get(key: string): Promise<Readable> {
     assertSafeKey(key);
-    const { bucket } = await this.#connect();
-    const file = bucket.file(this.#keyPrefix + key);
+    const { bucket, readBucket } = await this.#connect();
+    const name = this.#keyPrefix + key;
     try {
       // Asked first, so a missing object rejects here rather than as a stream error later.
-      await file.getMetadata();
+      await bucket.file(name).getMetadata();
     } catch (error) {
       throw this.#wrap(error, 'get', key);
     }
+    const attempts = this.#options.maxAttempts ?? DEFAULT_READ_ATTEMPTS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#openRead(readBucket.file(name), key);
+      } catch (error) {
+        const wrapped = this.#wrap(error, 'get', key);
+        if (attempt >= attempts || !(wrapped instanceof BackendIoError && wrapped.retryable)) throw wrapped;
+        await sleep(READ_RETRY_DELAY_MS * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  /**
+   * One media request; resolves with its body once the response is there, rejects when the
+   * request fails first (the caller may try again: no byte has been handed on yet).
+   *
+   * The SDK's own retry is off for these requests (readBucket), and the stream is handed on
+   * only after its response: on Node 24 both the SDK's retry (it destroys a request stream
+   * from a response listener) and a read stream destroyed before its response make
+   * teeny-request pipe into a destroyed stream, which ends in an unhandled rejection
+   * (ERR_STREAM_UNABLE_TO_PIPE, googleapis/google-cloud-node#8670) that would end the process.
+   */
+  #openRead(file: File, key: string): Promise<Readable> {
     // Reads are verified against the chunk checksum by the caller, so the SDK's own
     // (whole-object) validation is not needed.
     const source = file.createReadStream({ validation: false });
     const out = new PassThrough();
-    source.on('error', (error) => out.destroy(this.#wrap(error, 'get', key)));
-    out.on('close', () => source.destroy());
-    return source.pipe(out);
+    return new Promise((resolve, reject) => {
+      let started = false;
+      source.on('response', (response: { statusCode?: number }) => {
+        // An error status is followed by the error, which says what it was.
+        if (started || (response.statusCode ?? 200) >= 300) return;
+        started = true;
+        out.on('close', () => source.destroy());
+        resolve(out);
+      });
+      source.on('error', (error) => {
+        if (started) out.destroy(this.#wrap(error, 'get', key));
+        else reject(error);
+      });
+      source.pipe(out);
+    });
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
@@ -271,7 +312,7 @@ export class GcsBackend implements Backend {
     return { key, sizeBytes: Number(metadata.size ?? 0), modifiedAt: new Date(Number.isNaN(modified) ? 0 : modified) };
   }
 
-  #connect(): Promise<{ storage: Storage; bucket: Bucket }> {
+  #connect(): Promise<{ storage: Storage; bucket: Bucket; readBucket: Bucket }> {
     this.#connection ??= (async () => {
       let sdk: GcsSdk;
       try {
@@ -280,12 +321,17 @@ export class GcsBackend implements Backend {
         this.#connection = undefined;
         throw new ConfigError('GCS backend: the package @google-cloud/storage cannot be loaded', [], { cause: error });
       }
-      const storage = new sdk.Storage({
+      const common = {
         ...(this.#options.endpoint ? { apiEndpoint: this.#options.endpoint } : {}),
         ...(this.#options.projectId ? { projectId: this.#options.projectId } : {}),
+      };
+      const storage = new sdk.Storage({
+        ...common,
         ...(this.#options.maxAttempts ? { retryOptions: { maxRetries: Math.max(0, this.#options.maxAttempts - 1) } } : {}),
       });
-      return { storage, bucket: storage.bucket(this.#options.bucket) };
+      // Media reads retry in get(), not in the SDK (see #openRead).
+      const reads = new sdk.Storage({ ...common, retryOptions: { autoRetry: false } });
+      return { storage, bucket: storage.bucket(this.#options.bucket), readBucket: reads.bucket(this.#options.bucket) };
     })();
     return this.#connection;
   }
