@@ -1,12 +1,14 @@
 /**
  * The catalog: one record per replica and per chunk, indexed in Redis for lookups. The
  * backend (data plus metadata: sidecars or a local journal) is the source of truth; `reindex` rebuilds this
- * index from it. All state changes go through the scripts in catalog.scripts.ts.
+ * index from it. All state changes go through the scripts of catalog-scripts.ts; every key
+ * comes from catalog-keys.ts.
  */
 import type { Redis } from 'ioredis';
 import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
-import { RECORD_COMPRESSED, RECORD_CORRUPT, RECORD_EXPIRED, RECORD_FAILED, RECORD_STORED, REGISTER_CHUNK, RESERVE_QUOTA, SEGMENT_CHUNK_ENDED } from './catalog.scripts.js';
+import { CatalogKeys } from './catalog-keys.js';
+import { CatalogScripts, UnexpectedReplyError, chunkStatusOr, chunkStatusReply, integerReply, oneOf } from './catalog-scripts.js';
 
 export interface ReplicaRequest {
   replicaId: string;
@@ -75,36 +77,16 @@ export interface CatalogCounters {
   backendCount: Record<string, number>;
 }
 
-type ScriptedRedis = Redis & {
-  cvRegisterChunk(...args: Array<string | number>): Promise<Array<string>>;
-  cvRecordStored(...args: Array<string | number>): Promise<string>;
-  cvRecordFailed(...args: Array<string | number>): Promise<string>;
-  cvReserveQuota(...args: Array<string | number>): Promise<[number, number?]>;
-  cvRecordCorrupt(...args: Array<string | number>): Promise<number>;
-  cvRecordExpired(...args: Array<string | number>): Promise<string>;
-  cvRecordCompressed(...args: Array<string | number>): Promise<string>;
-  cvSegmentChunkEnded(...args: Array<string | number>): Promise<number>;
-};
-
 export class Catalog {
-  readonly #redis: ScriptedRedis;
-  readonly #p: string;
+  readonly #redis: Redis;
+  readonly #scripts: CatalogScripts;
+  readonly #keys: CatalogKeys;
 
   /** `keyPrefix` is the hash-tagged prefix shared by all chunkvault keys, e.g. "{chunkvault}". */
   constructor(redis: Redis, keyPrefix: string) {
-    this.#p = keyPrefix;
-    const scripted = redis as ScriptedRedis;
-    if (typeof scripted.cvRegisterChunk !== 'function') {
-      redis.defineCommand('cvRegisterChunk', { numberOfKeys: 0, lua: REGISTER_CHUNK });
-      redis.defineCommand('cvRecordStored', { numberOfKeys: 0, lua: RECORD_STORED });
-      redis.defineCommand('cvRecordFailed', { numberOfKeys: 0, lua: RECORD_FAILED });
-      redis.defineCommand('cvReserveQuota', { numberOfKeys: 0, lua: RESERVE_QUOTA });
-      redis.defineCommand('cvRecordCorrupt', { numberOfKeys: 0, lua: RECORD_CORRUPT });
-      redis.defineCommand('cvRecordExpired', { numberOfKeys: 0, lua: RECORD_EXPIRED });
-      redis.defineCommand('cvRecordCompressed', { numberOfKeys: 0, lua: RECORD_COMPRESSED });
-      redis.defineCommand('cvSegmentChunkEnded', { numberOfKeys: 0, lua: SEGMENT_CHUNK_ENDED });
-    }
-    this.#redis = scripted;
+    this.#redis = redis;
+    this.#scripts = new CatalogScripts(redis);
+    this.#keys = new CatalogKeys(keyPrefix);
   }
 
   /**
@@ -112,38 +94,41 @@ export class Catalog {
    * ConflictError when the chunk id is already recorded with another checksum.
    */
   async registerChunk(chunk: ChunkRegistration): Promise<RegistrationResult> {
-    const args: Array<string | number> = [
-      this.#p, chunk.chunkId, chunk.checksum, chunk.algorithm, chunk.sizeBytes,
-      new Date(chunk.createdAtMs).toISOString(), chunk.createdAtMs, chunk.replicas.length,
-    ];
-    for (const r of chunk.replicas) args.push(r.replicaId, r.backend, r.targetNode, r.cloudProvider, r.taskId);
-    const reply = await this.#redis.cvRegisterChunk(...args);
+    const reply = await this.#scripts.run('cvRegisterChunk', this.#keys.chunkScriptKeys(chunk.chunkId), {
+      chunkId: chunk.chunkId, checksum: chunk.checksum, algorithm: chunk.algorithm, sizeBytes: chunk.sizeBytes,
+      createdAt: new Date(chunk.createdAtMs).toISOString(), createdAtMs: chunk.createdAtMs,
+      replicas: chunk.replicas.map((r) => ({ replicaId: r.replicaId, backend: r.backend, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId })),
+    });
+    if (!Array.isArray(reply)) throw new UnexpectedReplyError('cvRegisterChunk', reply);
     if (reply[0] === 'conflict') {
       throw new ConflictError(
         `chunk ${chunk.chunkId} is already recorded with ${reply[2]} checksum ${reply[1]}; chunks are immutable, so the same id cannot carry ${chunk.algorithm} ${chunk.checksum}`,
       );
     }
+    if (reply[0] !== 'ok' || reply.length !== 2 + chunk.replicas.length * 2) throw new UnexpectedReplyError('cvRegisterChunk', reply);
     const replicas = chunk.replicas.map((r, i) => ({
       replicaId: r.replicaId,
-      action: reply[2 + i * 2] as 'enqueue' | 'skip',
-      generation: Number(reply[3 + i * 2]),
+      action: oneOf('cvRegisterChunk', reply[2 + i * 2], ['enqueue', 'skip'] as const),
+      generation: integerReply('cvRegisterChunk', reply[3 + i * 2]),
     }));
-    return { createdAtMs: Number(reply[1]), replicas };
+    return { createdAtMs: integerReply('cvRegisterChunk', reply[1]), replicas };
   }
 
   /** Marks a replica stored; idempotent. Returns the chunk's status afterwards. */
   async recordStored(r: StoredReplicaInput): Promise<ChunkStatus> {
-    return (await this.#redis.cvRecordStored(
-      this.#p, r.chunkId, r.replicaId, r.backend, r.path, r.checksum, r.algorithm, r.sizeBytes,
-      r.targetNode, r.cloudProvider, r.taskId, r.storedAt, r.attempts,
-      new Date(r.createdAtMs).toISOString(), r.createdAtMs, r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()),
-      r.codec ?? '', r.storedBytes ?? r.sizeBytes,
-    )) as ChunkStatus;
+    const reply = await this.#scripts.run('cvRecordStored', [...this.#keys.chunkScriptKeys(r.chunkId), this.#keys.replica(r.chunkId, r.replicaId), this.#keys.verified, this.#keys.reserved(r.backend)], {
+      chunkId: r.chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, checksum: r.checksum, algorithm: r.algorithm,
+      sizeBytes: r.sizeBytes, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId, storedAt: r.storedAt,
+      attempts: r.attempts, createdAt: new Date(r.createdAtMs).toISOString(), createdAtMs: r.createdAtMs,
+      verifiedAtMs: r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()), codec: r.codec ?? '', storedBytes: r.storedBytes ?? r.sizeBytes,
+    });
+    return chunkStatusReply('cvRecordStored', reply);
   }
 
   /** Points a stored replica at its compressed object if it is still at `expectedPath`. */
   async recordCompressed(chunkId: string, replicaId: string, expectedPath: string, newPath: string, codec: string, storedBytes: number): Promise<'ok' | 'skip'> {
-    return (await this.#redis.cvRecordCompressed(this.#p, chunkId, replicaId, expectedPath, newPath, codec, storedBytes)) as 'ok' | 'skip';
+    const reply = await this.#scripts.run('cvRecordCompressed', [this.#keys.replica(chunkId, replicaId), this.#keys.stats], { expectedPath, newPath, codec, storedBytes });
+    return oneOf('cvRecordCompressed', reply, ['ok', 'skip'] as const);
   }
 
   /** Notes which chunks a staging segment holds; called once it is durable, before their jobs are queued. */
@@ -153,7 +138,7 @@ export class Catalog {
 
   /** Notes that a chunk of `segment` ended; true when it was the last one (free the segment now). */
   async segmentChunkEnded(segment: string, chunkId: string): Promise<boolean> {
-    return (await this.#redis.cvSegmentChunkEnded(this.#p, segment, chunkId)) === 1;
+    return integerReply('cvSegmentChunkEnded', await this.#scripts.run('cvSegmentChunkEnded', [this.#keys.staged(segment)], { chunkId })) === 1;
   }
 
   /** The chunks of `segment` that have not ended (none when it is not tracked). */
@@ -168,43 +153,44 @@ export class Catalog {
 
   /** Compressions between writing the compressed object and removing the original (crash recovery). */
   async compressionsInFlight(): Promise<string[]> {
-    return this.#redis.smembers(`${this.#p}:compressing`);
+    return this.#redis.smembers(this.#keys.compressing);
   }
 
   async beginCompression(member: string): Promise<void> {
-    await this.#redis.sadd(`${this.#p}:compressing`, member);
+    await this.#redis.sadd(this.#keys.compressing, member);
   }
 
   async endCompression(member: string): Promise<void> {
-    await this.#redis.srem(`${this.#p}:compressing`, member);
+    await this.#redis.srem(this.#keys.compressing, member);
   }
 
   /** Retention deletions between recording a replica expired and removing its objects (crash recovery). */
   async deletionsInFlight(): Promise<string[]> {
-    return this.#redis.smembers(`${this.#p}:deleting`);
+    return this.#redis.smembers(this.#keys.deleting);
   }
 
   async beginDeletion(member: string): Promise<void> {
-    await this.#redis.sadd(`${this.#p}:deleting`, member);
+    await this.#redis.sadd(this.#keys.deleting, member);
   }
 
   async endDeletion(member: string): Promise<void> {
-    await this.#redis.srem(`${this.#p}:deleting`, member);
+    await this.#redis.srem(this.#keys.deleting, member);
   }
 
   /** Records a stored replica as deleted by retention; idempotent. Returns the chunk's status or 'skip'. */
   async recordExpired(chunkId: string, replicaId: string, expiredAt: string): Promise<ChunkStatus | 'skip'> {
-    return (await this.#redis.cvRecordExpired(this.#p, chunkId, replicaId, expiredAt)) as ChunkStatus | 'skip';
+    const reply = await this.#scripts.run('cvRecordExpired', [...this.#keys.chunkScriptKeys(chunkId), this.#keys.replica(chunkId, replicaId), this.#keys.verified], { chunkId, replicaId, expiredAt });
+    return chunkStatusOr('cvRecordExpired', reply, 'skip');
   }
 
   /** Chunk ids first queued before `beforeMs`, oldest first, `count` from `offset`. */
   async chunksCreatedBefore(beforeMs: number, offset: number, count: number): Promise<string[]> {
-    return this.#redis.zrangebyscore(`${this.#p}:chunks`, '-inf', `(${beforeMs}`, 'LIMIT', offset, count);
+    return this.#redis.zrangebyscore(this.#keys.chunks, '-inf', `(${beforeMs}`, 'LIMIT', offset, count);
   }
 
   /** The `count` stored replicas verified longest ago, with when (ms). */
   async leastRecentlyVerified(count: number): Promise<Array<{ chunkId: string; replicaId: string; verifiedAtMs: number }>> {
-    const flat = await this.#redis.zrange(`${this.#p}:verified`, '0', String(count - 1), 'WITHSCORES');
+    const flat = await this.#redis.zrange(this.#keys.verified, '0', String(count - 1), 'WITHSCORES');
     const out: Array<{ chunkId: string; replicaId: string; verifiedAtMs: number }> = [];
     for (let i = 0; i < flat.length; i += 2) {
       const [chunkId, replicaId] = flat[i]!.split(':') as [string, string];
@@ -215,18 +201,19 @@ export class Catalog {
 
   /** Notes that a stored replica was just read back and found intact. */
   async markVerified(chunkId: string, replicaId: string, atMs: number): Promise<void> {
-    await this.#redis.zadd(`${this.#p}:verified`, 'XX', atMs, `${chunkId}:${replicaId}`);
+    await this.#redis.zadd(this.#keys.verified, 'XX', atMs, `${chunkId}:${replicaId}`);
   }
 
   /** When the least recently verified stored replica was last verified (ms), or undefined when none is stored. */
   async oldestVerification(): Promise<number | undefined> {
-    const [, score] = await this.#redis.zrange(`${this.#p}:verified`, '0', '0', 'WITHSCORES');
+    const [, score] = await this.#redis.zrange(this.#keys.verified, '0', '0', 'WITHSCORES');
     return score === undefined ? undefined : Number(score);
   }
 
   /** Marks a replica failed for good unless it is stored; idempotent. */
   async recordFailed(chunkId: string, replicaId: string, backend: string, error: string, attempts: number): Promise<ChunkStatus | 'unknown'> {
-    return (await this.#redis.cvRecordFailed(this.#p, chunkId, replicaId, backend, error, attempts)) as ChunkStatus | 'unknown';
+    const reply = await this.#scripts.run('cvRecordFailed', [...this.#keys.chunkScriptKeys(chunkId), this.#keys.replica(chunkId, replicaId), this.#keys.reserved(backend)], { chunkId, replicaId, backend, error, attempts });
+    return chunkStatusOr('cvRecordFailed', reply, 'unknown');
   }
 
   /**
@@ -236,7 +223,8 @@ export class Catalog {
    * object was read), when the replica has moved since (compressed meanwhile).
    */
   async recordCorrupt(chunkId: string, replicaId: string, reason: string, expectedPath = ''): Promise<number> {
-    return Number(await this.#redis.cvRecordCorrupt(this.#p, chunkId, replicaId, reason, expectedPath));
+    const reply = await this.#scripts.run('cvRecordCorrupt', [...this.#keys.chunkScriptKeys(chunkId), this.#keys.replica(chunkId, replicaId), this.#keys.verified], { chunkId, replicaId, reason, expectedPath });
+    return integerReply('cvRecordCorrupt', reply);
   }
 
   /** Notes a failed attempt that will be retried (attempt count and last error). */
@@ -252,8 +240,11 @@ export class Catalog {
    * Returns the bytes already used when the write would pass `limitBytes`, else undefined.
    */
   async reserveQuota(backend: string, chunkId: string, replicaId: string, bytes: number, limitBytes: number): Promise<number | undefined> {
-    const reply = await this.#redis.cvReserveQuota(this.#p, backend, `${chunkId}:${replicaId}`, bytes, limitBytes);
-    return reply[0] === 1 ? undefined : Number(reply[1]);
+    const reply = await this.#scripts.run('cvReserveQuota', [this.#keys.reserved(backend), this.#keys.stats], { backend, member: `${chunkId}:${replicaId}`, bytes, limitBytes });
+    if (!Array.isArray(reply)) throw new UnexpectedReplyError('cvReserveQuota', reply);
+    if (reply[0] === 1 && reply.length === 1) return undefined;
+    if (reply[0] === 0 && reply.length === 2) return integerReply('cvReserveQuota', reply[1]);
+    throw new UnexpectedReplyError('cvReserveQuota', reply);
   }
 
   async getReplica(chunkId: string, replicaId: string): Promise<ReplicaRecord | undefined> {
@@ -262,7 +253,7 @@ export class Catalog {
   }
 
   async getChunk(chunkId: string): Promise<ChunkRecord | undefined> {
-    const raw = await this.#redis.hgetall(`${this.#p}:c:${chunkId}`);
+    const raw = await this.#redis.hgetall(this.#keys.chunk(chunkId));
     if (!raw.checksum) return undefined;
     return {
       chunkId,
@@ -276,7 +267,7 @@ export class Catalog {
 
   /** Every replica record of a chunk. */
   async listReplicas(chunkId: string): Promise<ReplicaRecord[]> {
-    const ids = await this.#redis.smembers(`${this.#p}:c:${chunkId}:replicas`);
+    const ids = await this.#redis.smembers(this.#keys.chunkReplicas(chunkId));
     return (await this.getReplicas(ids.sort().map((replicaId) => ({ chunkId, replicaId })))).filter(
       (r): r is ReplicaRecord => r !== undefined,
     );
@@ -308,7 +299,7 @@ export class Catalog {
   }
 
   async counters(): Promise<CatalogCounters> {
-    const raw = await this.#redis.hgetall(`${this.#p}:stats`);
+    const raw = await this.#redis.hgetall(this.#keys.stats);
     const counters: CatalogCounters = {
       replicasStored: Number(raw.replicas_stored ?? 0),
       replicasFailed: Number(raw.replicas_failed ?? 0),
@@ -351,11 +342,11 @@ export class Catalog {
   }
 
   #segmentKey(segment: string): string {
-    return `${this.#p}:staged:${segment}`;
+    return this.#keys.staged(segment);
   }
 
   #replicaKey(chunkId: string, replicaId: string): string {
-    return `${this.#p}:r:${chunkId}:${replicaId}`;
+    return this.#keys.replica(chunkId, replicaId);
   }
 }
 

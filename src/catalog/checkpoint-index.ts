@@ -4,7 +4,8 @@
  * themselves live on the backend (see checkpoints/checkpoint-service.ts).
  */
 import type { Redis } from 'ioredis';
-import { COMMIT_CHECKPOINT, RENUMBER_STRANDED_LEDGER, RESTORE_CHECKPOINT } from './catalog.scripts.js';
+import { CatalogKeys } from './catalog-keys.js';
+import { CatalogScripts, integerReply, oneOf } from './catalog-scripts.js';
 import { RedisLock } from '../redis/redis-lock.js';
 
 export interface CheckpointEntry {
@@ -30,32 +31,22 @@ export interface LedgerState {
   headSequence: number;
 }
 
-type ScriptedRedis = Redis & {
-  cvCommitCheckpoint(...args: Array<string | number>): Promise<string>;
-  cvRestoreCheckpoint(...args: Array<string | number>): Promise<string>;
-  cvRenumberStrandedLedger(prefix: string): Promise<number>;
-};
-
 export class CheckpointIndex {
-  readonly #redis: ScriptedRedis;
-  readonly #p: string;
-  /** One process seals at a time; COMMIT_CHECKPOINT checks this lock's token. */
+  readonly #redis: Redis;
+  readonly #scripts: CatalogScripts;
+  readonly #keys: CatalogKeys;
+  /** One process seals at a time; commit-checkpoint.lua checks this lock's token. */
   readonly lock: RedisLock;
 
   constructor(redis: Redis, keyPrefix: string, lockTtlMs = 10_000) {
-    this.#p = keyPrefix;
-    this.lock = new RedisLock(redis, `${keyPrefix}:checkpoint:lock`, lockTtlMs);
-    const scripted = redis as ScriptedRedis;
-    if (typeof scripted.cvCommitCheckpoint !== 'function') {
-      redis.defineCommand('cvCommitCheckpoint', { numberOfKeys: 0, lua: COMMIT_CHECKPOINT });
-      redis.defineCommand('cvRestoreCheckpoint', { numberOfKeys: 0, lua: RESTORE_CHECKPOINT });
-      redis.defineCommand('cvRenumberStrandedLedger', { numberOfKeys: 0, lua: RENUMBER_STRANDED_LEDGER });
-    }
-    this.#redis = scripted;
+    this.#redis = redis;
+    this.#scripts = new CatalogScripts(redis);
+    this.#keys = new CatalogKeys(keyPrefix);
+    this.lock = new RedisLock(redis, this.#keys.checkpointLock, lockTtlMs);
   }
 
   async state(): Promise<LedgerState> {
-    const [seq, head] = await Promise.all([this.#redis.get(`${this.#p}:ledger:seq`), this.#redis.hgetall(`${this.#p}:checkpoint:head`)]);
+    const [seq, head] = await Promise.all([this.#redis.get(this.#keys.ledgerSeq), this.#redis.hgetall(this.#keys.checkpointHead)]);
     return {
       ledgerSeq: Number(seq ?? 0),
       headToSeq: Number(head.toLedgerSeq ?? 0),
@@ -66,25 +57,26 @@ export class CheckpointIndex {
 
   /** Chunk ids with ledger sequence in (fromExclusive, toInclusive], in ledger order. */
   async ledgerRange(fromExclusive: number, toInclusive: number): Promise<string[]> {
-    return this.#redis.zrangebyscore(`${this.#p}:ledger`, `(${fromExclusive}`, String(toInclusive));
+    return this.#redis.zrangebyscore(this.#keys.ledger, `(${fromExclusive}`, String(toInclusive));
   }
 
   /** Records a sealed checkpoint if `token` still holds the lock and the head is still `expectedHeadToSeq`. */
   async commit(token: string, expectedHeadToSeq: number, entry: CheckpointEntry): Promise<'ok' | 'lost-lock' | 'moved'> {
-    return (await this.#redis.cvCommitCheckpoint(
-      this.#p, token, String(expectedHeadToSeq), entry.toLedgerSeq, entry.id, entry.sequence, entry.createdAt,
-      entry.previousId, entry.chunkCount, entry.totalBytes, entry.checksum, entry.key, entry.fromLedgerSeq,
-    )) as 'ok' | 'lost-lock' | 'moved';
+    const k = this.#keys;
+    const reply = await this.#scripts.run('cvCommitCheckpoint', [k.checkpointLock, k.checkpointHead, k.checkpoint(entry.id), k.checkpoints, k.ledger], {
+      lockToken: token, expectedHeadToSeq, ...entry,
+    });
+    return oneOf('cvCommitCheckpoint', reply, ['ok', 'lost-lock', 'moved'] as const);
   }
 
   /** Puts a checkpoint read back from its manifest into the index, with its chunks' ledger places (reindex). */
   async restore(entry: CheckpointEntry, chunks: ReadonlyArray<{ chunkId: string; checksum: string; algorithm: string; sizeBytes: number; createdAtMs: number }>): Promise<void> {
-    const args: Array<string | number> = [
-      this.#p, entry.id, entry.sequence, entry.createdAt, entry.previousId, entry.chunkCount, entry.totalBytes,
-      entry.checksum, entry.key, entry.fromLedgerSeq, entry.toLedgerSeq, chunks.length,
-    ];
-    for (const c of chunks) args.push(c.chunkId, c.checksum, c.algorithm, c.sizeBytes, c.createdAtMs, new Date(c.createdAtMs).toISOString());
-    await this.#redis.cvRestoreCheckpoint(...args);
+    const k = this.#keys;
+    const reply = await this.#scripts.run('cvRestoreCheckpoint', [k.checkpoint(entry.id), k.checkpoints, k.checkpointHead, k.ledgerSeq, k.ledger, k.chunks, k.chunkBase], {
+      ...entry,
+      chunks: chunks.map((c) => ({ chunkId: c.chunkId, checksum: c.checksum, algorithm: c.algorithm, sizeBytes: c.sizeBytes, createdAtMs: c.createdAtMs, createdAt: new Date(c.createdAtMs).toISOString() })),
+    });
+    oneOf('cvRestoreCheckpoint', reply, ['ok'] as const);
   }
 
   /**
@@ -92,18 +84,19 @@ export class CheckpointIndex {
    * are sealed (reindex, after `restore`). Returns how many were moved.
    */
   async renumberStranded(): Promise<number> {
-    return this.#redis.cvRenumberStrandedLedger(this.#p);
+    const k = this.#keys;
+    return integerReply('cvRenumberStrandedLedger', await this.#scripts.run('cvRenumberStrandedLedger', [k.checkpointHead, k.ledger, k.ledgerSeq, k.chunkBase]));
   }
 
   async count(): Promise<number> {
-    return this.#redis.zcard(`${this.#p}:checkpoints`);
+    return this.#redis.zcard(this.#keys.checkpoints);
   }
 
   /** Every checkpoint, oldest first. */
   async list(): Promise<CheckpointEntry[]> {
-    const ids = await this.#redis.zrange(`${this.#p}:checkpoints`, '0', '-1');
+    const ids = await this.#redis.zrange(this.#keys.checkpoints, '0', '-1');
     const pipeline = this.#redis.pipeline();
-    for (const id of ids) pipeline.hgetall(`${this.#p}:checkpoint:${id}`);
+    for (const id of ids) pipeline.hgetall(this.#keys.checkpoint(id));
     const replies = (await pipeline.exec()) ?? [];
     return replies.map(([error, raw]) => {
       if (error) throw error;
@@ -112,7 +105,7 @@ export class CheckpointIndex {
   }
 
   async get(id: string): Promise<CheckpointEntry | undefined> {
-    const raw = await this.#redis.hgetall(`${this.#p}:checkpoint:${id}`);
+    const raw = await this.#redis.hgetall(this.#keys.checkpoint(id));
     return raw.id ? toEntry(raw) : undefined;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The checkpoint aggregator. Completed chunks enter the catalog's ledger exactly once (see
- * catalog.scripts.ts); this service seals consecutive ledger ranges into manifests. One
+ * catalog-scripts.ts); this service seals consecutive ledger ranges into manifests. One
  * process seals at a time (a Redis lock); a commit only lands if that process still holds
  * the lock and the head has not moved, so every ledger entry is in exactly one checkpoint.
  * Sealing reads only the interval's chunks: its cost grows with the interval, not the total.

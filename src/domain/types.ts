@@ -41,13 +41,15 @@ export interface DistributionTask {
  * missing or corrupt by a read becomes corrupt until a repair makes it stored again;
  * retention turns a stored replica into expired (a tombstone: its object is deleted).
  */
-export type ReplicaStatus = 'queued' | 'stored' | 'failed' | 'corrupt' | 'expired';
+export const REPLICA_STATUSES = ['queued', 'stored', 'failed', 'corrupt', 'expired'] as const;
+export type ReplicaStatus = (typeof REPLICA_STATUSES)[number];
 
 /**
  * Lifecycle of a chunk: stored when every replica is, degraded when one failed for good,
  * expired when retention deleted all of its replicas.
  */
-export type ChunkStatus = 'pending' | 'stored' | 'degraded' | 'failed' | 'expired';
+export const CHUNK_STATUSES = ['pending', 'stored', 'degraded', 'failed', 'expired'] as const;
+export type ChunkStatus = (typeof CHUNK_STATUSES)[number];
 
 /** The catalog's record of one replica (one per replica, never one per chunk). */
 export interface ReplicaRecord {

@@ -1,8 +1,9 @@
 /**
  * The invariant checker itself: on a clean run it finds nothing, and each kind of damage the
  * scenarios guard against (an acknowledged chunk gone, wrong bytes returned, a torn object, a
- * temp file, a lost manifest, an orphan object, a forgotten job) is reported under its
- * invariant. Without this, a scenario passing could mean the checker looks at nothing.
+ * temp file, a lost manifest, an orphan object, a forgotten job, a counter moved by no record)
+ * is reported under its invariant. Without this, a scenario passing could mean the checker
+ * looks at nothing.
  */
 import { createHash } from 'node:crypto';
 import { copyFile, readFile, rm, truncate, writeFile } from 'node:fs/promises';
@@ -58,6 +59,9 @@ describe('the invariant checker', () => {
     for (const r of wrong!.replicas) await writeFile(path.join(base, `${wrong!.chunkId}@${r.replicaId}.dat`), other);
     const redis = new Redis(env!.config.chunkvault.redis.url);
     await redis.hset(`{${env!.prefix}}:catalog:c:${wrong!.chunkId}`, 'checksum', createHash('md5').update(other).digest('hex'));
+    // f) counters moved by no record: one replica too many stored, 5 bytes too few on local
+    await redis.hincrby(`{${env!.prefix}}:catalog:stats`, 'replicas_stored', 1);
+    await redis.hincrby(`{${env!.prefix}}:catalog:stats`, 'backend:local:bytes', -5);
     redis.disconnect();
     // b) a torn second replica (the first stays good, so reads never touch the torn one)
     await truncate(path.join(base, `${torn!.chunkId}@${torn!.replicas[1]!.replicaId}.dat`), 10);
@@ -96,6 +100,12 @@ describe('the invariant checker', () => {
       expect.stringMatching(new RegExp(`metadata of replica ${lost!.replicas[0]!.replicaId} names this object, which is not there`)),
     ]));
     expect(report.violations.jobs).toEqual([`replica ${torn!.chunkId}-r7 of ${torn!.chunkId}: no catalog record (handed to the producer, then forgotten)`]);
+    const counterLine = (name: string) => report.violations.counters.find((line) => line.startsWith(`${name}: `))?.match(/recorded (-?\d+), counted (-?\d+)$/)?.slice(1).map(Number);
+    expect(report.violations.counters).toHaveLength(2);
+    const [storedRecorded, storedCounted] = counterLine('replicasStored')!;
+    expect(storedRecorded).toBe(storedCounted! + 1);
+    const [bytesRecorded, bytesCounted] = counterLine('backendBytes.local')!;
+    expect(bytesRecorded).toBe(bytesCounted! - 5);
     expect(() => expectInvariants(report)).toThrow(/invariants violated \(seed 7; reproduce with FAULT_SEED=7\)[\s\S]*acknowledged chunks lost: 1, corrupt bytes returned: 1[\s\S]*c\) every stored chunk is in exactly one checkpoint: \d+ violation/);
     await rm(path.join(base, `.cvtmp~${process.pid}~${hostname()}~abc~x.dat`));
     expect((await readFile(path.join(base, `${torn!.chunkId}@${torn!.replicas[0]!.replicaId}.dat`))).byteLength).toBe(torn!.sizeBytes);

@@ -13,6 +13,9 @@
  *                    verifies, every data object and sidecar belongs to a stored record;
  *  e) jobs:          no replica job is lost: every replica handed to the producer ends `stored`
  *                    or `failed` with a reason (or `expired`, deleted by retention).
+ *  f) counters:      the catalog's counters (replicas and bytes stored, per cloud, node and
+ *                    backend; failed and corrupt replicas; chunks by status) equal a recount of
+ *                    its records: every script moved them exactly once.
  *
  * `checkInvariants` reports each as a list of violations (empty = holds) with counts;
  * `expectInvariants` fails with a readable message naming the seed to reproduce with.
@@ -28,6 +31,7 @@ import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, rea
 import { metadataStoreOf } from '../../../src/catalog/metadata-store.js';
 import { JOURNAL_DIR } from '../../../src/backends/metadata-journal.js';
 import type { Sidecar } from '../../../src/catalog/sidecar.js';
+import { counterDifferences, presentCounters, recountCatalog } from './counters.js';
 
 /** Reads and hashes running at once while checking. */
 const CONCURRENCY = 8;
@@ -40,6 +44,7 @@ export const INVARIANTS = {
   checkpoints: 'c) every stored chunk is in exactly one checkpoint',
   catalog: 'd) the catalog matches the backend',
   jobs: 'e) no replica job is lost (each ends stored or failed with a reason)',
+  counters: "f) the catalog's counters equal a recount of its records",
 } as const;
 export type InvariantName = keyof typeof INVARIANTS;
 
@@ -302,6 +307,10 @@ export async function checkInvariants(
       violate('checkpoints', `chunk ${chunkId} is ${chunk.status} but in no checkpoint`);
     }
   }
+
+  // f) the counters, recounted from every record of the deployment.
+  const recorded = presentCounters(await vault.catalog.counters());
+  for (const difference of counterDifferences(recorded, await recountCatalog(vault.config))) violate('counters', difference);
   return report;
 }
 
@@ -331,8 +340,8 @@ function emptyReport(seeds: number[], outcome: RunOutcome): InvariantReport {
       acknowledgedExpired: 0, checkpoints: 0, manifests: 0, dataObjects: 0, tempFilesSwept: 0, stagedOrphansSwept: 0, stagedFilesLeft: 0,
       faultsInjected: outcome.faultsInjected, acknowledgedLost: 0, corruptReturned: 0,
     },
-    violations: { acknowledged: [], torn: [], checkpoints: [], catalog: [], jobs: [] },
-    violationCounts: { acknowledged: 0, torn: 0, checkpoints: 0, catalog: 0, jobs: 0 },
+    violations: { acknowledged: [], torn: [], checkpoints: [], catalog: [], jobs: [], counters: [] },
+    violationCounts: { acknowledged: 0, torn: 0, checkpoints: 0, catalog: 0, jobs: 0, counters: 0 },
     failureReasons: {},
   };
 }
