@@ -10,7 +10,8 @@
  * key server-side and removed. A crash leaves at most a temp blob, which sweepIncompleteWrites
  * removes once it is stale.
  * The chunk checksum and its algorithm are stored as blob metadata (`cv_checksum`,
- * `cv_algorithm`: Azure metadata names must be C# identifiers, so no '-') for reindex.
+ * `cv_algorithm`: Azure metadata names must be C# identifiers, so no '-'), so the container
+ * says what each blob should hash to (reindex reads the sidecars, not this metadata).
  *
  * Credentials come only from the environment (see azure-credentials.ts), never from options.
  */

@@ -13,13 +13,14 @@
  */
 import { CLOUD_PROVIDERS, type Config } from '../config/config.schema.js';
 import { InvalidInputError } from '../errors.js';
+import { CLOUD_BACKENDS, type CloudBackendName } from '../domain/types.js';
 import type { Backend } from './backend.js';
 import { LocalBackend } from './local.backend.js';
 import { S3Backend } from './s3.backend.js';
 import { GcsBackend } from './gcs.backend.js';
 import { AzureBlobBackend } from './azure-blob.backend.js';
 
-export type BackendKind = 'local' | 'aws_s3' | 'gcp_gcs' | 'azure_blob';
+export type BackendKind = 'local' | CloudBackendName;
 
 /** Backend name recorded for a replica whose provider routes nowhere (it failed for good). */
 export const UNROUTED_BACKEND = 'none';
@@ -39,7 +40,7 @@ export class BackendRegistry {
     this.#cloudEnabled = cloud.enabled;
     const kinds: BackendKind[] = [];
     if (config.use_local_storage && config.storage.backends.local.enabled) kinds.push('local');
-    if (cloud.enabled) kinds.push(...(['aws_s3', 'gcp_gcs', 'azure_blob'] as const).filter((name) => cloud[name] !== undefined));
+    if (cloud.enabled) kinds.push(...CLOUD_BACKENDS.filter((name) => cloud[name] !== undefined));
     for (const kind of kinds) {
       const gib = 1024 ** 3;
       switch (kind) {

@@ -1,8 +1,9 @@
 /**
  * What the object-store backends (S3, GCS, Azure Blob) share: reading a put's body while
  * checking it against its announced size and checksum, cutting it into upload parts with an
- * MD5 per part, key prefixes, the metadata that lets a reindex rebuild the catalog from a
- * bucket alone, and telling transient network failures from permanent ones.
+ * MD5 per part, key prefixes, the checksum metadata stored on every object (what it should
+ * hash to; reindex reads the sidecars, not this), and telling transient network failures
+ * from permanent ones.
  *
  * No cloud SDK is imported here.
  */
@@ -17,7 +18,7 @@ import { assertSafeKey } from './storage-key.js';
 export const METADATA_CHECKSUM = 'cv-checksum';
 export const METADATA_ALGORITHM = 'cv-algorithm';
 
-/** The metadata stored with every object, so a reindex can rebuild the catalog from a bucket. */
+/** The metadata stored with every object: the chunk checksum and its algorithm, so the bucket says what each object should hash to. */
 export function chunkMetadata(options: PutOptions): Record<string, string> {
   return { [METADATA_CHECKSUM]: options.checksum, [METADATA_ALGORITHM]: options.algorithm };
 }

@@ -9,7 +9,8 @@
  * (`<keyPrefix>.cvtmp~/...`, never listed), which is copied to the final key only once the
  * body and the server's MD5 matched, then removed; a crash leaves at most a temp object, which
  * sweepIncompleteWrites removes once it is stale. The chunk checksum and its algorithm are
- * stored as custom metadata (`cv-checksum`, `cv-algorithm`) for reindex.
+ * stored as custom metadata (`cv-checksum`, `cv-algorithm`), so the bucket itself says what
+ * each object should hash to (reindex reads the sidecars, not this metadata).
  *
  * Credentials come only from Google's Application Default Credentials. With a custom
  * `endpoint` (an emulator), the SDK sends none.

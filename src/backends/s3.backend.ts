@@ -7,8 +7,9 @@
  * Content-MD5 the server checks; larger ones go up as a multipart upload with a Content-MD5 on
  * every part, and the upload is completed only once the whole body matched (otherwise it is
  * aborted, so nothing appears under the key). The chunk checksum and its algorithm are stored
- * as object metadata (`cv-checksum`, `cv-algorithm`) so a reindex can rebuild the catalog from
- * the bucket alone.
+ * as object metadata (`cv-checksum`, `cv-algorithm`), so the bucket itself says what each
+ * object should hash to; reindex rebuilds the catalog from the sidecars (`.meta.json`) beside
+ * the data, not from this metadata.
  *
  * Credentials come only from the SDK's default chain (environment, shared config, instance
  * role); none are accepted here.

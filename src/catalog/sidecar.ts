@@ -6,6 +6,7 @@ import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema } from '../domain/ids.js';
+import { STORED_CODECS } from '../domain/types.js';
 import type { PutOptions } from '../backends/backend.js';
 import type { StoredReplicaInput } from './catalog.js';
 
@@ -25,7 +26,7 @@ export const sidecarSchema = z.object({
   taskId: idSchema,
   storedAt: z.string().min(1),
   createdAtMs: z.number().int().positive(),
-  codec: z.enum(['', 'gzip', 'brotli', 'zstd']).default(''),
+  codec: z.enum(STORED_CODECS).default(''),
   storedBytes: z.number().int().nonnegative().optional(),
 });
 export type Sidecar = z.infer<typeof sidecarSchema>;

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
-import { CODECS } from '../integrity/codecs.js';
+import { CODECS, type CloudBackendName } from '../domain/types.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -85,8 +85,8 @@ const azureBlobSchema = z
   .strict();
 
 /** Which backend block serves a replica's `cloud_provider` when cloud storage is enabled. */
-export const CLOUD_PROVIDERS = { aws: 'aws_s3', gcp: 'gcp_gcs', azure: 'azure_blob' } as const;
-export type CloudBackendName = (typeof CLOUD_PROVIDERS)[keyof typeof CLOUD_PROVIDERS];
+export const CLOUD_PROVIDERS = { aws: 'aws_s3', gcp: 'gcp_gcs', azure: 'azure_blob' } as const satisfies Record<string, CloudBackendName>;
+export type { CloudBackendName };
 
 const cloudSchema = z
   .object({

@@ -18,6 +18,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './config.schema.js';
 import { levelProblem } from '../integrity/codecs.js';
+import { CLOUD_BACKENDS } from '../domain/types.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/storage_config.yml';
 
@@ -108,7 +109,7 @@ function crossFieldProblems(config: Config): string[] {
   const badLevel = level === undefined ? undefined : levelProblem(codec, level);
   if (badLevel) problems.push(`chunkvault.maintenance.compression_level: ${badLevel}`);
   const cloud = config.storage.backends.cloud;
-  const cloudBlocks = (['aws_s3', 'gcp_gcs', 'azure_blob'] as const).filter((name) => cloud[name] !== undefined);
+  const cloudBlocks = CLOUD_BACKENDS.filter((name) => cloud[name] !== undefined);
   if (cloud.enabled && cloudBlocks.length === 0) {
     problems.push('storage.backends.cloud.enabled: true, but none of aws_s3, gcp_gcs, azure_blob is configured');
   }

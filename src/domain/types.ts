@@ -5,11 +5,19 @@
  * - replica: one copy of a chunk on one target (`replicaId`, `targetNode`, `cloudProvider`).
  * - distribution task: what the coordinator hands over: a chunk's bytes and its replica
  *   placements (the seed's DistributionTask). Only completed tasks and replicas are stored.
- * - backend: where replica bytes live (local filesystem for now); the one seam to storage.
- * - storage key: a replica's path inside its backend, derived from `partition_by`.
- * - staging: the chunk's bytes written once, outside Redis, for the workers to read.
- * - catalog: the record of every replica (where, checksum, size, state) indexed in Redis,
- *   with a metadata sidecar stored beside the data so it can be rebuilt from the backend.
+ * - backend: where replica bytes live: the local filesystem, S3, GCS or Azure Blob; the one
+ *   seam to storage (backends/backend.ts).
+ * - storage key (a record's `path`): a replica's key inside its backend, derived from
+ *   `partition_by`; a compressed replica's key carries its codec's suffix.
+ * - staging: the chunk's bytes written once, outside Redis, for the workers to read (small
+ *   chunks many to a segment file).
+ * - catalog: the record of every replica (where, checksum, size, codec, state) and chunk,
+ *   indexed in Redis. Each replica's metadata is also kept with the data (a journal on a
+ *   local backend, a `.meta.json` sidecar beside the object on a bucket) and every stored
+ *   chunk is in a checkpoint manifest, so `reindex` can rebuild the index from the backends.
+ * - checkpoint: an immutable, checksummed manifest of the chunks stored in one interval.
+ * - maintenance: the scheduled pass of retention (delete replicas older than
+ *   `retention_days`), compression and scrub (re-read stored replicas to find rot).
  */
 import type { ChecksumAlgorithm } from '../config/config.schema.js';
 
@@ -41,6 +49,20 @@ export interface DistributionTask {
  * missing or corrupt by a read becomes corrupt until a repair makes it stored again;
  * retention turns a stored replica into expired (a tombstone: its object is deleted).
  */
+/** Codecs old replicas are re-encoded with (integrity/codecs.ts); '' in a record: stored as is. */
+export const CODECS = ['gzip', 'brotli', 'zstd'] as const;
+export type Codec = (typeof CODECS)[number];
+/** What a record's `codec` may hold: a codec, or '' for bytes stored as they came. */
+export const STORED_CODECS = ['', ...CODECS] as const;
+
+/** The tasks of a maintenance pass, in the order a pass runs them. */
+export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
+export type MaintenanceTask = (typeof MAINTENANCE_TASKS)[number];
+
+/** The cloud backends, by the name their config block and their replicas' records carry. */
+export const CLOUD_BACKENDS = ['aws_s3', 'gcp_gcs', 'azure_blob'] as const;
+export type CloudBackendName = (typeof CLOUD_BACKENDS)[number];
+
 export const REPLICA_STATUSES = ['queued', 'stored', 'failed', 'corrupt', 'expired'] as const;
 export type ReplicaStatus = (typeof REPLICA_STATUSES)[number];
 
@@ -76,7 +98,7 @@ export interface ReplicaRecord {
   /** How often a read found this replica bad; names its repair job. */
   corruptions: number;
   /** Codec the object is stored with ('' = the chunk's bytes as they are). */
-  codec: '' | 'gzip' | 'brotli' | 'zstd';
+  codec: (typeof STORED_CODECS)[number];
   /** Bytes the object takes on the backend (sizeBytes unless compressed). */
   storedBytes: number;
 }

@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema, replicaIdSchema } from '../domain/ids.js';
-import type { ChunkRecord, ReplicaRecord } from '../domain/types.js';
+import { CHUNK_STATUSES, REPLICA_STATUSES, STORED_CODECS, type ChunkRecord, type ReplicaRecord } from '../domain/types.js';
 import type { CheckpointEntry } from '../catalog/checkpoint-index.js';
 import type { StorageStatistics } from '../stats/statistics.js';
 import { manifestSchema } from '../checkpoints/manifest.js';
@@ -80,7 +80,7 @@ export const replicaPlacementsHeaderSchema = z.array(
   z.object({ replicaId: replicaIdSchema, targetNode: idSchema, cloudProvider: idSchema }).strict(),
 ).min(1);
 
-const replicaStatusSchema = z.enum(['queued', 'stored', 'failed', 'corrupt', 'expired']);
+const replicaStatusSchema = z.enum(REPLICA_STATUSES);
 const checksumAlgorithmSchema = z.enum(CHECKSUM_ALGORITHMS);
 
 /** 202 answer of POST /v1/chunks. */
@@ -121,7 +121,7 @@ export const replicaRecordSchema = z.object({
   error: z.string().describe('last error seen; empty when none'),
   generation: z.number().int().nonnegative(),
   corruptions: z.number().int().nonnegative(),
-  codec: z.enum(['', 'gzip', 'brotli', 'zstd']),
+  codec: z.enum(STORED_CODECS),
   storedBytes: z.number().int().nonnegative(),
 });
 
@@ -130,7 +130,7 @@ export const chunkRecordSchema = z.object({
   checksum: z.string(),
   algorithm: checksumAlgorithmSchema,
   sizeBytes: z.number().int().nonnegative(),
-  status: z.enum(['pending', 'stored', 'degraded', 'failed', 'expired']),
+  status: z.enum(CHUNK_STATUSES),
   createdAt: z.string(),
 });
 
@@ -160,8 +160,8 @@ export const checkpointListSchema = z.object({ checkpoints: z.array(checkpointEn
 export const checkpointManifestSchema = manifestSchema;
 
 const countAndSizeSchema = z.record(z.string(), z.object({ count: z.number(), size_bytes: z.number() }));
-/** A maintenance pass's result (as `chunkvault maintenance run --json` prints it); not detailed here. */
-const passResultSchema = z.unknown().describe('the pass result, as `chunkvault maintenance run --json` prints it');
+/** A maintenance pass's result, not detailed here (each task's part is what its CLI command prints with --json). */
+const passResultSchema = z.unknown().describe('the pass result; each task\'s part is what `chunkvault cleanup`, `compress` or `scrub --now` print with --json');
 
 /** GET /v1/stats (the seed design's field names). */
 export const statisticsSchema = z.object({

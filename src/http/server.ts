@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Chunkvault } from '../app.js';
 import { addressedToLoopback, assertSafeBinding, authorised, challengeOf, httpAuthFromEnv, MISDIRECTED_MESSAGE, type HttpAuth } from './http-auth.js';
 import { registerApi } from './api.js';
+import { API_ROUTES } from './api-routes.js';
 import { httpErrorOf, sendError } from './api-errors.js';
 import { registerDashboard } from './dashboard.js';
 import { registerMetrics } from './metrics.js';
@@ -31,8 +32,12 @@ export interface HttpServerOptions {
   auth?: HttpAuth | undefined;
 }
 
-/** Paths reachable without credentials: probes carry none and reveal nothing secret. */
-const PUBLIC_PATHS = new Set(['/healthz', '/readyz']);
+/**
+ * Paths reachable without credentials: the routes the table marks public (the probes, which
+ * carry none and reveal nothing secret). The same flag gives them `security: []` in the
+ * OpenAPI document.
+ */
+const PUBLIC_PATHS = new Set(API_ROUTES.filter((route) => route.public).map((route) => route.path));
 
 /** Builds the server (routes registered, not listening). */
 export async function buildHttpServer(vault: Chunkvault, options: HttpServerOptions = {}): Promise<FastifyInstance> {

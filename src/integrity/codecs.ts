@@ -8,8 +8,9 @@
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 
-export const CODECS = ['gzip', 'brotli', 'zstd'] as const;
-export type Codec = (typeof CODECS)[number];
+import { CODECS, type Codec } from '../domain/types.js';
+
+export { CODECS, type Codec };
 
 /** Suffix appended to a replica's data key for its compressed object. */
 export const CODEC_SUFFIX: Readonly<Record<Codec, string>> = { gzip: '.gz', brotli: '.br', zstd: '.zst' };

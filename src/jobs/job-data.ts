@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema, replicaIdSchema } from '../domain/ids.js';
+import { MAINTENANCE_TASKS } from '../domain/types.js';
 import { isSegment } from '../staging/staging-area.js';
 
 const checksumSchema = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a lowercase hex md5 (32) or sha256 (64) digest');
@@ -69,7 +70,7 @@ export type ReplicaRepairData = z.infer<typeof replicaRepairDataSchema>;
 export const maintenanceRunDataSchema = z
   .object({
     /** Which passes to run; all when absent. */
-    tasks: z.array(z.enum(['retention', 'compression', 'scrub'])).min(1).optional(),
+    tasks: z.array(z.enum(MAINTENANCE_TASKS)).min(1).optional(),
   })
   .strict();
 

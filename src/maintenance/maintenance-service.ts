@@ -19,8 +19,9 @@ import { metadataStoreOf } from '../catalog/metadata-store.js';
 import type { CompactionResult } from '../backends/metadata-journal.js';
 
 export const MAINTENANCE_SCHEDULER_ID = 'chunkvault-maintenance';
-export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
-export type MaintenanceTask = (typeof MAINTENANCE_TASKS)[number];
+import { MAINTENANCE_TASKS, type MaintenanceTask } from '../domain/types.js';
+
+export { MAINTENANCE_TASKS, type MaintenanceTask };
 
 /** Items of a retention pass kept in a stored report (the job result and the CLI get them all). */
 const REPORTED_ITEMS = 100;
