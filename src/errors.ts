@@ -107,6 +107,22 @@ export class ChunkCorruptError extends ChunkvaultError {
   }
 }
 
+/** A checkpoint manifest that is not one, or fails its own checksum or the one its index entry records. */
+export class ManifestCorruptError extends ChunkvaultError {
+  override readonly name = 'ManifestCorruptError';
+  constructor(readonly checkpointId: string, message: string, options: { cause?: unknown } = {}) {
+    super('E_CORRUPT', message, options);
+  }
+}
+
+/** A replica's object is not on its backend (a read found it missing). The message is the catalog's word for it. */
+export class ReplicaMissingError extends ChunkvaultError {
+  override readonly name = 'ReplicaMissingError';
+  constructor(options: { cause?: unknown } = {}) {
+    super('E_NOT_FOUND', 'missing', options);
+  }
+}
+
 /** Short form of any thrown value for records and logs. */
 export function describeError(error: unknown): string {
   return redactSecrets(error instanceof Error ? error.message : String(error));

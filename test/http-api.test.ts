@@ -282,6 +282,20 @@ describe('HTTP API (real vault, workers, server)', () => {
     expect(shown.status).toBe(200);
     expect(shown.json.id).toBe(id);
     expect(shown.json.chunks.map((c: Json) => c.chunkId)).toContain('http_chunk_1');
+
+    // A manifest damaged on disk is `corrupt` (409), saying which check it failed, not a 500.
+    const entry = (await served.vault.checkpoints.list())[0]!;
+    const file = path.join(env.basePath, entry.key);
+    const original = await readFile(file);
+    await writeFile(file, original.toString('utf8').replace(/"chunkCount":(\d+)/, (_m, n: string) => `"chunkCount":${Number(n) + 1}`));
+    try {
+      const damaged = await call(served.base, 'GET', '/v1/checkpoints/{id}', `/v1/checkpoints/${id}`);
+      expect(damaged.status).toBe(409);
+      expect(damaged.json.error).toBe('corrupt');
+      expect(damaged.json.message).toMatch(new RegExp(`^checkpoint ${id}: manifest checksum is [0-9a-f]{64}, it records`));
+    } finally {
+      await writeFile(file, original);
+    }
   });
 
   it('answers the health probes', async () => {

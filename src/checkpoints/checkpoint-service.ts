@@ -14,7 +14,7 @@ import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
-import { NotFoundError } from '../errors.js';
+import { ManifestCorruptError, NotFoundError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { decoded } from '../integrity/codecs.js';
 import type { ReplicaRecord } from '../domain/types.js';
@@ -159,7 +159,7 @@ export class CheckpointService {
     for await (const piece of await backend.get(entry.key)) pieces.push(piece as Buffer);
     const manifest = parseManifest(Buffer.concat(pieces), id);
     if (manifest.checksum !== entry.checksum) {
-      throw new Error(`checkpoint ${id}: stored manifest has checksum ${manifest.checksum}, the index records ${entry.checksum}`);
+      throw new ManifestCorruptError(id, `checkpoint ${id}: stored manifest has checksum ${manifest.checksum}, the index records ${entry.checksum}`);
     }
     return manifest;
   }

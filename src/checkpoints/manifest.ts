@@ -6,6 +6,7 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
+import { ManifestCorruptError } from '../errors.js';
 
 export const MANIFEST_FORMAT = 'chunkvault.checkpoint/1';
 export const CHECKPOINT_KEY_PREFIX = '_chunkvault/checkpoints/';
@@ -51,15 +52,15 @@ export function manifestChecksum(manifest: Omit<Manifest, 'checksum'>): string {
   return hash('sha256', JSON.stringify(body), 'hex');
 }
 
-/** Parses a stored manifest and checks its own checksum; throws with what is wrong. */
+/** Parses a stored manifest and checks its own checksum; throws ManifestCorruptError saying what is wrong. */
 export function parseManifest(bytes: Buffer, id: string): Manifest {
   let manifest: Manifest;
   try {
     manifest = manifestSchema.parse(JSON.parse(bytes.toString('utf8')));
   } catch (error) {
-    throw new Error(`checkpoint ${id}: manifest is not a valid checkpoint manifest (${(error as Error).message.split('\n')[0]})`, { cause: error });
+    throw new ManifestCorruptError(id, `checkpoint ${id}: manifest is not a valid checkpoint manifest (${(error as Error).message.split('\n')[0]})`, { cause: error });
   }
   const actual = manifestChecksum(manifest);
-  if (actual !== manifest.checksum) throw new Error(`checkpoint ${id}: manifest checksum is ${actual}, it records ${manifest.checksum}`);
+  if (actual !== manifest.checksum) throw new ManifestCorruptError(id, `checkpoint ${id}: manifest checksum is ${actual}, it records ${manifest.checksum}`);
   return manifest;
 }

@@ -195,6 +195,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
       200: { description: 'the manifest', json: { name: 'CheckpointManifest', schema: checkpointManifestSchema } },
       400: error('the id is not a valid id'),
       404: error('no such checkpoint'),
+      409: error('the stored manifest fails its own checksum or the one the index records (`corrupt`)'),
     },
     async handle({ request, parts }) {
       return { status: 200, json: await parts.vault.checkpoints.manifest(pathId(request)) };

@@ -10,7 +10,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import type { ChunkRecord, ReplicaRecord } from '../domain/types.js';
-import { ChunkCorruptError, NotFoundError, describeError } from '../errors.js';
+import { ChunkCorruptError, NotFoundError, ReplicaMissingError, describeError } from '../errors.js';
 import { newHash } from '../integrity/checksum.js';
 import { decoded } from '../integrity/codecs.js';
 import { idSchema } from '../domain/ids.js';
@@ -107,7 +107,7 @@ export class ChunkReader {
     const { metrics, config } = this.#deps;
     const elapsed = startTimer();
     const stored = await backend.get(replica.path).catch((error: unknown) => {
-      throw error instanceof NotFoundError ? new Error('missing', { cause: error }) : error;
+      throw error instanceof NotFoundError ? new ReplicaMissingError({ cause: error }) : error;
     });
     const stream = decoded(stored, replica.codec);
     const buffer = Buffer.allocUnsafe(chunk.sizeBytes);
