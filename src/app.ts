@@ -11,12 +11,13 @@ import { createLogger, redactUrl, type Logger } from './logging/logger.js';
 import { assertRedisReachable, keyRoot, openCatalogRedis, openRedis } from './redis/redis-connection.js';
 import { BackendRegistry } from './backends/backend-registry.js';
 import { Catalog } from './catalog/catalog.js';
-import { StagingArea, isSegment } from './staging/staging-area.js';
+import { StagingArea } from './staging/staging-area.js';
+import { StagedOrphans } from './staging/staged-orphans.js';
 import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
 import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
 import { ReplicaRepairer } from './jobs/replica-repair.job.js';
-import { QUEUE_NAMES, finalizeJobIdOfStagedKey, replicaJobId } from './jobs/job-table.js';
+import { QUEUE_NAMES } from './jobs/job-table.js';
 import { CheckpointIndex } from './catalog/checkpoint-index.js';
 import { CheckpointService } from './checkpoints/checkpoint-service.js';
 import { ChunkReader } from './reads/chunk-reader.js';
@@ -46,6 +47,7 @@ export class Chunkvault {
   readonly #redis: Redis;
   readonly #catalogRedis: Redis;
   readonly #queues: Record<string, Queue>;
+  readonly #stagedOrphans: StagedOrphans;
   readonly #pools: WorkerPool[] = [];
   #closed = false;
 
@@ -70,6 +72,7 @@ export class Chunkvault {
     for (const queue of Object.values(this.#queues)) queue.on('error', quiet);
     this.producer = new ChunkProducer({ config, catalog, backends, staging, replicas: this.#queues[QUEUE_NAMES.replicas]!, logger });
     this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
+    this.#stagedOrphans = new StagedOrphans({ catalog, staging, replicas: this.#queues[QUEUE_NAMES.replicas]!, chunks: this.#queues[QUEUE_NAMES.chunks]!, logger });
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
     this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger, metrics: this.metrics });
     this.maintenance = new MaintenanceService({
@@ -116,15 +119,15 @@ export class Chunkvault {
       connect: (name) => openRedis(config.chunkvault.redis.url, name),
       metrics,
       handlers: {
-        'replica.write': (job) => writer.handle(job),
-        'chunk.finalize': (job) => finalizer.handle(job),
-        'replica.repair': (job) => repairer.handle(job),
-        'maintenance.run': (job) => maintenanceRunner.handle(job),
+        'replica.write': (job, data) => writer.handle(job, data),
+        'chunk.finalize': (job, data) => finalizer.handle(job, data),
+        'replica.repair': (job, data) => repairer.handle(job, data),
+        'maintenance.run': (job, data) => maintenanceRunner.handle(job, data),
       },
       // A sealer that died leaves due intervals in the ledger; any live worker seals them soon.
       // Staged bytes no job needs any more become sweepable after stale_temp_after_ms.
       periodic: {
-        everyMs: 15_000,
+        everyMs: config.chunkvault.worker.housekeeping_interval_ms,
         run: async () => {
           await this.checkpoints.sealDue();
           if (Date.now() - lastSweep < config.chunkvault.worker.stale_temp_after_ms) return;
@@ -143,49 +146,11 @@ export class Chunkvault {
 
   /**
    * Frees staged bytes older than `olderThanMs` (stale_temp_after_ms) that no job needs any
-   * more: a worker died between ending a chunk and freeing them, a producer died before
-   * queuing, Redis lost the jobs, or a chunk queued twice at once was staged twice. The
-   * workers run it at start and then every stale_temp_after_ms. Younger bytes are left alone
-   * because a producer may be between staging them and queuing their jobs. Returns the number
-   * of staged files freed.
+   * more (staging/staged-orphans.ts says which). The workers run it at start and then every
+   * stale_temp_after_ms. Returns the number of staged files freed.
    */
   async sweepStagedOrphans(olderThanMs = this.config.chunkvault.worker.stale_temp_after_ms): Promise<number> {
-    const { catalog, staging, logger } = this;
-    const freed = await staging
-      .sweepOrphans((stagedKey) => this.#stagedBytesNeeded(stagedKey), olderThanMs, Date.now(), async (stagedKey) => {
-        if (isSegment(stagedKey)) await catalog.forgetSegment(stagedKey);
-      })
-      .catch((error: unknown) => {
-        logger.warn({ err: error }, 'could not look for staged chunks no job needs; will try again');
-        return 0;
-      });
-    if (freed > 0) logger.warn({ freed }, 'freed staged chunks no job needs any more');
-    return freed;
-  }
-
-  /**
-   * Whether a job may still read staged bytes. A segment: while one of its chunks that have
-   * not ended may. A chunk's own file `<chunkId>@<tag>`: while a `chunk.finalize` parent that
-   * will free it exists (a flow from a foreign producer), or the chunk may.
-   */
-  async #stagedBytesNeeded(stagedKey: string): Promise<boolean> {
-    if (isSegment(stagedKey)) {
-      for (const chunkId of await this.catalog.segmentChunks(stagedKey)) if (await this.#chunkMayReadStaged(chunkId)) return true;
-      return false;
-    }
-    if (await this.#queues[QUEUE_NAMES.chunks]!.getJob(finalizeJobIdOfStagedKey(stagedKey))) return true;
-    return this.#chunkMayReadStaged(stagedKey.slice(0, stagedKey.lastIndexOf('@')));
-  }
-
-  /** Whether a replica of the chunk is queued in the catalog and its job is still waiting, delayed or running. */
-  async #chunkMayReadStaged(chunkId: string): Promise<boolean> {
-    const replicas = this.#queues[QUEUE_NAMES.replicas]!;
-    for (const replica of await this.catalog.listReplicas(chunkId)) {
-      if (replica.status !== 'queued') continue;
-      const state = await replicas.getJobState(replicaJobId(chunkId, replica.replicaId, replica.generation));
-      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return true;
-    }
-    return false;
+    return this.#stagedOrphans.sweep(olderThanMs);
   }
 
   /** The BullMQ queue named `name` (for adding jobs by hand, e.g. a scrub). */

@@ -183,6 +183,11 @@ const chunkvaultSchema = z
         shutdown_timeout_ms: positiveInt.default(30_000),
         /** Temp files of a dead writer on another host are swept once older than this. */
         stale_temp_after_ms: positiveInt.default(3_600_000),
+        /**
+         * How often each worker looks for checkpoint intervals a dead sealer left due, and
+         * (every stale_temp_after_ms) for staged bytes no job needs.
+         */
+        housekeeping_interval_ms: positiveInt.default(15_000),
       })
       .strict()
       .prefault({}),

@@ -5,12 +5,11 @@
  * checkpoint aggregator seal any interval that is now full.
  */
 import type { Job } from 'bullmq';
-import { UnrecoverableError } from 'bullmq';
 import type { Catalog } from '../catalog/catalog.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
 import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
-import { chunkFinalizeDataSchema, describeIssues } from './job-data.js';
+import type { ChunkFinalizeData } from './job-data.js';
 import { replicaJobId } from './job-table.js';
 import { jobLogger } from './job-logger.js';
 
@@ -33,10 +32,8 @@ export class ChunkFinalizer {
     this.#deps = deps;
   }
 
-  async handle(job: Job): Promise<ChunkFinalizeResult> {
-    const parsed = chunkFinalizeDataSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`invalid chunk job data: ${describeIssues(parsed.error)}`);
-    const { chunkId, stagedKey, replicas } = parsed.data;
+  async handle(job: Job, data: ChunkFinalizeData): Promise<ChunkFinalizeResult> {
+    const { chunkId, stagedKey, replicas } = data;
     const { catalog, staging } = this.#deps;
     const log = jobLogger(this.#deps.logger, job, { chunkId });
 

@@ -75,6 +75,8 @@ export const maintenanceRunDataSchema = z
   .strict();
 
 /** "chunkId: must not contain ..; replicaId: ..." from a zod error. */
+export type MaintenanceRunData = z.infer<typeof maintenanceRunDataSchema>;
+
 export function describeIssues(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join('.') || 'data'}: ${issue.message}`).join('; ');
 }

@@ -10,20 +10,40 @@
  * `replica.repair` rewrites a replica a read found bad, from a good one. `maintenance.run`
  * (queue `maintenance`, put there by the job scheduler or `chunkvault scrub`) runs a pass.
  */
+import type { Job } from 'bullmq';
 import type { z } from 'zod';
 import { chunkFinalizeDataSchema, maintenanceRunDataSchema, replicaRepairDataSchema, replicaWriteDataSchema } from './job-data.js';
 
 export const QUEUE_NAMES = { replicas: 'replicas', chunks: 'chunks', maintenance: 'maintenance' } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 
+/**
+ * The worker pool validates each job's data against its schema before its handler runs, and
+ * hands the handler the typed payload; data that does not fit fails the job without retries
+ * ("invalid <what> job data: ...").
+ */
 export const JOBS = {
-  'replica.write': { queue: QUEUE_NAMES.replicas, schema: replicaWriteDataSchema },
-  'chunk.finalize': { queue: QUEUE_NAMES.chunks, schema: chunkFinalizeDataSchema },
-  'replica.repair': { queue: QUEUE_NAMES.replicas, schema: replicaRepairDataSchema },
-  'maintenance.run': { queue: QUEUE_NAMES.maintenance, schema: maintenanceRunDataSchema },
-} as const satisfies Record<string, { queue: QueueName; schema: z.ZodType }>;
+  'replica.write': { queue: QUEUE_NAMES.replicas, schema: replicaWriteDataSchema, what: 'replica' },
+  'chunk.finalize': { queue: QUEUE_NAMES.chunks, schema: chunkFinalizeDataSchema, what: 'chunk' },
+  'replica.repair': { queue: QUEUE_NAMES.replicas, schema: replicaRepairDataSchema, what: 'repair' },
+  'maintenance.run': { queue: QUEUE_NAMES.maintenance, schema: maintenanceRunDataSchema, what: 'maintenance' },
+} as const satisfies Record<string, { queue: QueueName; schema: z.ZodType; what: string }>;
 
 export type JobName = keyof typeof JOBS;
+
+/** The payload of job `name`, as its schema parses it. */
+export type JobData<name extends JobName> = z.infer<(typeof JOBS)[name]['schema']>;
+
+/** One handler per job: given the job and its validated payload. */
+export type JobHandlers = { [name in JobName]: (job: Job, data: JobData<name>) => Promise<unknown> };
+
+/**
+ * How often `job` was started and not finished before this run: its worker died or stalled.
+ * BullMQ counts every start (attemptsStarted) and every failed attempt (attemptsMade).
+ */
+export function stallsOf(job: Job): number {
+  return Math.max(0, job.attemptsStarted - job.attemptsMade - 1);
+}
 
 /** BullMQ job id of a replica write: readable, unique per (chunk, replica, generation), no ':'. */
 export function replicaJobId(chunkId: string, replicaId: string, generation: number): string {

@@ -3,10 +3,9 @@
  * maintenance queue by the job scheduler or by hand. Invalid job data fails without retries.
  */
 import type { Job } from 'bullmq';
-import { UnrecoverableError } from 'bullmq';
 import type { Logger } from '../logging/logger.js';
 import type { MaintenanceReport, MaintenanceService } from '../maintenance/maintenance-service.js';
-import { describeIssues, maintenanceRunDataSchema } from './job-data.js';
+import type { MaintenanceRunData } from './job-data.js';
 import { jobLogger } from './job-logger.js';
 
 export interface MaintenanceRunnerDeps {
@@ -21,11 +20,9 @@ export class MaintenanceRunner {
     this.#deps = deps;
   }
 
-  async handle(job: Job): Promise<MaintenanceReport> {
-    const parsed = maintenanceRunDataSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`invalid maintenance job data: ${describeIssues(parsed.error)}`);
+  async handle(job: Job, data: MaintenanceRunData): Promise<MaintenanceReport> {
     const log = jobLogger(this.#deps.logger, job);
-    const tasks = parsed.data.tasks;
+    const tasks = data.tasks;
     log.info({ tasks: tasks ?? 'all' }, 'maintenance pass starting');
     try {
       const report = await this.#deps.maintenance.runPass(tasks ? { tasks } : {});

@@ -17,7 +17,7 @@ import { ChecksumMismatchError, ChunkvaultError, NotFoundError, SizeMismatchErro
 import { checksumOfStream } from '../integrity/checksum.js';
 import { commitReplica } from './replica-commit.js';
 import { decoded, withoutCodecSuffix } from '../integrity/codecs.js';
-import { describeIssues, replicaRepairDataSchema, type ReplicaRepairData } from './job-data.js';
+import type { ReplicaRepairData } from './job-data.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
 import { UNROUTED_BACKEND } from '../backends/backend-registry.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
@@ -46,17 +46,15 @@ export class ReplicaRepairer {
     this.#deps = deps;
   }
 
-  async handle(job: Job): Promise<RepairResult> {
-    const parsed = replicaRepairDataSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`invalid repair job data: ${describeIssues(parsed.error)}`);
-    const { chunkId, replicaId } = parsed.data;
+  async handle(job: Job, data: ReplicaRepairData): Promise<RepairResult> {
+    const { chunkId, replicaId } = data;
     const { catalog, metrics } = this.#deps;
     const [chunk, replicas] = await Promise.all([catalog.getChunk(chunkId), catalog.listReplicas(chunkId)]);
     const target = replicas.find((r) => r.replicaId === replicaId);
     const backend = target?.backend ?? UNROUTED_BACKEND;
     const log = jobLogger(this.#deps.logger, job, { chunkId, replicaId, backend });
     try {
-      const result = await this.#repair(parsed.data, chunk, replicas, target, log);
+      const result = await this.#repair(data, chunk, replicas, target, log);
       metrics.repair(backend, result.repaired ? 'repaired' : 'unchanged');
       return result;
     } catch (error) {

@@ -27,8 +27,8 @@ import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
 import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
-import { describeIssues, replicaWriteDataSchema, type ReplicaWriteData } from './job-data.js';
-import { stallsOf } from '../worker/worker-pool.js';
+import type { ReplicaWriteData } from './job-data.js';
+import { stallsOf } from './job-table.js';
 import { commitReplica } from './replica-commit.js';
 import { ByteBudget } from './byte-budget.js';
 import { jobLogger } from './job-logger.js';
@@ -65,13 +65,8 @@ export class ReplicaWriter {
     this.#deps = deps;
   }
 
-  /** BullMQ processor body. Throws UnrecoverableError for failures no retry can fix. */
-  async handle(job: Job): Promise<StoredChunk> {
-    const parsed = replicaWriteDataSchema.safeParse(job.data);
-    if (!parsed.success) {
-      throw new UnrecoverableError(`invalid replica job data: ${describeIssues(parsed.error)}`);
-    }
-    const data = parsed.data;
+  /** BullMQ processor body, given the job's validated data. Throws UnrecoverableError for failures no retry can fix. */
+  async handle(job: Job, data: ReplicaWriteData): Promise<StoredChunk> {
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
     const { metrics } = this.#deps;

@@ -9,13 +9,14 @@ import { UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.schema.js';
 import type { Logger } from '../logging/logger.js';
-import { JOBS, QUEUE_NAMES, type JobName, type QueueName } from '../jobs/job-table.js';
+import { JOBS, QUEUE_NAMES, type JobHandlers, type JobName, type QueueName } from '../jobs/job-table.js';
+import { describeIssues } from '../jobs/job-data.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
 /** How long a forced close of the workers may take before their connections are dropped. */
 const FORCED_CLOSE_MS = 5_000;
 
-export type JobHandlers = { [name in JobName]: (job: Job) => Promise<unknown> };
+export type { JobHandlers };
 
 export interface WorkerPoolOptions {
   config: Config;
@@ -54,13 +55,14 @@ export class WorkerPool {
       const connection = connect(`chunkvault-worker-${queue}`);
       this.#connections.push(connection);
       const processor: Processor = async (job) => {
-        const handler = handlers[job.name as JobName];
-        if (!handler || JOBS[job.name as JobName]?.queue !== queue) {
-          throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
-        }
+        const entry = Object.hasOwn(JOBS, job.name) ? JOBS[job.name as JobName] : undefined;
+        if (!entry || entry.queue !== queue) throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
+        const handler = handlers[job.name as JobName] as (job: Job, data: unknown) => Promise<unknown>;
         const elapsed = startTimer();
         try {
-          const result = await handler(job);
+          const parsed = entry.schema.safeParse(job.data);
+          if (!parsed.success) throw new UnrecoverableError(`invalid ${entry.what} job data: ${describeIssues(parsed.error)}`);
+          const result = await handler(job, parsed.data);
           metrics.job(queue, job.name, 'completed', elapsed());
           return result;
         } catch (error) {
@@ -129,14 +131,6 @@ export class WorkerPool {
     await Promise.all(this.#connections.map((c) => c.quit().catch(() => c.disconnect())));
     return finished;
   }
-}
-
-/**
- * How often `job` was started and not finished before this run: its worker died or stalled.
- * BullMQ counts every start (attemptsStarted) and every failed attempt (attemptsMade).
- */
-export function stallsOf(job: Job): number {
-  return Math.max(0, job.attemptsStarted - job.attemptsMade - 1);
 }
 
 function assertEveryJobHasAHandler(handlers: JobHandlers): void {
