@@ -87,4 +87,9 @@ export class CatalogKeys {
   chunkScriptKeys(chunkId: string): string[] {
     return [this.chunk(chunkId), this.chunkReplicas(chunkId), this.replicaBase(chunkId), this.chunks, this.stats, this.ledgerSeq, this.ledger];
   }
+
+  /** The chunk keys, then the replica's record: how the scripts that change one replica begin their KEYS. */
+  replicaScriptKeys(chunkId: string, replicaId: string): string[] {
+    return [...this.chunkScriptKeys(chunkId), this.replica(chunkId, replicaId)];
+  }
 }

@@ -116,7 +116,7 @@ export class Catalog {
 
   /** Marks a replica stored; idempotent. Returns the chunk's status afterwards. */
   async recordStored(r: StoredReplicaInput): Promise<ChunkStatus> {
-    const reply = await this.#scripts.run('cvRecordStored', [...this.#keys.chunkScriptKeys(r.chunkId), this.#keys.replica(r.chunkId, r.replicaId), this.#keys.verified, this.#keys.reserved(r.backend)], {
+    const reply = await this.#scripts.run('cvRecordStored', [...this.#keys.replicaScriptKeys(r.chunkId, r.replicaId), this.#keys.verified, this.#keys.reserved(r.backend)], {
       chunkId: r.chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, checksum: r.checksum, algorithm: r.algorithm,
       sizeBytes: r.sizeBytes, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId, storedAt: r.storedAt,
       attempts: r.attempts, createdAt: new Date(r.createdAtMs).toISOString(), createdAtMs: r.createdAtMs,
@@ -133,7 +133,7 @@ export class Catalog {
 
   /** Notes which chunks a staging segment holds; called once it is durable, before their jobs are queued. */
   async trackSegment(segment: string, chunkIds: readonly string[]): Promise<void> {
-    await this.#redis.sadd(this.#segmentKey(segment), ...chunkIds);
+    await this.#redis.sadd(this.#keys.staged(segment), ...chunkIds);
   }
 
   /** Notes that a chunk of `segment` ended; true when it was the last one (free the segment now). */
@@ -143,12 +143,12 @@ export class Catalog {
 
   /** The chunks of `segment` that have not ended (none when it is not tracked). */
   async segmentChunks(segment: string): Promise<string[]> {
-    return this.#redis.smembers(this.#segmentKey(segment));
+    return this.#redis.smembers(this.#keys.staged(segment));
   }
 
   /** Stops tracking a segment (its file was freed by the staging sweep). */
   async forgetSegment(segment: string): Promise<void> {
-    await this.#redis.del(this.#segmentKey(segment));
+    await this.#redis.del(this.#keys.staged(segment));
   }
 
   /** Compressions between writing the compressed object and removing the original (crash recovery). */
@@ -179,7 +179,7 @@ export class Catalog {
 
   /** Records a stored replica as deleted by retention; idempotent. Returns the chunk's status or 'skip'. */
   async recordExpired(chunkId: string, replicaId: string, expiredAt: string): Promise<ChunkStatus | 'skip'> {
-    const reply = await this.#scripts.run('cvRecordExpired', [...this.#keys.chunkScriptKeys(chunkId), this.#keys.replica(chunkId, replicaId), this.#keys.verified], { chunkId, replicaId, expiredAt });
+    const reply = await this.#scripts.run('cvRecordExpired', [...this.#keys.replicaScriptKeys(chunkId, replicaId), this.#keys.verified], { chunkId, replicaId, expiredAt });
     return chunkStatusOr('cvRecordExpired', reply, 'skip');
   }
 
@@ -212,7 +212,7 @@ export class Catalog {
 
   /** Marks a replica failed for good unless it is stored; idempotent. */
   async recordFailed(chunkId: string, replicaId: string, backend: string, error: string, attempts: number): Promise<ChunkStatus | 'unknown'> {
-    const reply = await this.#scripts.run('cvRecordFailed', [...this.#keys.chunkScriptKeys(chunkId), this.#keys.replica(chunkId, replicaId), this.#keys.reserved(backend)], { chunkId, replicaId, backend, error, attempts });
+    const reply = await this.#scripts.run('cvRecordFailed', [...this.#keys.replicaScriptKeys(chunkId, replicaId), this.#keys.reserved(backend)], { chunkId, replicaId, backend, error, attempts });
     return chunkStatusOr('cvRecordFailed', reply, 'unknown');
   }
 
@@ -223,13 +223,13 @@ export class Catalog {
    * object was read), when the replica has moved since (compressed meanwhile).
    */
   async recordCorrupt(chunkId: string, replicaId: string, reason: string, expectedPath = ''): Promise<number> {
-    const reply = await this.#scripts.run('cvRecordCorrupt', [...this.#keys.chunkScriptKeys(chunkId), this.#keys.replica(chunkId, replicaId), this.#keys.verified], { chunkId, replicaId, reason, expectedPath });
+    const reply = await this.#scripts.run('cvRecordCorrupt', [...this.#keys.replicaScriptKeys(chunkId, replicaId), this.#keys.verified], { chunkId, replicaId, reason, expectedPath });
     return integerReply('cvRecordCorrupt', reply);
   }
 
   /** Notes a failed attempt that will be retried (attempt count and last error). */
   async recordAttempt(chunkId: string, replicaId: string, attempts: number, error: string): Promise<void> {
-    const key = this.#replicaKey(chunkId, replicaId);
+    const key = this.#keys.replica(chunkId, replicaId);
     // Only touch records that exist and are not final: a late duplicate run must not reopen them.
     const status = await this.#redis.hget(key, 'status');
     if (status === 'queued') await this.#redis.hset(key, 'attempts', attempts, 'error', error);
@@ -248,7 +248,7 @@ export class Catalog {
   }
 
   async getReplica(chunkId: string, replicaId: string): Promise<ReplicaRecord | undefined> {
-    const raw = await this.#redis.hgetall(this.#replicaKey(chunkId, replicaId));
+    const raw = await this.#redis.hgetall(this.#keys.replica(chunkId, replicaId));
     return raw.status ? toReplicaRecord(raw) : undefined;
   }
 
@@ -277,7 +277,7 @@ export class Catalog {
   async getReplicas(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaRecord | undefined>> {
     if (refs.length === 0) return [];
     const pipeline = this.#redis.pipeline();
-    for (const ref of refs) pipeline.hgetall(this.#replicaKey(ref.chunkId, ref.replicaId));
+    for (const ref of refs) pipeline.hgetall(this.#keys.replica(ref.chunkId, ref.replicaId));
     const replies = (await pipeline.exec()) ?? [];
     return replies.map(([error, raw]) => {
       if (error) throw error;
@@ -290,7 +290,7 @@ export class Catalog {
   async replicaStatuses(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaStatus | undefined>> {
     if (refs.length === 0) return [];
     const pipeline = this.#redis.pipeline();
-    for (const ref of refs) pipeline.hget(this.#replicaKey(ref.chunkId, ref.replicaId), 'status');
+    for (const ref of refs) pipeline.hget(this.#keys.replica(ref.chunkId, ref.replicaId), 'status');
     const replies = (await pipeline.exec()) ?? [];
     return replies.map(([error, status]) => {
       if (error) throw error;
@@ -339,14 +339,6 @@ export class Catalog {
       for (const [name, entry] of Object.entries(table)) if (entry.count === 0) delete table[name];
     }
     return counters;
-  }
-
-  #segmentKey(segment: string): string {
-    return this.#keys.staged(segment);
-  }
-
-  #replicaKey(chunkId: string, replicaId: string): string {
-    return this.#keys.replica(chunkId, replicaId);
   }
 }
 

@@ -36,8 +36,11 @@ export async function recountCatalog(config: Config): Promise<PresentCounters> {
   };
   try {
     for await (const batch of redis.scanStream({ match: keys.replica('*', '*'), type: 'hash', count: 1000 })) {
-      for (const key of batch as string[]) {
-        const [status, sizeBytes, storedBytes, cloud, node, backend] = await redis.hmget(key, 'status', 'sizeBytes', 'storedBytes', 'cloudProvider', 'targetNode', 'backend');
+      const pipeline = redis.pipeline();
+      for (const key of batch as string[]) pipeline.hmget(key, 'status', 'sizeBytes', 'storedBytes', 'cloudProvider', 'targetNode', 'backend');
+      for (const [error, fields] of (await pipeline.exec()) ?? []) {
+        if (error) throw error;
+        const [status, sizeBytes, storedBytes, cloud, node, backend] = fields as Array<string | null>;
         if (status === 'failed') counted.replicasFailed += 1;
         if (status === 'corrupt') counted.replicasCorrupt += 1;
         if (status !== 'stored') continue;
@@ -51,8 +54,10 @@ export async function recountCatalog(config: Config): Promise<PresentCounters> {
       }
     }
     for await (const batch of redis.scanStream({ match: keys.chunk('*'), type: 'hash', count: 1000 })) {
-      for (const key of batch as string[]) {
-        const status = await redis.hget(key, 'status');
+      const pipeline = redis.pipeline();
+      for (const key of batch as string[]) pipeline.hget(key, 'status');
+      for (const [error, status] of ((await pipeline.exec()) ?? []) as Array<[Error | null, string | null]>) {
+        if (error) throw error;
         // A chunk restored from a checkpoint alone has no status until a replica of it is recorded.
         if (status && status in counted.chunks) counted.chunks[status as keyof PresentCounters['chunks']] += 1;
       }
