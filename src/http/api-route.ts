@@ -5,7 +5,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import { apiErrorSchema } from './api-schemas.js';
-import type { HttpParts } from './server.js';
+import type { HttpParts } from './http-parts.js';
 
 /** A JSON body, named: the name becomes its entry in the document's components. */
 export interface NamedSchema {

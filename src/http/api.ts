@@ -8,7 +8,7 @@ import type { ApiRoute } from './api-route.js';
 import { API_ROUTES } from './api-routes.js';
 import { HttpError, installErrorHandlers, sendError } from './api-errors.js';
 import { buildOpenApiDocument } from './openapi.js';
-import type { HttpParts } from './server.js';
+import type { HttpParts } from './http-parts.js';
 
 const OCTET_STREAM = 'application/octet-stream';
 /** Methods no route of the API serves but GET or POST (HEAD comes with every GET route). */

@@ -15,7 +15,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { QUEUE_NAMES } from '../jobs/job-table.js';
-import type { HttpParts } from './server.js';
+import type { HttpParts } from './http-parts.js';
 import { QUEUE_DESCRIPTIONS, renderStatisticsPage, withoutSecrets } from './dashboard-page.js';
 import { html } from './dashboard-html.js';
 

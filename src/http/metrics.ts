@@ -12,7 +12,7 @@ import { Registry } from 'prom-client';
 import { describeError } from '../errors.js';
 import { registerClusterMetrics } from '../metrics/cluster-metrics.js';
 import { processDefaultMetrics } from '../metrics/default-metrics.js';
-import type { HttpParts } from './server.js';
+import type { HttpParts } from './http-parts.js';
 
 export async function registerMetrics(app: FastifyInstance, parts: HttpParts): Promise<void> {
   const { vault } = parts;

@@ -14,15 +14,9 @@ import { API_ROUTES } from './api-routes.js';
 import { httpErrorOf, sendError } from './api-errors.js';
 import { registerDashboard } from './dashboard.js';
 import { registerMetrics } from './metrics.js';
+import type { HttpParts } from './http-parts.js';
 
 export type { HttpAuth } from './http-auth.js';
-
-/** What the route modules get. */
-export interface HttpParts {
-  vault: Chunkvault;
-  /** No writes: POST /v1/chunks answers 403 and the dashboard hides retry/clean/promote. */
-  readOnly: boolean;
-}
 
 export interface HttpServerOptions {
   host?: string;
