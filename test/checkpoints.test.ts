@@ -42,12 +42,14 @@ function chunkIdsOf(manifests: Manifest[]): string[] {
 describe('checkpoints', () => {
   it('writes a checkpoint every checkpoint_interval_chunks stored chunks (test_checkpoint_creation)', async () => {
     const v = await start(5);
+    expect(await v.checkpoints.latest()).toBeUndefined();
     await v.startWorkers();
     const tasks = seedTasks(10, 2);
     await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     await waitFor('two checkpoints', async () => (await v.checkpoints.count()) === 2);
     const manifests = await manifestsOnDisk();
     expect(manifests.map((m) => [m.id, m.sequence, m.chunkCount])).toEqual([['cp-00000001', 1, 5], ['cp-00000002', 2, 5]]);
+    expect(await v.checkpoints.latest()).toMatchObject({ id: 'cp-00000002', previousId: 'cp-00000001', chunkCount: 5 });
     expect(manifests[0]!.previousId).toBeNull();
     expect(manifests[1]!.previousId).toBe('cp-00000001');
     expect(chunkIdsOf(manifests).sort()).toEqual(tasks.map((t) => t.chunkId).sort());

@@ -150,6 +150,12 @@ export class CheckpointService {
     return this.#deps.index.list();
   }
 
+  /** The newest checkpoint's index entry, or undefined while none is sealed (it does not throw for that). */
+  async latest(): Promise<CheckpointEntry | undefined> {
+    const { headId } = await this.#deps.index.state();
+    return headId ? this.#deps.index.get(headId) : undefined;
+  }
+
   /** The stored manifest of checkpoint `id`, its own checksum verified. */
   async manifest(id: string): Promise<Manifest> {
     const entry = await this.#deps.index.get(id);

@@ -73,14 +73,16 @@ export const API_ROUTES: readonly ApiRoute[] = [
       }
       const { task } = check;
       const handle = await vault.producer.store([task]);
+      const recorded = await vault.findChunkRecords(task.chunkId);
+      const chunk = recorded?.chunk;
       if (handle.rejected.length) {
         const reasons = [...new Set(handle.rejected.map((r) => r.error ?? 'rejected'))].join('; ');
         // The checks above leave one refusal they cannot foresee: the id already names other bytes.
-        const recorded = await vault.catalog.getChunk(task.chunkId);
-        if (recorded && (await checksumOf(task.chunkData, recorded.algorithm)) !== recorded.checksum) throw new HttpError(409, 'conflict', reasons);
+        if (chunk && (await checksumOf(task.chunkData, chunk.algorithm)) !== chunk.checksum) throw new HttpError(409, 'conflict', reasons);
         throw new HttpError(500, 'internal', reasons);
       }
-      const [chunk, records] = await Promise.all([vault.catalog.getChunk(task.chunkId), vault.catalog.getReplicas(handle.tracked)]);
+      // The tracked replicas are all this chunk's: one task was stored.
+      const records = new Map(recorded?.replicas.map((record) => [record.replicaId, record]));
       const algorithm = chunk?.algorithm ?? vault.config.storage.integrity.checksum_algorithm;
       const body: StoreAccepted = {
         chunkId: task.chunkId,
@@ -89,10 +91,10 @@ export const API_ROUTES: readonly ApiRoute[] = [
         algorithm,
         sizeBytes: task.chunkData.byteLength,
         queue: QUEUE_NAMES.replicas,
-        replicas: handle.tracked.map((ref, i) => ({
+        replicas: handle.tracked.map((ref) => ({
           replicaId: ref.replicaId,
-          jobId: replicaJobId(ref.chunkId, ref.replicaId, records[i]?.generation ?? 0),
-          status: records[i]?.status ?? 'queued',
+          jobId: replicaJobId(ref.chunkId, ref.replicaId, records.get(ref.replicaId)?.generation ?? 0),
+          status: records.get(ref.replicaId)?.status ?? 'queued',
         })),
       };
       return { status: 202, json: body };
@@ -121,12 +123,8 @@ export const API_ROUTES: readonly ApiRoute[] = [
       409: error('every replica is missing, unreadable or corrupt (`corrupt`); the message says what is wrong with each'),
     },
     async handle({ request, parts }) {
-      const chunkId = pathId(request);
-      const bytes = await parts.vault.getChunk(chunkId);
-      const record = await parts.vault.catalog.getChunk(chunkId);
-      const algorithm = record?.algorithm ?? parts.vault.config.storage.integrity.checksum_algorithm;
-      const checksum = record?.checksum ?? (await checksumOf(bytes, algorithm));
-      return { status: 200, bytes, headers: { [CHECKSUM_HEADER]: checksumHeader(algorithm, checksum) } };
+      const { chunk, bytes } = await parts.vault.readChunk(pathId(request));
+      return { status: 200, bytes, headers: { [CHECKSUM_HEADER]: checksumHeader(chunk.algorithm, chunk.checksum) } };
     },
   },
   {
@@ -146,9 +144,9 @@ export const API_ROUTES: readonly ApiRoute[] = [
     },
     async handle({ request, parts }) {
       const chunkId = pathId(request);
-      const chunk = await parts.vault.catalog.getChunk(chunkId);
-      if (!chunk) throw new HttpError(404, 'not_found', `chunk ${chunkId} is not in the catalog`);
-      return { status: 200, json: { chunk, replicas: await parts.vault.catalog.listReplicas(chunkId) } };
+      const records = await parts.vault.findChunkRecords(chunkId);
+      if (!records) throw new HttpError(404, 'not_found', `chunk ${chunkId} is not in the catalog`);
+      return { status: 200, json: records };
     },
   },
   {

@@ -77,8 +77,7 @@ async function statisticsPage(request: FastifyRequest, reply: FastifyReply, part
   reply.type('text/html; charset=utf-8').header('content-security-policy', PAGE_CSP);
   const refreshSeconds = refreshOf(request.query);
   try {
-    const [stats, head] = await Promise.all([vault.getStatistics(), vault.checkpointIndex.state()]);
-    const lastCheckpoint = head.headId ? await vault.checkpointIndex.get(head.headId) : undefined;
+    const [stats, lastCheckpoint] = await Promise.all([vault.getStatistics(), vault.checkpoints.latest()]);
     return renderStatisticsPage({ stats, lastCheckpoint, readOnly, queuesPath: QUEUES_PATH, refreshSeconds, now: new Date() });
   } catch (error) {
     vault.logger.warn({ err: error }, 'dashboard: could not collect statistics');

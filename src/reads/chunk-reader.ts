@@ -27,6 +27,19 @@ export interface ChunkReaderDeps {
   metrics: ProcessMetrics;
 }
 
+/** A read: the chunk's bytes and the catalog's record they were checked against (size; checksum when verify_on_read is on). */
+export interface ChunkRead {
+  chunk: ChunkRecord;
+  bytes: Buffer;
+}
+
+/** What the catalog records of a chunk: the chunk itself and each of its replicas. */
+export interface ChunkRecords {
+  chunk: ChunkRecord;
+  /** Every replica of the chunk, whatever its status (expired ones too), by replica id. */
+  replicas: ReplicaRecord[];
+}
+
 /** The replica's bytes are wrong (length, checksum, undecodable), as opposed to missing or unreadable. */
 class WrongBytesError extends Error {}
 
@@ -42,8 +55,23 @@ export class ChunkReader {
    * unknown, ChunkCorruptError (listing each replica's problem) when no replica is good.
    */
   async getChunk(chunkId: string): Promise<Buffer> {
-    const valid = idSchema.safeParse(chunkId);
-    if (!valid.success) throw new InvalidInputError(`chunk id ${JSON.stringify(chunkId)}: ${valid.error.issues[0]?.message}`);
+    return (await this.read(chunkId)).bytes;
+  }
+
+  /**
+   * The catalog's records of the chunk and its replicas, or undefined when the catalog does
+   * not know the chunk. Reads no replica. Throws InvalidInputError for an invalid id.
+   */
+  async records(chunkId: string): Promise<ChunkRecords | undefined> {
+    assertChunkId(chunkId);
+    const { catalog } = this.#deps;
+    const [chunk, replicas] = await Promise.all([catalog.getChunk(chunkId), catalog.listReplicas(chunkId)]);
+    return chunk ? { chunk, replicas } : undefined;
+  }
+
+  /** As getChunk, with the catalog's record of the chunk the bytes were checked against. Throws as getChunk does. */
+  async read(chunkId: string): Promise<ChunkRead> {
+    assertChunkId(chunkId);
     const { catalog } = this.#deps;
     const chunk = await catalog.getChunk(chunkId);
     if (!chunk) throw new NotFoundError(`chunk ${chunkId} not found`);
@@ -68,7 +96,7 @@ export class ChunkReader {
         try {
           const bytes = await this.#read(chunk, replica);
           for (const broken of bad) await this.#deps.repairs.schedule(chunkId, broken.replicaId, replica.replicaId);
-          return bytes;
+          return { chunk, bytes };
         } catch (error) {
           const problem = describeError(error);
           // Marked only if it is still stored where it was read: a replica that retention
@@ -145,4 +173,9 @@ export class ChunkReader {
     }
     return buffer;
   }
+}
+
+function assertChunkId(chunkId: string): void {
+  const valid = idSchema.safeParse(chunkId);
+  if (!valid.success) throw new InvalidInputError(`chunk id ${JSON.stringify(chunkId)}: ${valid.error.issues[0]?.message}`);
 }
