@@ -11,6 +11,7 @@ import { createLogger, redactUrl, type Logger } from './logging/logger.js';
 import { assertRedisReachable, keyRoot, openCatalogRedis, openRedis } from './redis/redis-connection.js';
 import { BackendRegistry } from './backends/backend-registry.js';
 import { Catalog } from './catalog/catalog.js';
+import { ReplicaMetadata } from './catalog/replica-metadata.js';
 import { StagingArea } from './staging/staging-area.js';
 import { StagedOrphans } from './staging/staged-orphans.js';
 import { ChunkProducer } from './producer/chunk-producer.js';
@@ -20,7 +21,7 @@ import { ReplicaRepairer } from './jobs/replica-repair.job.js';
 import { QUEUE_NAMES } from './jobs/job-table.js';
 import { CheckpointIndex } from './catalog/checkpoint-index.js';
 import { CheckpointService } from './checkpoints/checkpoint-service.js';
-import { ChunkReader } from './reads/chunk-reader.js';
+import { ChunkReader, type ChunkRead, type ChunkRecords } from './reads/chunk-reader.js';
 import { RepairScheduler } from './reads/repair-scheduler.js';
 import { MaintenanceService } from './maintenance/maintenance-service.js';
 import { WorkerPool } from './worker/worker-pool.js';
@@ -58,6 +59,7 @@ export class Chunkvault {
     redis: Redis,
     catalogRedis: Redis,
     readonly catalog: Catalog,
+    readonly metadata: ReplicaMetadata,
     readonly backends: BackendRegistry,
     readonly staging: StagingArea,
     readonly checkpointIndex: CheckpointIndex,
@@ -76,7 +78,7 @@ export class Chunkvault {
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
     this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger, metrics: this.metrics });
     this.maintenance = new MaintenanceService({
-      config, catalog, backends, repairs: this.#repairs, redis, queue: this.#queues[QUEUE_NAMES.maintenance]!,
+      config, catalog, metadata, backends, repairs: this.#repairs, redis, queue: this.#queues[QUEUE_NAMES.maintenance]!,
       keyPrefix: `${prefix}:catalog`, logger,
     });
   }
@@ -91,11 +93,28 @@ export class Chunkvault {
   }
 
   /**
+   * As getChunk, with the catalog's record of the chunk the bytes were checked against (its
+   * checksum and algorithm, for answers that carry them). Throws as getChunk does.
+   */
+  readChunk(chunkId: string): Promise<ChunkRead> {
+    return this.#reader.read(chunkId);
+  }
+
+  /**
+   * The catalog's records of the chunk and of each of its replicas (whatever their status),
+   * without reading a replica; undefined when the catalog does not know the chunk (no
+   * NotFoundError). Throws InvalidInputError for an invalid id.
+   */
+  findChunkRecords(chunkId: string): Promise<ChunkRecords | undefined> {
+    return this.#reader.records(chunkId);
+  }
+
+  /**
    * Starts a worker pool in this process after removing leftovers of writes that crashed.
    * Closed with the rest by `close()`, or alone with `pool.close(timeoutMs)`.
    */
   async startWorkers(): Promise<WorkerPool> {
-    const { config, logger, catalog, backends, staging, metrics } = this;
+    const { config, logger, catalog, metadata, backends, staging, metrics } = this;
     let swept = await staging.sweepIncompleteWrites();
     for (const backend of backends.all()) {
       // A backend that cannot be swept now (down, refusing) must not keep the others from working.
@@ -108,9 +127,9 @@ export class Chunkvault {
     await this.sweepStagedOrphans();
     let lastSweep = Date.now();
     startHashThreads();
-    const writer = new ReplicaWriter({ config, catalog, backends, staging, logger, metrics, checkpoints: this.checkpoints });
+    const writer = new ReplicaWriter({ config, catalog, metadata, backends, staging, logger, metrics, checkpoints: this.checkpoints });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
-    const repairer = new ReplicaRepairer({ config, catalog, backends, repairs: this.#repairs, logger, metrics });
+    const repairer = new ReplicaRepairer({ config, catalog, metadata, backends, repairs: this.#repairs, logger, metrics });
     const maintenanceRunner = new MaintenanceRunner({ maintenance: this.maintenance, logger });
     const pool = new WorkerPool({
       config,
@@ -171,7 +190,7 @@ export class Chunkvault {
   }
 
   reindex(options: ReindexOptions = {}): Promise<ReindexReport> {
-    return reindex(this.backends, this.catalog, this.checkpointIndex, this.logger, options);
+    return reindex({ backends: this.backends, catalog: this.catalog, metadata: this.metadata, checkpoints: this.checkpointIndex, logger: this.logger }, options);
   }
 
   /** Closes worker pools (bounded by shutdown_timeout_ms), the producer, Redis and backends. */
@@ -182,6 +201,7 @@ export class Chunkvault {
     await this.checkpoints.settled();
     for (const queue of Object.values(this.#queues)) await queue.close();
     for (const connection of [this.#redis, this.#catalogRedis]) await connection.quit().catch(() => connection.disconnect());
+    await this.metadata.close();
     await this.backends.close();
   }
 }
@@ -204,5 +224,6 @@ export async function openChunkvault(config: Config, options: OpenOptions = {}):
   const catalogPrefix = `${keyRoot(config.chunkvault.redis.prefix)}:catalog`;
   const catalog = new Catalog(catalogRedis, catalogPrefix);
   const staging = new StagingArea(config.chunkvault.staging.dir, config.chunkvault.worker.stale_temp_after_ms);
-  return new Chunkvault(config, logger, redis, catalogRedis, catalog, backends, staging, new CheckpointIndex(redis, catalogPrefix));
+  const metadata = new ReplicaMetadata({ staleAfterMs: config.chunkvault.worker.stale_temp_after_ms });
+  return new Chunkvault(config, logger, redis, catalogRedis, catalog, metadata, backends, staging, new CheckpointIndex(redis, catalogPrefix));
 }

@@ -182,7 +182,7 @@ describe('compression of old data', () => {
     const tasks = seedTasks(1, 1);
     const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     const original = results[0]!.storagePath;
-    const crashing = new Compression({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'delete', /\.dat$/), logger: createLogger('silent') });
+    const crashing = new Compression({ config: v.config, catalog: v.catalog, metadata: v.metadata, backends: failingBackends(v.config, 'delete', /\.dat$/), logger: createLogger('silent') });
     await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
     // Mid-way: both objects exist; the catalog already reads the compressed one.
     expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.zst`]));
@@ -205,7 +205,7 @@ describe('compression of old data', () => {
     const dying = new Proxy(v.catalog, {
       get: (target, prop) => (prop === 'recordCompressed' ? () => Promise.reject(new Error('simulated crash')) : (Reflect.get(target, prop) as (...a: unknown[]) => unknown).bind(target)),
     });
-    const crashing = new Compression({ config: v.config, catalog: dying, backends: v.backends, logger: createLogger('silent') });
+    const crashing = new Compression({ config: v.config, catalog: dying, metadata: v.metadata, backends: v.backends, logger: createLogger('silent') });
     await expect(crashing.run(later(results, 7)(), false)).rejects.toThrow(/simulated crash/);
     expect(await filesOnDisk()).toEqual(expect.arrayContaining([original, `${original}.zst`]));
     expect(await metadataOf('chunk_0', 'chunk_0_replica_0')).toMatchObject({ path: `${original}.zst`, codec: 'zstd' });

@@ -125,7 +125,7 @@ describe('retention', () => {
     const results = await (await v.producer.store(seedTasks(4, 1))).results({ timeoutMs: 30_000 });
     const brokenKey = results[2]!.storagePath;
     // The real local backend, except that asking about one object fails as a flaky disk would.
-    const retention = new Retention({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'head', new RegExp(`^${brokenKey.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`), 'EIO: i/o error'), logger: createLogger('silent') });
+    const retention = new Retention({ config: v.config, catalog: v.catalog, metadata: v.metadata, backends: failingBackends(v.config, 'head', new RegExp(`^${brokenKey.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`), 'EIO: i/o error'), logger: createLogger('silent') });
     await expect(retention.run(Date.now() + 1, false)).rejects.toThrow(/EIO/);
     for (const r of results) {
       expect(await exists(fileOf(r))).toBe(true);
@@ -296,7 +296,7 @@ describe('maintenance racing with reads', () => {
   it('a retention pass that dies between recording a replica expired and deleting its objects is finished by the next pass', async () => {
     const v = await start({ storage: { cleanup: { retention_days: 1 } } });
     const [stored] = await (await v.producer.store(seedTasks(1, 1))).results({ timeoutMs: 30_000 });
-    const crashing = new Retention({ config: v.config, catalog: v.catalog, backends: failingBackends(v.config, 'delete', /\.dat$/), logger: createLogger('silent') });
+    const crashing = new Retention({ config: v.config, catalog: v.catalog, metadata: v.metadata, backends: failingBackends(v.config, 'delete', /\.dat$/), logger: createLogger('silent') });
     await expect(crashing.run(Date.now() + 2 * DAY, false)).rejects.toThrow(/simulated crash/);
     // Recorded expired (so no read uses it), its object still there.
     expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))!.status).toBe('expired');
@@ -316,7 +316,7 @@ describe('maintenance racing with reads', () => {
     let read: unknown;
     // The read runs right after retention removed the data object, before it goes on.
     const backends = hookedBackends(v, 'delete', /\.dat$/, { after: async () => { read = await v.getChunk('chunk_0').catch((error: unknown) => error); } });
-    const result = await new Retention({ config: v.config, catalog: v.catalog, backends, logger: createLogger('silent') }).run(Date.now() + 2 * DAY, false);
+    const result = await new Retention({ config: v.config, catalog: v.catalog, metadata: v.metadata, backends, logger: createLogger('silent') }).run(Date.now() + 2 * DAY, false);
     expect(result.replicasDeleted).toBe(1);
     expect(read).toBeInstanceOf(NotFoundError);
     expect((read as Error).message).toMatch(/chunk_0 was deleted by retention/);
@@ -332,7 +332,7 @@ describe('maintenance racing with reads', () => {
     const redis = new Redis(env.config.chunkvault.redis.url);
     const backends = hookedBackends(v, 'head', /\.dat$/, { after: async () => { await redis.hset(`{${env.prefix}}:catalog:r:chunk_0:chunk_0_replica_0`, 'status', 'queued'); } });
     try {
-      const result = await new Retention({ config: v.config, catalog: v.catalog, backends, logger: createLogger('silent') }).run(Date.now() + 2 * DAY, false);
+      const result = await new Retention({ config: v.config, catalog: v.catalog, metadata: v.metadata, backends, logger: createLogger('silent') }).run(Date.now() + 2 * DAY, false);
       expect(result.replicasDeleted).toBe(0);
     } finally {
       redis.disconnect();
@@ -346,7 +346,7 @@ describe('maintenance racing with reads', () => {
     const tasks = seedTasks(1, 1);
     await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
     // The reader found the replica at its .dat key; compression moves it to .dat.zst before the read gets there.
-    const compress = (): Promise<unknown> => new Compression({ config: v.config, catalog: v.catalog, backends: v.backends, logger: createLogger('silent') }).run(Date.now() + 8 * DAY, false);
+    const compress = (): Promise<unknown> => new Compression({ config: v.config, catalog: v.catalog, metadata: v.metadata, backends: v.backends, logger: createLogger('silent') }).run(Date.now() + 8 * DAY, false);
     let moved = false;
     const backends = hookedBackends(v, 'get', /\.dat$/, { before: async () => { if (!moved) { moved = true; await compress(); } } });
     const reader = new ChunkReader({

@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   DEFAULT_PART_SIZE_BYTES,
@@ -78,6 +78,8 @@ const TEMP_FOLDER = '.cvtmp~/';
 export class AzureBlobBackend implements Backend {
   readonly name: string;
   readonly location: string;
+  /** An object store declares nothing beyond the contract. */
+  readonly capabilities: BackendCapabilities = {};
   readonly #options: AzureBlobBackendOptions;
   readonly #keyPrefix: string;
   readonly #singlePutMaxBytes: number;

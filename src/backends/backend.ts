@@ -33,9 +33,25 @@ export interface BackendUsage {
   location: string;
 }
 
+/**
+ * What a backend is, beyond the contract, that callers may choose behaviour by (never by its
+ * class). Every field is optional: a backend declares only what holds for it.
+ */
+export interface BackendCapabilities {
+  /**
+   * The objects are files under this absolute directory of this host's filesystem: appending
+   * to a file there and fdatasyncing it is far cheaper than creating an object, so per-replica
+   * records are better kept in an append-only file in it than as an object each.
+   */
+  readonly localDirectory?: string;
+}
+
 export interface Backend {
   /** Name recorded in the catalog for replicas on this backend (e.g. "local"). */
   readonly name: string;
+
+  /** What callers may rely on beyond this contract (see BackendCapabilities). */
+  readonly capabilities: BackendCapabilities;
 
   /** Human-readable location (directory, bucket URL), for statistics and messages. */
   readonly location: string;

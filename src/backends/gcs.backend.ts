@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   chunkMetadata,
@@ -76,6 +76,8 @@ interface GcsError {
 export class GcsBackend implements Backend {
   readonly name: string;
   readonly location: string;
+  /** An object store declares nothing beyond the contract. */
+  readonly capabilities: BackendCapabilities = {};
   readonly #options: GcsBackendOptions;
   readonly #keyPrefix: string;
   readonly #singlePutMaxBytes: number;

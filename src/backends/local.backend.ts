@@ -16,11 +16,10 @@ import { BackendIoError, ChecksumMismatchError, InvalidInputError, SizeMismatchE
 import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
 import { hashFileOnThread } from '../integrity/hash-threads.js';
 import type { ChecksumAlgorithm } from '../config/config.schema.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
 import { TEMP_MARK, isErrno, mkdirs, processAlive, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
-import { MetadataJournal } from './metadata-journal.js';
 
 /** Bound on the remembered directories (partitions, and per-chunk directories of ids too long for one file name). */
 const KNOWN_DIRS_MAX = 4096;
@@ -45,11 +44,12 @@ export class LocalBackend implements Backend {
   readonly #creatingDirs = new Map<string, Promise<void>>();
   /** Directories this instance made sure exist (and are durable), so most puts skip mkdir. */
   readonly #knownDirs = new Set<string>();
-  #journal: MetadataJournal | undefined;
+  readonly capabilities: BackendCapabilities;
 
   constructor(options: LocalBackendOptions) {
     this.basePath = path.resolve(options.basePath);
     this.#staleTempAfterMs = options.staleTempAfterMs;
+    this.capabilities = { localDirectory: this.basePath };
   }
 
   /** Absolute path of `key`; throws InvalidInputError if it is unsafe or would leave basePath. */
@@ -215,15 +215,8 @@ export class LocalBackend implements Backend {
     return removed;
   }
 
-  /** This backend's metadata journal (created on the first append). */
-  get journal(): MetadataJournal {
-    this.#journal ??= new MetadataJournal(this.basePath, { staleAfterMs: this.#staleTempAfterMs });
-    return this.#journal;
-  }
-
-  async close(): Promise<void> {
-    await this.#journal?.close();
-  }
+  /** Holds no open files or connections between calls: nothing to release. */
+  async close(): Promise<void> {}
 
   /**
    * The same put for bodies up to SMALL_IO_BYTES, with the cheap calls made synchronously

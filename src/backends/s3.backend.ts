@@ -17,7 +17,7 @@
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
-import { type Backend, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
   chunkMetadata,
@@ -79,6 +79,8 @@ const DIGEST_CODES = new Set(['BadDigest', 'XAmzContentSHA256Mismatch']);
 export class S3Backend implements Backend {
   readonly name: string;
   readonly location: string;
+  /** An object store declares nothing beyond the contract. */
+  readonly capabilities: BackendCapabilities = {};
   readonly #options: S3BackendOptions;
   readonly #bucket: string;
   readonly #keyPrefix: string;

@@ -9,10 +9,17 @@ import { checksumOfObject, type Backend } from '../backends/backend.js';
 import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
 import type { ChunkStatus } from '../domain/types.js';
 import { BackendIoError } from '../errors.js';
-import { metadataStoreOf } from '../catalog/metadata-store.js';
+import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 
-export async function commitReplica(config: Config, catalog: Catalog, metrics: ProcessMetrics, backend: Backend, record: StoredReplicaInput): Promise<ChunkStatus> {
+export interface CommitDeps {
+  config: Config;
+  catalog: Catalog;
+  metadata: ReplicaMetadata;
+  metrics: ProcessMetrics;
+}
+
+export async function commitReplica({ config, catalog, metadata, metrics }: CommitDeps, backend: Backend, record: StoredReplicaInput): Promise<ChunkStatus> {
   if (config.storage.integrity.verify_on_write) {
     const elapsed = startTimer();
     const readBack = await checksumOfObject(backend, record.path, record.algorithm);
@@ -26,7 +33,7 @@ export async function commitReplica(config: Config, catalog: Catalog, metrics: P
     }
   }
   if (config.storage.integrity.store_metadata) {
-    await metadataStoreOf(backend).record(record);
+    await metadata.of(backend).record(record);
   }
   return catalog.recordStored(record);
 }

@@ -19,6 +19,7 @@ import { commitReplica } from './replica-commit.js';
 import { decoded, withoutCodecSuffix } from '../integrity/codecs.js';
 import type { ReplicaRepairData } from './job-data.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
+import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { UNROUTED_BACKEND } from '../backends/backend-registry.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { jobLogger } from './job-logger.js';
@@ -26,6 +27,7 @@ import { jobLogger } from './job-logger.js';
 export interface ReplicaRepairerDeps {
   config: Config;
   catalog: Catalog;
+  metadata: ReplicaMetadata;
   backends: BackendRegistry;
   repairs: RepairScheduler;
   logger: Logger;
@@ -127,8 +129,7 @@ export class ReplicaRepairer {
   }
 
   async #finish(target: ReplicaRecord, chunkCreatedAt: string): Promise<void> {
-    const { catalog, backends, config, metrics } = this.#deps;
-    await commitReplica(config, catalog, metrics, backends.byName(target.backend)!, {
+    await commitReplica(this.#deps, this.#deps.backends.byName(target.backend)!, {
       ...this.#storedInput(target, chunkCreatedAt),
       verifiedAtMs: Date.now(), // just copied through a checksum-checked put and read back
     });

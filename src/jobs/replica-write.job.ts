@@ -18,6 +18,7 @@ import type { Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
+import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { UNROUTED_BACKEND, type BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { StagingArea } from '../staging/staging-area.js';
@@ -36,6 +37,7 @@ import { jobLogger } from './job-logger.js';
 export interface ReplicaWriterDeps {
   config: Config;
   catalog: Catalog;
+  metadata: ReplicaMetadata;
   backends: BackendRegistry;
   staging: StagingArea;
   logger: Logger;
@@ -177,7 +179,7 @@ export class ReplicaWriter {
       }
       metrics.wrote(backend.name, elapsed(), data.sizeBytes);
 
-      chunkStatus = await commitReplica(config, catalog, metrics, backend, {
+      chunkStatus = await commitReplica(this.#deps, backend, {
         chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
         checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
         targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,

@@ -19,7 +19,7 @@ import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
 import type { ReplicaRecord } from '../domain/types.js';
-import { metadataStoreOf } from '../catalog/metadata-store.js';
+import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { CODEC_SUFFIX, decoded, encoder, withoutCodecSuffix } from '../integrity/codecs.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
@@ -47,6 +47,7 @@ export interface CompressionResult {
 export interface CompressionDeps {
   config: Config;
   catalog: Catalog;
+  metadata: ReplicaMetadata;
   backends: BackendRegistry;
   logger: Logger;
 }
@@ -119,7 +120,7 @@ export class Compression {
   async #recordMetadataOf(backend: Backend, record: ReplicaRecord | undefined): Promise<void> {
     if (record?.status !== 'stored' || record.backend !== backend.name || !this.#deps.config.storage.integrity.store_metadata) return;
     const chunk = await this.#deps.catalog.getChunk(record.chunkId);
-    await metadataStoreOf(backend).record({ ...record, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
+    await this.#deps.metadata.of(backend).record({ ...record, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
   }
 
   /** Compresses one replica; returns its new size, or undefined when the codec gained nothing. */
@@ -149,7 +150,7 @@ export class Compression {
     await catalog.beginCompression(member);
     if (config.storage.integrity.store_metadata) {
       const chunk = await catalog.getChunk(record.chunkId);
-      await metadataStoreOf(backend).record({ ...record, path: compressedKey, codec, storedBytes: compressed.byteLength, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
+      await this.#deps.metadata.of(backend).record({ ...record, path: compressedKey, codec, storedBytes: compressed.byteLength, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
     }
     const outcome = await catalog.recordCompressed(record.chunkId, record.replicaId, record.path, compressedKey, codec, compressed.byteLength);
     if (outcome === 'skip') {

@@ -8,6 +8,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { cronPatternOf, type Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
+import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
@@ -15,8 +16,7 @@ import { RedisLock } from '../redis/redis-lock.js';
 import { Retention, type RetentionResult } from './retention.js';
 import { Scrub, type ScrubResult } from './scrub.js';
 import { Compression, type CompressionResult } from './compression.js';
-import { metadataStoreOf } from '../catalog/metadata-store.js';
-import type { CompactionResult } from '../backends/metadata-journal.js';
+import type { CompactionResult } from '../catalog/metadata-journal.js';
 
 export const MAINTENANCE_SCHEDULER_ID = 'chunkvault-maintenance';
 import { MAINTENANCE_TASKS, type MaintenanceTask } from '../domain/types.js';
@@ -52,6 +52,7 @@ export interface PassOptions {
 export interface MaintenanceDeps {
   config: Config;
   catalog: Catalog;
+  metadata: ReplicaMetadata;
   backends: BackendRegistry;
   repairs: RepairScheduler;
   redis: Redis;
@@ -131,7 +132,7 @@ export class MaintenanceService {
   async #compactMetadata(): Promise<CompactionResult> {
     const total: CompactionResult = { filesMerged: 0, entriesRead: 0, entriesKept: 0 };
     for (const backend of this.#deps.backends.all()) {
-      const result = await metadataStoreOf(backend).compact();
+      const result = await this.#deps.metadata.of(backend).compact();
       if (!result) continue;
       total.filesMerged += result.filesMerged;
       total.entriesRead += result.entriesRead;

@@ -12,7 +12,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
-import { metadataStoreOf } from '../catalog/metadata-store.js';
+import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
 import { CODEC_SUFFIX, withoutCodecSuffix } from '../integrity/codecs.js';
 
@@ -42,6 +42,7 @@ export interface RetentionResult {
 export interface RetentionDeps {
   config: Config;
   catalog: Catalog;
+  metadata: ReplicaMetadata;
   backends: BackendRegistry;
   logger: Logger;
 }
@@ -89,7 +90,7 @@ export class Retention {
       // entry lets the next pass finish the deletion if this one dies in between.
       await catalog.beginDeletion(member);
       const chunkStatus = await catalog.recordExpired(item.chunkId, item.replicaId, expiredAt);
-      if (chunkStatus !== 'skip') await deleteObjects(backends.byName(item.backend)!, item.chunkId, item.replicaId, item.path);
+      if (chunkStatus !== 'skip') await this.#deleteObjects(backends.byName(item.backend)!, item.chunkId, item.replicaId, item.path);
       await catalog.endDeletion(member);
       if (chunkStatus === 'skip') continue;
       result.deleted.push(item);
@@ -111,7 +112,7 @@ export class Retention {
       const [chunkId, replicaId, backendName, path] = JSON.parse(member) as [string, string, string, string];
       const record = await catalog.getReplica(chunkId, replicaId);
       const backend = backends.byName(backendName);
-      if (record?.status === 'expired' && backend) await deleteObjects(backend, chunkId, replicaId, path);
+      if (record?.status === 'expired' && backend) await this.#deleteObjects(backend, chunkId, replicaId, path);
       await catalog.endDeletion(member);
     }
   }
@@ -127,11 +128,11 @@ export class Retention {
     }
     return emptied;
   }
-}
 
-/** A replica's object, any leftover of an interrupted compression of it, then its metadata. */
-async function deleteObjects(backend: Backend, chunkId: string, replicaId: string, path: string): Promise<void> {
-  const plain = withoutCodecSuffix(path);
-  for (const key of new Set([path, plain, ...Object.values(CODEC_SUFFIX).map((s) => plain + s)])) await backend.delete(key);
-  await metadataStoreOf(backend).forget(chunkId, replicaId, path);
+  /** A replica's object, any leftover of an interrupted compression of it, then its metadata. */
+  async #deleteObjects(backend: Backend, chunkId: string, replicaId: string, path: string): Promise<void> {
+    const plain = withoutCodecSuffix(path);
+    for (const key of new Set([path, plain, ...Object.values(CODEC_SUFFIX).map((s) => plain + s)])) await backend.delete(key);
+    await this.#deps.metadata.of(backend).forget(chunkId, replicaId, path);
+  }
 }

@@ -9,7 +9,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
-import { metadataStoreOf } from '../catalog/metadata-store.js';
+import type { MetadataStore, ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { isDataKey } from '../storage/storage-layout.js';
 import { decoded } from '../integrity/codecs.js';
@@ -34,20 +34,22 @@ export interface ReindexOptions {
   onProgress?: (read: number, listed: number) => void;
 }
 
-export async function reindex(
-  backends: BackendRegistry,
-  catalog: Catalog,
-  checkpoints: CheckpointIndex,
-  logger: Logger,
-  options: ReindexOptions = {},
-): Promise<ReindexReport> {
+export interface ReindexDeps {
+  backends: BackendRegistry;
+  catalog: Catalog;
+  metadata: ReplicaMetadata;
+  checkpoints: CheckpointIndex;
+  logger: Logger;
+}
+
+export async function reindex({ backends, catalog, metadata, checkpoints, logger }: ReindexDeps, options: ReindexOptions = {}): Promise<ReindexReport> {
   const report: ReindexReport = { checkpoints: 0, metadataRecords: 0, restored: 0, problems: [] };
   await restoreCheckpoints(backends.forCheckpoints(), checkpoints, report);
   // Chunks stored while the index was empty entered the ledger at places the restored
   // checkpoints cover; they go after them, to be sealed next.
   await checkpoints.renumberStranded();
   const listed = { count: 0 };
-  for (const backend of backends.all()) await reindexBackend(backend, catalog, options, report, listed);
+  for (const backend of backends.all()) await reindexBackend(backend, metadata.of(backend), catalog, options, report, listed);
   options.onProgress?.(report.metadataRecords, listed.count);
   logger.info({ checkpoints: report.checkpoints, metadataRecords: report.metadataRecords, restored: report.restored, problems: report.problems.length }, 'reindex finished');
   return report;
@@ -90,7 +92,7 @@ async function readAll(backend: Backend, key: string): Promise<Buffer> {
   return Buffer.concat(pieces);
 }
 
-async function reindexBackend(backend: Backend, catalog: Catalog, options: ReindexOptions, report: ReindexReport, listed: { count: number }): Promise<void> {
+async function reindexBackend(backend: Backend, metadata: MetadataStore, catalog: Catalog, options: ReindexOptions, report: ReindexReport, listed: { count: number }): Promise<void> {
   const verify = options.verify ?? false;
   const keys: string[] = [];
   const dataKeys = new Set<string>();
@@ -99,7 +101,7 @@ async function reindexBackend(backend: Backend, catalog: Catalog, options: Reind
     if (isDataKey(object.key)) dataKeys.add(object.key);
   }
   listed.count += dataKeys.size;
-  for await (const entry of metadataStoreOf(backend).current(keys)) {
+  for await (const entry of metadata.current(keys)) {
     options.onProgress?.(report.metadataRecords, listed.count);
     if ('problem' in entry) {
       report.problems.push(entry.problem);

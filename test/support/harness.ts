@@ -19,7 +19,7 @@ import type { Backend } from '../../src/backends/backend.js';
 import { BackendRegistry } from '../../src/backends/backend-registry.js';
 import { BackendIoError } from '../../src/errors.js';
 import { LocalBackend } from '../../src/backends/local.backend.js';
-import { metadataStoreOf } from '../../src/catalog/metadata-store.js';
+import { ReplicaMetadata } from '../../src/catalog/replica-metadata.js';
 import type { Sidecar } from '../../src/catalog/sidecar.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -212,9 +212,14 @@ export function failingBackends(config: Config, op: 'put' | 'delete' | 'head', m
  */
 export async function journalMetadata(basePath: string): Promise<Map<string, Sidecar>> {
   const out = new Map<string, Sidecar>();
-  for await (const entry of metadataStoreOf(new LocalBackend({ basePath, staleTempAfterMs: 60 * 60_000 })).current([])) {
-    if ('problem' in entry) throw new Error(`journal problem: ${entry.problem}`);
-    out.set(`${entry.sidecar.chunkId}/${entry.sidecar.replicaId}`, entry.sidecar);
+  const metadata = new ReplicaMetadata({ staleAfterMs: 60 * 60_000 });
+  try {
+    for await (const entry of metadata.of(new LocalBackend({ basePath, staleTempAfterMs: 60 * 60_000 })).current([])) {
+      if ('problem' in entry) throw new Error(`journal problem: ${entry.problem}`);
+      out.set(`${entry.sidecar.chunkId}/${entry.sidecar.replicaId}`, entry.sidecar);
+    }
+  } finally {
+    await metadata.close();
   }
   return out;
 }

@@ -28,8 +28,7 @@ import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/m
 import { METADATA_SUFFIX, isDataKey } from '../../../src/storage/storage-layout.js';
 import type { Acknowledgements, Workload } from './workload.js';
 import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
-import { metadataStoreOf } from '../../../src/catalog/metadata-store.js';
-import { JOURNAL_DIR } from '../../../src/backends/metadata-journal.js';
+import { JOURNAL_DIR } from '../../../src/catalog/metadata-journal.js';
 import type { Sidecar } from '../../../src/catalog/sidecar.js';
 import { counterDifferences, presentCounters, recountCatalog } from './counters.js';
 
@@ -223,7 +222,7 @@ export async function checkInvariants(
     // Each replica's current metadata (journal or sidecars), by the data key it names.
     const metadata = new Map<string, Sidecar>();
     if (storeMetadata) {
-      for await (const entry of metadataStoreOf(backend).current(keys)) {
+      for await (const entry of vault.metadata.of(backend).current(keys)) {
         if ('problem' in entry) violate('torn', entry.problem);
         else metadata.set(entry.sidecar.path, entry.sidecar);
       }

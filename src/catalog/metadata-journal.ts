@@ -1,5 +1,6 @@
 /**
- * Append-only metadata journal of a local backend: one JSON line per replica recorded (or
+ * Append-only metadata journal of a backend that is a local directory (see
+ * BackendCapabilities.localDirectory): one JSON line per replica recorded (or
  * forgotten by retention), in files under `<base>/.chunkvault-journal/`. It replaces the
  * per-replica sidecar file there, because creating a file costs far more on a local disk
  * than appending a line: each process appends to its own file, and appends that arrive while
@@ -22,10 +23,10 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { sidecarSchema, type Sidecar } from '../catalog/sidecar.js';
+import { sidecarSchema, type Sidecar } from './sidecar.js';
 import { idSchema } from '../domain/ids.js';
-import { syncDirectory } from './directory-sync.js';
-import { isErrno, processAlive, tempNameFor } from './fs-support.js';
+import { syncDirectory } from '../backends/directory-sync.js';
+import { isErrno, processAlive, tempNameFor } from '../backends/fs-support.js';
 import { withoutCodecSuffix } from '../integrity/codecs.js';
 
 export const JOURNAL_DIR = '.chunkvault-journal';

@@ -1,16 +1,16 @@
 /**
- * Where a backend keeps each replica's metadata (what `reindex` needs to rebuild its catalog
- * record from the backend alone). Object stores keep a sidecar object per replica beside the
- * data (`<replicaId>.meta.json`); the local backend keeps an append-only journal
- * (src/backends/metadata-journal.ts), because a file per replica costs a file creation, an
- * fsync and a rename each, and the journal shares one write and one fdatasync among every
- * replica recorded at the same moment. Sidecars a local backend holds from before the journal
- * are still read (and removed by retention).
+ * Where each replica's metadata is kept on its backend (what `reindex` needs to rebuild its
+ * catalog record from the backend alone). A backend that is a local directory
+ * (`capabilities.localDirectory`) gets an append-only journal in it (metadata-journal.ts),
+ * because a file per replica costs a file creation, an fsync and a rename each, and the
+ * journal shares one write and one fdatasync among every replica recorded at the same moment;
+ * any other backend gets a sidecar object per replica beside the data (`<path>.meta.json`).
+ * Sidecars a local directory holds from before the journal are still read (and removed by
+ * retention).
  */
 import type { Backend } from '../backends/backend.js';
-import { LocalBackend } from '../backends/local.backend.js';
-import { currentRecord, journalRecordOf, type CompactionResult } from '../backends/metadata-journal.js';
 import { METADATA_SUFFIX, metadataKeyOf } from '../storage/storage-layout.js';
+import { MetadataJournal, currentRecord, journalRecordOf, type CompactionResult } from './metadata-journal.js';
 import { encodeSidecar, sidecarSchema, type Sidecar } from './sidecar.js';
 import type { StoredReplicaInput } from './catalog.js';
 
@@ -28,15 +28,40 @@ export interface MetadataStore {
   compact(): Promise<CompactionResult | undefined>;
 }
 
-const stores = new WeakMap<Backend, MetadataStore>();
+/**
+ * The metadata store of each backend, made on first use and kept for the process's life;
+ * `close()` waits for the journals' appends in flight and closes their files.
+ */
+export class ReplicaMetadata {
+  readonly #stores = new Map<Backend, MetadataStore>();
+  readonly #journals: MetadataJournal[] = [];
+  readonly #staleAfterMs: number;
 
-export function metadataStoreOf(backend: Backend): MetadataStore {
-  let store = stores.get(backend);
-  if (!store) {
-    store = backend instanceof LocalBackend ? journalStoreOf(backend) : sidecarStore(backend);
-    stores.set(backend, store);
+  /** `staleAfterMs`: a journal file of another host unchanged this long counts as closed (stale_temp_after_ms). */
+  constructor(options: { staleAfterMs: number }) {
+    this.#staleAfterMs = options.staleAfterMs;
   }
-  return store;
+
+  /** The store that keeps the metadata of replicas on `backend`. */
+  of(backend: Backend): MetadataStore {
+    let store = this.#stores.get(backend);
+    if (!store) {
+      const directory = backend.capabilities.localDirectory;
+      if (directory === undefined) {
+        store = sidecarStore(backend);
+      } else {
+        const journal = new MetadataJournal(directory, { staleAfterMs: this.#staleAfterMs });
+        this.#journals.push(journal);
+        store = journalStore(backend, journal);
+      }
+      this.#stores.set(backend, store);
+    }
+    return store;
+  }
+
+  async close(): Promise<void> {
+    for (const journal of this.#journals) await journal.close();
+  }
 }
 
 function sidecarStore(backend: Backend): MetadataStore {
@@ -53,8 +78,7 @@ function sidecarStore(backend: Backend): MetadataStore {
   };
 }
 
-function journalStoreOf(backend: LocalBackend): MetadataStore {
-  const journal = backend.journal;
+function journalStore(backend: Backend, journal: MetadataJournal): MetadataStore {
   return {
     async record(record) {
       await journal.append(journalRecordOf(encodeSidecar(record).sidecar));
