@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
-import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
+import { BackendIoError, ConfigError } from '../errors.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
@@ -26,13 +26,12 @@ import {
   DEFAULT_SINGLE_PUT_MAX_BYTES,
   DEFAULT_STALE_UPLOAD_AFTER_MS,
   hex,
-  isTransientNetworkError,
-  isTransientStatus,
   normaliseKeyPrefix,
   objectStoreLocation,
   partsOf,
   putBySize,
 } from './cloud-support.js';
+import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { serviceClientFromEnvironment } from './azure-credentials.js';
 import { assertSafeKey } from './storage-key.js';
 
@@ -71,7 +70,16 @@ interface AzureError {
   details?: { errorCode?: string };
 }
 
-const TRANSIENT_CODES = new Set(['REQUEST_SEND_ERROR', 'ServerBusy', 'OperationTimedOut', 'InternalError']);
+/** How the SDK's errors say what went wrong (REQUEST_SEND_ERROR: the request never got an answer). */
+export const AZURE_ERROR_DIALECT: CloudErrorDialect = {
+  statusOf,
+  codeOf,
+  messageOf,
+  objectMissingCodes: new Set(['BlobNotFound']),
+  containerMissingCodes: new Set(['ContainerNotFound']),
+  transientCodes: new Set(['REQUEST_SEND_ERROR', 'ServerBusy', 'OperationTimedOut', 'InternalError']),
+};
+
 /** Temp blobs of large puts live under this folder of the key prefix; no storage key can start with '.'. */
 const TEMP_FOLDER = '.cvtmp~/';
 
@@ -85,6 +93,7 @@ export class AzureBlobBackend implements Backend {
   readonly #singlePutMaxBytes: number;
   readonly #blockSizeBytes: number;
   readonly #staleUploadAfterMs: number;
+  readonly #errors: CloudErrors;
   #connection: Promise<ContainerClient> | undefined;
 
   constructor(options: AzureBlobBackendOptions) {
@@ -97,13 +106,14 @@ export class AzureBlobBackend implements Backend {
     this.#staleUploadAfterMs = options.staleUploadAfterMs ?? DEFAULT_STALE_UPLOAD_AFTER_MS;
     if (!(this.#blockSizeBytes >= 1)) throw new ConfigError('Azure Blob backend: blockSizeBytes must be positive');
     this.location = objectStoreLocation('azure', options.container, this.#keyPrefix, options.endpoint);
+    this.#errors = new CloudErrors(AZURE_ERROR_DIALECT, this.location);
   }
 
   put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
     return putBySize(key, body, options, this.#singlePutMaxBytes, {
       single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
       large: () => this.#putBlocks(key, body, options),
-      wrap: (error) => this.#wrap(error, 'put', key),
+      wrap: (error) => this.#errors.wrap(error, 'put', key),
     });
   }
 
@@ -115,7 +125,7 @@ export class AzureBlobBackend implements Backend {
       if (!response.readableStreamBody) throw new BackendIoError(`get ${key}: the service returned no body`);
       return response.readableStreamBody as Readable;
     } catch (error) {
-      throw this.#wrap(error, 'get', key);
+      throw this.#errors.wrap(error, 'get', key);
     }
   }
 
@@ -126,8 +136,8 @@ export class AzureBlobBackend implements Backend {
       const properties = await container.getBlockBlobClient(this.#keyPrefix + key).getProperties();
       return { key, sizeBytes: properties.contentLength ?? 0, modifiedAt: properties.lastModified ?? new Date(0) };
     } catch (error) {
-      if (statusOf(error) === 404 && codeOf(error) !== 'ContainerNotFound') return undefined;
-      throw this.#wrap(error, 'head', key);
+      if (this.#errors.isObjectMissing(error)) return undefined;
+      throw this.#errors.wrap(error, 'head', key);
     }
   }
 
@@ -139,7 +149,7 @@ export class AzureBlobBackend implements Backend {
       try {
         page = await pages.next();
       } catch (error) {
-        throw this.#wrap(error, 'list', prefix || '(all)');
+        throw this.#errors.wrap(error, 'list', prefix || '(all)');
       }
       if (page.done) return;
       for (const item of page.value.segment.blobItems) {
@@ -160,7 +170,7 @@ export class AzureBlobBackend implements Backend {
     try {
       await container.getBlockBlobClient(this.#keyPrefix + key).deleteIfExists();
     } catch (error) {
-      throw this.#wrap(error, 'delete', key);
+      throw this.#errors.wrap(error, 'delete', key);
     }
   }
 
@@ -186,7 +196,7 @@ export class AzureBlobBackend implements Backend {
       try {
         page = await pages.next();
       } catch (error) {
-        throw this.#wrap(error, 'sweep', this.#keyPrefix + TEMP_FOLDER);
+        throw this.#errors.wrap(error, 'sweep', this.#keyPrefix + TEMP_FOLDER);
       }
       if (page.done) return removed;
       for (const item of page.value.segment.blobItems) {
@@ -195,7 +205,7 @@ export class AzureBlobBackend implements Backend {
         try {
           if ((await container.getBlockBlobClient(item.name).deleteIfExists()).succeeded) removed += 1;
         } catch (error) {
-          throw this.#wrap(error, 'sweep', item.name);
+          throw this.#errors.wrap(error, 'sweep', item.name);
         }
       }
     }
@@ -271,27 +281,6 @@ export class AzureBlobBackend implements Backend {
     })();
     return this.#connection;
   }
-
-  /** Keeps chunkvault errors; maps SDK errors to NotFoundError or a BackendIoError that says whether retrying can help. */
-  #wrap(error: unknown, operation: string, key: string): Error {
-    if (error instanceof ChunkvaultError) {
-      if (error instanceof BackendIoError && !error.message.includes(key)) {
-        return new BackendIoError(`${operation} ${key}: ${error.message}`, { cause: error.cause ?? error, retryable: error.retryable });
-      }
-      return error;
-    }
-    const status = statusOf(error);
-    const code = codeOf(error);
-    if (code === 'BlobNotFound' || (operation === 'get' && status === 404 && code !== 'ContainerNotFound')) {
-      return new NotFoundError(`${operation} ${key}: no such object in ${this.location}`, { cause: error });
-    }
-    const retryable = isTransientNetworkError(error) || isTransientStatus(status) || TRANSIENT_CODES.has(code ?? '');
-    const reason = firstLine((error as AzureError | undefined)?.message ?? String(error));
-    return new BackendIoError(`${operation} ${key} in ${this.location}: ${code ?? 'error'}${status ? ` (HTTP ${status})` : ''}: ${reason}`, {
-      cause: error,
-      retryable,
-    });
-  }
 }
 
 function azureMetadata(options: PutOptions): Record<string, string> {
@@ -308,7 +297,7 @@ async function sendOnceMore<T>(send: () => Promise<T>): Promise<T> {
       return await send();
     } catch (second) {
       if (!isDigestRejection(second)) throw second;
-      throw new BackendIoError(`the service rejected the body's MD5 twice (${codeOf(second)}: ${firstLine((second as AzureError).message ?? '')})`, {
+      throw new BackendIoError(`the service rejected the body's MD5 twice (${codeOf(second)}: ${messageOf(second)})`, {
         cause: second,
         retryable: false,
       });
@@ -319,7 +308,7 @@ async function sendOnceMore<T>(send: () => Promise<T>): Promise<T> {
 /** Azure answers Md5Mismatch; Azurite answers InvalidOperation "Provided contentMD5 doesn't match." */
 function isDigestRejection(error: unknown): boolean {
   const code = codeOf(error);
-  return statusOf(error) === 400 && (code === 'Md5Mismatch' || /md5/i.test((error as AzureError | undefined)?.message ?? ''));
+  return statusOf(error) === 400 && (code === 'Md5Mismatch' || /md5/i.test(sdkMessage(error)));
 }
 
 function statusOf(error: unknown): number | undefined {
@@ -331,6 +320,8 @@ function codeOf(error: unknown): string | undefined {
   return candidate?.details?.errorCode ?? candidate?.code;
 }
 
-function firstLine(text: string): string {
+/** The service's messages go on with a request id and a timestamp; the first line says what happened. */
+function messageOf(error: unknown): string {
+  const text = sdkMessage(error);
   return text.split('\n')[0] ?? text;
 }

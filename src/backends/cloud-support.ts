@@ -2,8 +2,8 @@
  * What the object-store backends (S3, GCS, Azure Blob) share: reading a put's body while
  * checking it against its announced size and checksum, cutting it into upload parts with an
  * MD5 per part, key prefixes, the checksum metadata stored on every object (what it should
- * hash to; reindex reads the sidecars, not this), and telling transient network failures
- * from permanent ones.
+ * hash to; reindex reads the sidecars, not this). How their SDK errors become chunkvault
+ * errors is in cloud-errors.ts.
  *
  * No cloud SDK is imported here.
  */
@@ -151,44 +151,6 @@ export function discardBody(body: Readable | Uint8Array): void {
 /** The multipart ETag S3 gives an object completed from parts with these MD5s. */
 export function multipartEtag(partMd5s: readonly Buffer[]): string {
   return `${createHash('md5').update(Buffer.concat(partMd5s)).digest('hex')}-${partMd5s.length}`;
-}
-
-const TRANSIENT_NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'ENOTFOUND',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'ERR_STREAM_PREMATURE_CLOSE',
-]);
-
-/**
- * True when `error` (or any error in its `cause` chain) is a connection-level failure:
- * refused, reset, timed out, unreachable. Such a request may succeed when tried again.
- */
-export function isTransientNetworkError(error: unknown): boolean {
-  for (let current = error, depth = 0; current !== undefined && current !== null && depth < 6; depth += 1) {
-    const candidate = current as { code?: unknown; name?: unknown; errno?: unknown; cause?: unknown };
-    if (typeof candidate.code === 'string' && TRANSIENT_NETWORK_CODES.has(candidate.code)) return true;
-    if (typeof candidate.errno === 'string' && TRANSIENT_NETWORK_CODES.has(candidate.errno)) return true;
-    if (candidate.name === 'TimeoutError' || candidate.name === 'RequestTimeout') return true;
-    current = candidate.cause;
-  }
-  return false;
-}
-
-/** True for HTTP statuses that say "try again later": timeouts, throttling and server errors. */
-export function isTransientStatus(status: number | undefined): boolean {
-  return status !== undefined && (status === 408 || status === 429 || status >= 500);
 }
 
 /** Hex digest helper for error messages. */

@@ -20,7 +20,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
-import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
+import { BackendIoError, ConfigError } from '../errors.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
@@ -28,12 +28,11 @@ import {
   DEFAULT_SINGLE_PUT_MAX_BYTES,
   DEFAULT_STALE_UPLOAD_AFTER_MS,
   hex,
-  isTransientNetworkError,
-  isTransientStatus,
   normaliseKeyPrefix,
   objectStoreLocation,
   putBySize,
 } from './cloud-support.js';
+import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { assertSafeKey } from './storage-key.js';
 
 export interface GcsBackendOptions {
@@ -73,6 +72,22 @@ interface GcsError {
   response?: { status?: number };
 }
 
+/**
+ * How the SDK's errors say what went wrong. GCS answers "notFound" for a missing bucket and a
+ * missing object alike; only the message tells them apart, and an object's message ("No such
+ * object: <bucket>/<name>") may itself contain the word "bucket". The throttling reasons are
+ * those the SDK itself retries on.
+ */
+export const GCS_ERROR_DIALECT: CloudErrorDialect = {
+  statusOf,
+  codeOf,
+  messageOf: sdkMessage,
+  objectMissingCodes: new Set(),
+  containerMissingCodes: new Set(['bucketNotFound']),
+  containerMissingMessage: /bucket does not exist|no such bucket/i,
+  transientCodes: new Set(['rateLimitExceeded', 'userRateLimitExceeded']),
+};
+
 export class GcsBackend implements Backend {
   readonly name: string;
   readonly location: string;
@@ -82,6 +97,7 @@ export class GcsBackend implements Backend {
   readonly #keyPrefix: string;
   readonly #singlePutMaxBytes: number;
   readonly #staleUploadAfterMs: number;
+  readonly #errors: CloudErrors;
   #connection: Promise<{ storage: Storage; bucket: Bucket; readBucket: Bucket }> | undefined;
 
   constructor(options: GcsBackendOptions) {
@@ -92,13 +108,14 @@ export class GcsBackend implements Backend {
     this.#singlePutMaxBytes = options.singlePutMaxBytes ?? DEFAULT_SINGLE_PUT_MAX_BYTES;
     this.#staleUploadAfterMs = options.staleUploadAfterMs ?? DEFAULT_STALE_UPLOAD_AFTER_MS;
     this.location = objectStoreLocation('gs', options.bucket, this.#keyPrefix, options.endpoint);
+    this.#errors = new CloudErrors(GCS_ERROR_DIALECT, this.location);
   }
 
   put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
     return putBySize(key, body, options, this.#singlePutMaxBytes, {
       single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
       large: () => this.#putThroughTemp(key, body, options),
-      wrap: (error) => this.#wrap(error, 'put', key),
+      wrap: (error) => this.#errors.wrap(error, 'put', key),
     });
   }
 
@@ -110,14 +127,14 @@ export class GcsBackend implements Backend {
       // Asked first, so a missing object rejects here rather than as a stream error later.
       await bucket.file(name).getMetadata();
     } catch (error) {
-      throw this.#wrap(error, 'get', key);
+      throw this.#errors.wrap(error, 'get', key);
     }
     const attempts = this.#options.maxAttempts ?? DEFAULT_READ_ATTEMPTS;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#openRead(readBucket.file(name), key);
       } catch (error) {
-        const wrapped = this.#wrap(error, 'get', key);
+        const wrapped = this.#errors.wrap(error, 'get', key);
         if (attempt >= attempts || !(wrapped instanceof BackendIoError && wrapped.retryable)) throw wrapped;
         await sleep(READ_RETRY_DELAY_MS * 2 ** (attempt - 1));
       }
@@ -149,7 +166,7 @@ export class GcsBackend implements Backend {
         resolve(out);
       });
       source.on('error', (error) => {
-        if (started) out.destroy(this.#wrap(error, 'get', key));
+        if (started) out.destroy(this.#errors.wrap(error, 'get', key));
         else reject(error);
       });
       source.pipe(out);
@@ -163,8 +180,8 @@ export class GcsBackend implements Backend {
       const [metadata] = await bucket.file(this.#keyPrefix + key).getMetadata();
       return this.#infoOf(key, metadata);
     } catch (error) {
-      if (statusOf(error) === 404) return undefined;
-      throw this.#wrap(error, 'head', key);
+      if (this.#errors.isObjectMissing(error)) return undefined;
+      throw this.#errors.wrap(error, 'head', key);
     }
   }
 
@@ -182,7 +199,7 @@ export class GcsBackend implements Backend {
     try {
       await bucket.file(this.#keyPrefix + key).delete({ ignoreNotFound: true });
     } catch (error) {
-      throw this.#wrap(error, 'delete', key);
+      throw this.#errors.wrap(error, 'delete', key);
     }
   }
 
@@ -206,7 +223,7 @@ export class GcsBackend implements Backend {
         await bucket.file(metadata.name).delete({ ignoreNotFound: true });
         removed += 1;
       } catch (error) {
-        throw this.#wrap(error, 'sweep', metadata.name);
+        throw this.#errors.wrap(error, 'sweep', metadata.name);
       }
     }
     return removed;
@@ -230,7 +247,7 @@ export class GcsBackend implements Backend {
       } catch (error) {
         // Sent once more when refused for its hash, as on the other clouds; a second refusal is final.
         if (attempt === 1 && isDigestRejection(error)) continue;
-        if (isDigestRejection(error)) throw new BackendIoError(`put ${key}: the server refused the body's MD5 twice: ${messageOf(error)}`, { cause: error, retryable: false });
+        if (isDigestRejection(error)) throw new BackendIoError(`put ${key}: the server refused the body's MD5 twice: ${sdkMessage(error)}`, { cause: error, retryable: false });
         throw error;
       }
       const stored = file.metadata;
@@ -271,7 +288,7 @@ export class GcsBackend implements Backend {
         // Otherwise a hash refusal means damage in transit, worth a retry of the whole put
         // (the stream cannot be sent again from here), unlike other 400s.
         if (isDigestRejection(error)) {
-          throw new BackendIoError(`put ${key}: the server refused the uploaded body's MD5: ${messageOf(error)}`, { cause: error, retryable: true });
+          throw new BackendIoError(`put ${key}: the server refused the uploaded body's MD5: ${sdkMessage(error)}`, { cause: error, retryable: true });
         }
         throw error;
       }
@@ -303,7 +320,7 @@ export class GcsBackend implements Backend {
       try {
         [files, next] = await bucket.getFiles({ prefix: fullPrefix, autoPaginate: false, maxResults: 1000, ...(pageToken ? { pageToken } : {}) });
       } catch (error) {
-        throw this.#wrap(error, 'list', what);
+        throw this.#errors.wrap(error, 'list', what);
       }
       for (const file of files) yield { ...file.metadata, name: file.name };
       pageToken = next?.pageToken;
@@ -338,29 +355,11 @@ export class GcsBackend implements Backend {
     })();
     return this.#connection;
   }
-
-  /** Keeps chunkvault errors; maps SDK errors to NotFoundError or a BackendIoError that says whether retrying can help. */
-  #wrap(error: unknown, operation: string, key: string): Error {
-    if (error instanceof ChunkvaultError) {
-      if (error instanceof BackendIoError && !error.message.includes(key)) {
-        return new BackendIoError(`${operation} ${key}: ${error.message}`, { cause: error.cause ?? error, retryable: error.retryable });
-      }
-      return error;
-    }
-    const status = statusOf(error);
-    const reason = (error as GcsError | undefined)?.errors?.[0]?.reason;
-    if (status === 404 && operation === 'get' && reason !== 'bucketNotFound' && !/bucket/i.test(messageOf(error))) {
-      return new NotFoundError(`${operation} ${key}: no such object in ${this.location}`, { cause: error });
-    }
-    const retryable = isTransientNetworkError(error) || isTransientStatus(status);
-    const where = `${reason ?? (typeof (error as GcsError)?.code === 'string' ? (error as GcsError).code : 'error')}${status ? ` (HTTP ${status})` : ''}`;
-    return new BackendIoError(`${operation} ${key} in ${this.location}: ${where}: ${messageOf(error)}`, { cause: error, retryable });
-  }
 }
 
 /** GCS answers 400 "Provided MD5 hash ... doesn't match calculated MD5 hash" (or the same for crc32c). */
 function isDigestRejection(error: unknown): boolean {
-  return statusOf(error) === 400 && /md5|crc32c|hash/i.test(messageOf(error));
+  return statusOf(error) === 400 && /md5|crc32c|hash/i.test(sdkMessage(error));
 }
 
 function statusOf(error: unknown): number | undefined {
@@ -369,8 +368,10 @@ function statusOf(error: unknown): number | undefined {
   return candidate?.status ?? candidate?.response?.status;
 }
 
-function messageOf(error: unknown): string {
-  return (error as GcsError | undefined)?.message ?? String(error);
+/** The reason of the JSON API's answer, else the code of a failed connection. */
+function codeOf(error: unknown): string | undefined {
+  const candidate = error as GcsError | undefined;
+  return candidate?.errors?.[0]?.reason ?? (typeof candidate?.code === 'string' ? candidate.code : undefined);
 }
 
 function base64ToHex(value: string | undefined): string {

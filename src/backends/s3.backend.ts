@@ -16,7 +16,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BackendIoError, ChunkvaultError, ConfigError, NotFoundError } from '../errors.js';
+import { BackendIoError, ConfigError } from '../errors.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
   BodyVerifier,
@@ -25,8 +25,6 @@ import {
   DEFAULT_SINGLE_PUT_MAX_BYTES,
   DEFAULT_STALE_UPLOAD_AFTER_MS,
   hex,
-  isTransientNetworkError,
-  isTransientStatus,
   METADATA_CHECKSUM,
   multipartEtag,
   normaliseKeyPrefix,
@@ -34,6 +32,7 @@ import {
   partsOf,
   putBySize,
 } from './cloud-support.js';
+import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { assertSafeKey } from './storage-key.js';
 
 export interface S3BackendOptions {
@@ -72,7 +71,16 @@ interface S3ServiceError {
   $metadata?: { httpStatusCode?: number };
 }
 
-const TRANSIENT_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeoutException', 'InternalError', 'ServiceUnavailable']);
+/** How the SDK's errors say what went wrong (a HEAD's 404 has no body, so its code is just "NotFound"). */
+export const S3_ERROR_DIALECT: CloudErrorDialect = {
+  statusOf,
+  codeOf,
+  messageOf: sdkMessage,
+  objectMissingCodes: new Set(['NoSuchKey']),
+  containerMissingCodes: new Set(['NoSuchBucket']),
+  transientCodes: new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeoutException', 'InternalError', 'ServiceUnavailable']),
+};
+
 /** The server received other bytes than the client hashed: worth sending once more, never forever. */
 const DIGEST_CODES = new Set(['BadDigest', 'XAmzContentSHA256Mismatch']);
 
@@ -87,6 +95,7 @@ export class S3Backend implements Backend {
   readonly #singlePutMaxBytes: number;
   readonly #partSizeBytes: number;
   readonly #staleUploadAfterMs: number;
+  readonly #errors: CloudErrors;
   #connection: Promise<Connection> | undefined;
 
   constructor(options: S3BackendOptions) {
@@ -101,13 +110,14 @@ export class S3Backend implements Backend {
     this.#staleUploadAfterMs = options.staleUploadAfterMs ?? DEFAULT_STALE_UPLOAD_AFTER_MS;
     if (!(this.#partSizeBytes >= 1)) throw new ConfigError('S3 backend: partSizeBytes must be positive');
     this.location = objectStoreLocation('s3', this.#bucket, this.#keyPrefix, options.endpoint);
+    this.#errors = new CloudErrors(S3_ERROR_DIALECT, this.location);
   }
 
   put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
     return putBySize(key, body, options, this.#singlePutMaxBytes, {
       single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
       large: () => this.#putMultipart(key, body, options),
-      wrap: (error) => this.#wrap(error, 'put', key),
+      wrap: (error) => this.#errors.wrap(error, 'put', key),
     });
   }
 
@@ -118,7 +128,7 @@ export class S3Backend implements Backend {
       const response = await client.send(new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#keyPrefix + key }));
       return response.Body as Readable;
     } catch (error) {
-      throw this.#wrap(error, 'get', key);
+      throw this.#errors.wrap(error, 'get', key);
     }
   }
 
@@ -130,8 +140,8 @@ export class S3Backend implements Backend {
       const response = await client.send(new sdk.HeadObjectCommand({ Bucket: this.#bucket, Key: this.#keyPrefix + key }));
       return { key, sizeBytes: response.ContentLength ?? 0, modifiedAt: response.LastModified ?? new Date(0) };
     } catch (error) {
-      if (statusOf(error) === 404) return undefined;
-      throw this.#wrap(error, 'head', key);
+      if (this.#errors.isObjectMissing(error)) return undefined;
+      throw this.#errors.wrap(error, 'head', key);
     }
   }
 
@@ -145,7 +155,7 @@ export class S3Backend implements Backend {
           new sdk.ListObjectsV2Command({ Bucket: this.#bucket, Prefix: this.#keyPrefix + prefix, ContinuationToken: token, MaxKeys: 1000 }),
         );
       } catch (error) {
-        throw this.#wrap(error, 'list', prefix || '(all)');
+        throw this.#errors.wrap(error, 'list', prefix || '(all)');
       }
       for (const item of page.Contents ?? []) {
         if (item.Key === undefined) continue;
@@ -163,7 +173,7 @@ export class S3Backend implements Backend {
       await client.send(new sdk.DeleteObjectCommand({ Bucket: this.#bucket, Key: this.#keyPrefix + key }));
     } catch (error) {
       if (codeOf(error) === 'NoSuchKey') return;
-      throw this.#wrap(error, 'delete', key);
+      throw this.#errors.wrap(error, 'delete', key);
     }
   }
 
@@ -189,7 +199,7 @@ export class S3Backend implements Backend {
           new sdk.ListMultipartUploadsCommand({ Bucket: this.#bucket, Prefix: this.#keyPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
         );
       } catch (error) {
-        throw this.#wrap(error, 'sweep', this.#keyPrefix || '(all)');
+        throw this.#errors.wrap(error, 'sweep', this.#keyPrefix || '(all)');
       }
       for (const upload of page.Uploads ?? []) {
         if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated.getTime() > cutoff) continue;
@@ -197,7 +207,7 @@ export class S3Backend implements Backend {
           await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: upload.Key, UploadId: upload.UploadId }));
           removed += 1;
         } catch (error) {
-          if (codeOf(error) !== 'NoSuchUpload') throw this.#wrap(error, 'sweep', upload.Key);
+          if (codeOf(error) !== 'NoSuchUpload') throw this.#errors.wrap(error, 'sweep', upload.Key);
         }
       }
       if (!page.IsTruncated) return removed;
@@ -323,25 +333,6 @@ export class S3Backend implements Backend {
       return { sdk, client };
     })();
     return this.#connection;
-  }
-
-  /** Keeps chunkvault errors; maps SDK errors to NotFoundError or a BackendIoError that says whether retrying can help. */
-  #wrap(error: unknown, operation: string, key: string): Error {
-    if (error instanceof ChunkvaultError) {
-      if (error instanceof BackendIoError && !error.message.includes(key)) {
-        return new BackendIoError(`${operation} ${key}: ${error.message}`, { cause: error.cause ?? error, retryable: error.retryable });
-      }
-      return error;
-    }
-    const code = codeOf(error);
-    const status = statusOf(error);
-    if (code === 'NoSuchKey' || (operation === 'get' && status === 404 && code !== 'NoSuchBucket')) {
-      return new NotFoundError(`${operation} ${key}: no such object in ${this.location}`, { cause: error });
-    }
-    const retryable = isTransientNetworkError(error) || isTransientStatus(status) || TRANSIENT_CODES.has(code ?? '');
-    const reason = (error as S3ServiceError | undefined)?.message ?? String(error);
-    const where = `${code ?? 'error'}${status ? ` (HTTP ${status})` : ''}`;
-    return new BackendIoError(`${operation} ${key} in ${this.location}: ${where}: ${reason}`, { cause: error, retryable });
   }
 }
 
