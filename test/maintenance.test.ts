@@ -137,8 +137,8 @@ describe('retention', () => {
     env = await makeTestEnv({ storage: { cleanup: { retention_days: 0 } } });
     vault = await openVault(env); // no workers: the chunk stays queued
     await vault.producer.store(seedTasks(1, 2));
-    const plan = await vault.maintenance.retention.plan(Date.now() + 10 * DAY);
-    expect(plan.items).toEqual([]);
+    const plan = (await vault.maintenance.runPass({ tasks: ['retention'], dryRun: true, now: () => Date.now() + 10 * DAY })).retention!;
+    expect(plan.deleted).toEqual([]);
     expect((await vault.catalog.getChunk('chunk_0'))!.status).toBe('pending');
   });
 

@@ -55,10 +55,6 @@ export type Codec = (typeof CODECS)[number];
 /** What a record's `codec` may hold: a codec, or '' for bytes stored as they came. */
 export const STORED_CODECS = ['', ...CODECS] as const;
 
-/** The tasks of a maintenance pass, in the order a pass runs them. */
-export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
-export type MaintenanceTask = (typeof MAINTENANCE_TASKS)[number];
-
 /** The cloud backends, by the name their config block and their replicas' records carry. */
 export const CLOUD_BACKENDS = ['aws_s3', 'gcp_gcs', 'azure_blob'] as const;
 export type CloudBackendName = (typeof CLOUD_BACKENDS)[number];

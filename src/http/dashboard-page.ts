@@ -6,7 +6,7 @@
  */
 import type { CheckpointEntry } from '../catalog/checkpoint-index.js';
 import { redactSecrets } from '../logging/redact.js';
-import type { MaintenanceReport } from '../maintenance/maintenance-service.js';
+import { taskResultsOf, type MaintenanceReport } from '../maintenance/maintenance-service.js';
 import type { StorageStatistics } from '../stats/statistics.js';
 import { SafeHtml, html } from './dashboard-html.js';
 
@@ -154,20 +154,10 @@ function maintenanceResult(report: MaintenanceReport): SafeHtml {
 }
 
 function maintenanceDetails(report: MaintenanceReport): SafeHtml {
-  const { retention, compression, scrub } = report;
-  return html`${
-    retention
-      ? html`<tr><th>Retention</th><td data-stat="last_retention">${retention.replicasDeleted} replicas deleted (${formatBytes(retention.bytesDeleted)}), ${retention.chunksExpired} chunks expired${retention.more ? '; more left for the next pass' : ''}</td></tr>`
-      : ''
-  }${
-    compression
-      ? html`<tr><th>Compression</th><td data-stat="last_compression">${compression.replicasCompressed} replicas compressed (${formatBytes(compression.bytesBefore)} to ${formatBytes(compression.bytesAfter)}, ${compression.codec})${compression.more ? '; more left for the next pass' : ''}</td></tr>`
-      : ''
-  }${
-    scrub
-      ? html`<tr><th>Scrub</th><td data-stat="last_scrub">${scrub.replicasChecked} replicas checked (${formatBytes(scrub.bytesRead)}), <span class="${scrub.corruptFound > 0 ? 'bad' : ''}">${scrub.corruptFound} corrupt</span>, ${scrub.repairsQueued} repairs queued</td></tr>`
-      : ''
-  }`;
+  return html`${taskResultsOf(report).map(
+    ({ task, result }) =>
+      html`<tr><th>${task.title}</th><td data-stat="last_${task.name}">${task.summary(result, formatBytes).map((part) => (part.alarm ? html`<span class="bad">${part.text}</span>` : part.text))}</td></tr>`,
+  )}`;
 }
 
 function queuesSection(stats: StorageStatistics, queuesPath: string): SafeHtml {

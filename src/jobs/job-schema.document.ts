@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { configSchema } from '../config/config.schema.js';
 import { ID_PATTERN, MAX_ID_LENGTH } from '../domain/ids.js';
 import { JOBS, QUEUE_NAMES, type JobName } from './job-table.js';
+import { MAINTENANCE_TASKS } from '../maintenance/maintenance-tasks.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -139,6 +140,6 @@ const JOB_NOTES: Record<JobName, JsonObject> = {
   'chunk.finalize': { description: 'Parent of a foreign producer\'s replica writes of one chunk: runs once all of them ended; records replicas that ended without a result, frees the staged bytes, seals due checkpoints.' },
   'replica.repair': { description: 'Rewrites a replica a read found bad, from a good one. Queued by chunkvault itself (reads, scrubs, checkpoint verification).' },
   'maintenance.run': {
-    description: 'One maintenance pass (retention, compression, scrub). Put there by the job scheduler (storage.cleanup.cleanup_schedule) or `chunkvault scrub` (data {"tasks": ["scrub"]}); data {} runs every task.',
+    description: `One maintenance pass (${MAINTENANCE_TASKS.join(', ')}). Put there by the job scheduler (storage.cleanup.cleanup_schedule) or \`chunkvault scrub\` (data {"tasks": ["scrub"]}); data {} runs every task.`,
   },
 };

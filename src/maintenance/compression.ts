@@ -23,7 +23,7 @@ import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { CODEC_SUFFIX, decoded, encoder, withoutCodecSuffix } from '../integrity/codecs.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
-
+import { itemLines, type MaintenanceTask } from './maintenance-task.js';
 
 /** A replica compression re-encodes. */
 export type CompressionItem = AgedReplica;
@@ -164,3 +164,36 @@ export class Compression {
     return outcome === 'ok' ? compressed.byteLength : undefined;
   }
 }
+
+/** Compression as a maintenance task (maintenance-task.ts); runs by default when compress_old_data is on. */
+export const COMPRESSION_TASK: MaintenanceTask<'compression', CompressionResult> = {
+  name: 'compression',
+  title: 'Compression',
+  dryRun: 'plan',
+  changesStoredData: true,
+  runsByDefault: (config) => config.storage.cleanup.compress_old_data,
+  create(deps) {
+    const compression = new Compression(deps);
+    return (pass) => compression.run(pass.now(), pass.dryRun);
+  },
+  forReport: (result, maxItems) => ({ ...result, items: result.items.slice(0, maxItems) }),
+  brief: (result) => ({ ...result, items: result.items.length }),
+  figures: (result) => ({
+    replicas: [['compressed', result.replicasCompressed], ['skipped_no_gain', result.skippedNoGain], ['recovered', result.recovered]],
+    bytes: [['before', result.bytesBefore], ['after', result.bytesAfter]],
+  }),
+  summary: (result, bytes) => [
+    { text: `${result.replicasCompressed} replicas compressed (${bytes(result.bytesBefore)} to ${bytes(result.bytesAfter)}, ${result.codec})${result.more ? '; more left for the next pass' : ''}` },
+  ],
+  cli: {
+    command: 'compress',
+    description: 'run a compression pass now: re-encode replicas older than compression_age_days',
+    runs: 'inline',
+    dryRunHelp: 'print what a real pass would compress, and change nothing',
+    print: (result) =>
+      itemLines(result.dryRun ? 'would compress' : 'compressed', result.items) +
+      (result.dryRun
+        ? `dry run: ${result.items.length} replica(s) stored before ${result.cutoff} would be compressed with ${result.codec}${result.more ? ' (more are due than one pass handles)' : ''}\n`
+        : `${result.replicasCompressed} replica(s) compressed with ${result.codec}: ${result.bytesBefore} -> ${result.bytesAfter} bytes; ${result.skippedNoGain} left as they were (no gain); ${result.recovered} interrupted compression(s) finished\n`),
+  },
+};

@@ -1,79 +1,75 @@
 /**
- * Maintenance: retention, compression and scrub passes, run by a BullMQ job scheduler on
- * `cleanup_schedule` (UTC) or on demand. The scheduler is upserted, so restarting or adding
- * workers never duplicates it; a Redis lock lets one pass run at a time across processes.
- * Each pass's report is kept in Redis for `chunkvault stats`.
+ * Maintenance: passes of the tasks in maintenance-tasks.ts (retention, compression, scrub),
+ * run by a BullMQ job scheduler on `cleanup_schedule` (UTC) or on demand. The scheduler is
+ * upserted, so restarting or adding workers never duplicates it; a Redis lock lets one pass
+ * run at a time across processes. Each pass's report is kept in Redis for `chunkvault stats`.
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { cronPatternOf, type Config } from '../config/config.schema.js';
-import type { Catalog } from '../catalog/catalog.js';
-import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
-import type { BackendRegistry } from '../backends/backend-registry.js';
-import type { Logger } from '../logging/logger.js';
-import type { RepairScheduler } from '../reads/repair-scheduler.js';
+import { cronPatternOf } from '../config/config.schema.js';
 import { RedisLock } from '../redis/redis-lock.js';
-import { Retention, type RetentionResult } from './retention.js';
-import { Scrub, type ScrubResult } from './scrub.js';
-import { Compression, type CompressionResult } from './compression.js';
 import type { CompactionResult } from '../catalog/metadata-journal.js';
+import type { MaintenanceTask, PassContext, TaskDeps } from './maintenance-task.js';
+import { MAINTENANCE_TASK_LIST, MAINTENANCE_TASKS, type MaintenanceTaskName, type TaskResults } from './maintenance-tasks.js';
 
 export const MAINTENANCE_SCHEDULER_ID = 'chunkvault-maintenance';
-import { MAINTENANCE_TASKS, type MaintenanceTask } from '../domain/types.js';
 
-export { MAINTENANCE_TASKS, type MaintenanceTask };
+export { MAINTENANCE_TASKS, type MaintenanceTaskName };
 
-/** Items of a retention pass kept in a stored report (the job result and the CLI get them all). */
+/** Items of a task's lists kept in a stored report (the job result and the CLI get them all). */
 const REPORTED_ITEMS = 100;
 
-export interface MaintenanceReport {
+/** A pass's report: when it ran, and each task's result under the task's name. */
+export interface MaintenanceReport extends Partial<TaskResults> {
   startedAt: string;
   finishedAt: string;
   /** Set when the pass did not run (another pass held the lock). */
   skipped?: string;
-  retention?: RetentionResult;
-  compression?: CompressionResult;
-  scrub?: ScrubResult;
-  /** Metadata journals compacted after retention or compression (local backends). */
+  /** Metadata journals compacted after the tasks that change stored data (local backends). */
   metadata?: CompactionResult;
   error?: string;
 }
 
+/** The tasks a report holds results of, in the list's order, each with its result. */
+export function taskResultsOf(report: MaintenanceReport | null | undefined): Array<{ task: MaintenanceTask<MaintenanceTaskName>; result: unknown }> {
+  if (!report) return [];
+  return MAINTENANCE_TASK_LIST.flatMap((task) => {
+    const result = report[task.name];
+    return result === undefined ? [] : [{ task, result }];
+  });
+}
+
 export interface PassOptions {
-  /** Default: retention, compression (when compress_old_data is on), scrub. */
-  tasks?: readonly MaintenanceTask[];
+  /** Default: every task whose runsByDefault says so (compression only with compress_old_data). */
+  tasks?: readonly MaintenanceTaskName[];
   dryRun?: boolean;
   /** The pass's notion of now (ms); injectable so tests can age data without sleeping. */
   now?: () => number;
-  /** Scrub progress: replicas looked at of those the pass picked. */
-  onScrubProgress?: (done: number, total: number) => void;
+  /** Progress of the task running: items looked at of those it picked. */
+  onProgress?: PassContext['onProgress'];
 }
 
-export interface MaintenanceDeps {
-  config: Config;
-  catalog: Catalog;
-  metadata: ReplicaMetadata;
-  backends: BackendRegistry;
-  repairs: RepairScheduler;
+export interface MaintenanceDeps extends TaskDeps {
   redis: Redis;
   /** The maintenance queue the job scheduler lives on. */
   queue: Queue;
   keyPrefix: string;
-  logger: Logger;
+}
+
+/** A task with its runner, made once per service. */
+interface ReadyTask {
+  task: MaintenanceTask<MaintenanceTaskName>;
+  run: (pass: PassContext) => Promise<unknown>;
 }
 
 export class MaintenanceService {
-  readonly retention: Retention;
-  readonly scrub: Scrub;
-  readonly compression: Compression;
   readonly #deps: MaintenanceDeps;
   readonly #lock: RedisLock;
+  readonly #tasks: ReadyTask[];
 
   constructor(deps: MaintenanceDeps) {
     this.#deps = deps;
-    this.retention = new Retention(deps);
-    this.scrub = new Scrub(deps);
-    this.compression = new Compression(deps);
+    this.#tasks = MAINTENANCE_TASK_LIST.map((task) => ({ task, run: task.create(deps) }));
     this.#lock = new RedisLock(deps.redis, `${deps.keyPrefix}:maintenance:lock`, 30_000);
   }
 
@@ -95,14 +91,18 @@ export class MaintenanceService {
   }
 
   /**
-   * One maintenance pass (retention then scrub, or the tasks asked for). Returns a skipped
-   * report at once when another pass holds the lock. Errors stop the pass and are rethrown
-   * after the report is saved.
+   * One maintenance pass of `options.tasks` (default: those that run by default): the tasks
+   * that change stored data, then the metadata compaction they call for, then the others.
+   * Returns a skipped report at once when another pass holds the lock. Errors stop the pass
+   * and are rethrown after the report is saved.
    */
   async runPass(options: PassOptions = {}): Promise<MaintenanceReport> {
-    const now = options.now ?? Date.now;
-    const tasks = options.tasks ?? MAINTENANCE_TASKS.filter((t) => t !== 'compression' || this.#deps.config.storage.cleanup.compress_old_data);
+    const { config, logger } = this.#deps;
+    const pass: PassContext = { now: options.now ?? Date.now, dryRun: options.dryRun ?? false, onProgress: options.onProgress };
+    const asked = options.tasks;
+    const chosen = this.#tasks.filter(({ task }) => (asked ? asked.includes(task.name) : task.runsByDefault(config)));
     const report: MaintenanceReport = { startedAt: new Date().toISOString(), finishedAt: '' };
+    const results = new Map<MaintenanceTask<MaintenanceTaskName>, unknown>();
     const token = await this.#lock.acquire();
     if (!token) {
       report.skipped = 'another maintenance pass is running';
@@ -110,21 +110,29 @@ export class MaintenanceService {
       return report;
     }
     await this.#lock.holding(token, async () => {
+      const runAll = async (ready: ReadyTask[]): Promise<void> => {
+        for (const { task, run } of ready) {
+          if (pass.dryRun && task.dryRun === 'skip') continue;
+          const result = await run(pass);
+          results.set(task, result);
+          Object.assign(report, { [task.name]: result });
+        }
+      };
       try {
-        // Retention first: nothing is compressed that is about to be deleted.
-        if (tasks.includes('retention')) report.retention = await this.retention.run(now(), options.dryRun ?? false);
-        if (tasks.includes('compression')) report.compression = await this.compression.run(now(), options.dryRun ?? false);
-        if ((report.retention || report.compression) && !options.dryRun) report.metadata = await this.#compactMetadata();
-        if (tasks.includes('scrub') && !options.dryRun) report.scrub = await this.scrub.run(now, options.onScrubProgress);
+        const changing = chosen.filter(({ task }) => task.changesStoredData);
+        await runAll(changing);
+        if (changing.length > 0 && !pass.dryRun) report.metadata = await this.#compactMetadata();
+        await runAll(chosen.filter(({ task }) => !task.changesStoredData));
       } catch (error) {
         report.error = (error as Error).message;
         throw error;
       } finally {
         report.finishedAt = new Date().toISOString();
-        if (!options.dryRun) await this.#save(report);
+        if (!pass.dryRun) await this.#save(report, results);
       }
-    }, (error) => this.#deps.logger.warn({ err: error }, 'could not renew the maintenance lock'));
-    this.#deps.logger.info({ retention: summary(report.retention), compression: report.compression && { ...report.compression, items: report.compression.items.length }, scrub: report.scrub && { ...report.scrub, problems: report.scrub.problems.length }, metadata: report.metadata }, 'maintenance pass done');
+    }, (error) => logger.warn({ err: error }, 'could not renew the maintenance lock'));
+    const briefs = Object.fromEntries([...results].map(([task, result]) => [task.name, task.brief(result)]));
+    logger.info({ ...briefs, metadata: report.metadata }, 'maintenance pass done');
     return report;
   }
 
@@ -147,16 +155,8 @@ export class MaintenanceService {
     return raw ? (JSON.parse(raw) as MaintenanceReport) : undefined;
   }
 
-  async #save(report: MaintenanceReport): Promise<void> {
-    const stored: MaintenanceReport = { ...report };
-    if (report.retention) stored.retention = { ...report.retention, deleted: report.retention.deleted.slice(0, REPORTED_ITEMS) };
-    if (report.compression) stored.compression = { ...report.compression, items: report.compression.items.slice(0, REPORTED_ITEMS) };
+  async #save(report: MaintenanceReport, results: ReadonlyMap<MaintenanceTask<MaintenanceTaskName>, unknown>): Promise<void> {
+    const stored = { ...report, ...Object.fromEntries([...results].map(([task, result]) => [task.name, task.forReport(result, REPORTED_ITEMS)])) };
     await this.#deps.redis.set(`${this.#deps.keyPrefix}:maintenance:last`, JSON.stringify(stored));
   }
-}
-
-function summary(retention: RetentionResult | undefined): object | undefined {
-  if (!retention) return undefined;
-  const { deleted: _deleted, ...rest } = retention;
-  return rest;
 }

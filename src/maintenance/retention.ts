@@ -15,7 +15,7 @@ import type { Logger } from '../logging/logger.js';
 import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
 import { CODEC_SUFFIX, withoutCodecSuffix } from '../integrity/codecs.js';
-
+import { itemLines, type MaintenanceTask } from './maintenance-task.js';
 
 /** A replica retention deletes. */
 export type RetentionItem = AgedReplica;
@@ -136,3 +136,34 @@ export class Retention {
     await this.#deps.metadata.of(backend).forget(chunkId, replicaId, path);
   }
 }
+
+/** Retention as a maintenance task (maintenance-task.ts). */
+export const RETENTION_TASK: MaintenanceTask<'retention', RetentionResult> = {
+  name: 'retention',
+  title: 'Retention',
+  dryRun: 'plan',
+  changesStoredData: true,
+  runsByDefault: () => true,
+  create(deps) {
+    const retention = new Retention(deps);
+    return (pass) => retention.run(pass.now(), pass.dryRun);
+  },
+  forReport: (result, maxItems) => ({ ...result, deleted: result.deleted.slice(0, maxItems) }),
+  brief: ({ deleted: _deleted, ...rest }) => rest,
+  figures: (result) => ({
+    replicas: [['deleted', result.replicasDeleted], ['chunks_expired', result.chunksExpired]],
+    bytes: [['deleted', result.bytesDeleted]],
+  }),
+  summary: (result, bytes) => [
+    { text: `${result.replicasDeleted} replicas deleted (${bytes(result.bytesDeleted)}), ${result.chunksExpired} chunks expired${result.more ? '; more left for the next pass' : ''}` },
+  ],
+  cli: {
+    command: 'cleanup',
+    description: 'run a retention pass now: delete replicas stored more than retention_days ago',
+    runs: 'inline',
+    dryRunHelp: 'print exactly what a real pass would delete, and delete nothing',
+    print: (result) =>
+      itemLines(result.dryRun ? 'would delete' : 'deleted', result.deleted) +
+      `${result.dryRun ? 'dry run: ' : ''}${result.replicasDeleted} replica(s), ${result.bytesDeleted} bytes, ${result.chunksExpired} chunk(s) ${result.dryRun ? 'would expire' : 'expired'} (stored before ${result.cutoff})${result.more ? '; more are due than one pass deletes' : ''}\n`,
+  },
+};

@@ -12,6 +12,7 @@ import type { RepairScheduler } from '../reads/repair-scheduler.js';
 import { NotFoundError, describeError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { decoded } from '../integrity/codecs.js';
+import type { MaintenanceTask } from './maintenance-task.js';
 
 export interface ScrubResult {
   replicasChecked: number;
@@ -79,3 +80,38 @@ export class Scrub {
     return result;
   }
 }
+
+/** Scrub as a maintenance task (maintenance-task.ts); it only reads, so a dry run leaves it out. */
+export const SCRUB_TASK: MaintenanceTask<'scrub', ScrubResult> = {
+  name: 'scrub',
+  title: 'Scrub',
+  dryRun: 'skip',
+  changesStoredData: false,
+  runsByDefault: () => true,
+  create(deps) {
+    const scrub = new Scrub(deps);
+    return (pass) => scrub.run(pass.now, pass.onProgress);
+  },
+  forReport: (result) => result,
+  brief: (result) => ({ ...result, problems: result.problems.length }),
+  figures: (result) => ({
+    replicas: [['checked', result.replicasChecked], ['corrupt', result.corruptFound], ['repairs_queued', result.repairsQueued]],
+    bytes: [['read', result.bytesRead]],
+  }),
+  summary: (result, bytes) => [
+    { text: `${result.replicasChecked} replicas checked (${bytes(result.bytesRead)}), ` },
+    { text: `${result.corruptFound} corrupt`, alarm: result.corruptFound > 0 },
+    { text: `, ${result.repairsQueued} repairs queued` },
+  ],
+  cli: {
+    command: 'scrub',
+    description: 're-read stored replicas (least recently verified first) and repair bad ones; queued for a worker unless --now',
+    runs: 'queued',
+    nowHelp: 'run the scrub in this process and print its report; exit 1 if it found a bad replica',
+    progressLabel: 'scrub: replicas',
+    print: (result) =>
+      `scrub: ${result.replicasChecked} replica(s) re-read, ${result.bytesRead} bytes, ${result.corruptFound} bad, ${result.repairsQueued} repair(s) queued\n` +
+      result.problems.map((p) => `  ${p.chunkId}/${p.replicaId}: ${p.problem}\n`).join(''),
+    exitCode: (result) => (result.corruptFound > 0 ? 1 : 0),
+  },
+};

@@ -12,7 +12,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Chunkvault } from '../../src/app.js';
 import { NotFoundError, describeError } from '../../src/errors.js';
-import type { MaintenanceTask } from '../../src/maintenance/maintenance-service.js';
+import type { MaintenanceTaskName } from '../../src/maintenance/maintenance-service.js';
 import { makeTestEnv, openVault, type TestEnv } from '../support/harness.js';
 import { Acknowledgements, Rng, Workload, scenarioSeed } from './support/workload.js';
 import { checkInvariants, expectInvariants } from './support/invariants.js';
@@ -85,7 +85,7 @@ describe('retention and compression racing with ingest and reads', () => {
           // 1-4 s: with an ingest of ~10 s and 3-4 passes in it, a lag of up to 6 s let a CI run
           // on a slow machine end with nothing expired (no race to check) in both seeds.
           const retentionLagMs = rng.int(1000, 4000);
-          const tasks: MaintenanceTask[] = rng.next() < 0.3 ? ['retention', 'compression', 'scrub'] : ['retention', 'compression'];
+          const tasks: MaintenanceTaskName[] = rng.next() < 0.3 ? ['retention', 'compression', 'scrub'] : ['retention', 'compression'];
           const now = (): number => Date.now() + RETENTION_DAYS * DAY_MS - retentionLagMs;
           // Compression's cutoff is (retention - compression) days earlier: everything older than ~lag compresses too.
           const report = await v.maintenance.runPass({ tasks, now });

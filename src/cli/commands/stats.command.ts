@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { withVault } from '../cli-support.js';
 import type { StorageStatistics } from '../../stats/statistics.js';
+import { taskResultsOf } from '../../maintenance/maintenance-service.js';
 
 export function registerStats(program: Command): void {
   program
@@ -40,9 +41,9 @@ export function registerStats(program: Command): void {
 function describeLast(report: StorageStatistics['last_maintenance']): string {
   if (!report) return 'never';
   const parts = [report.finishedAt];
-  if (report.retention) parts.push(`retention deleted ${report.retention.replicasDeleted} (${report.retention.bytesDeleted} bytes)`);
-  if (report.compression) parts.push(`compressed ${report.compression.replicasCompressed}`);
-  if (report.scrub) parts.push(`scrubbed ${report.scrub.replicasChecked}, ${report.scrub.corruptFound} bad`);
+  for (const { task, result } of taskResultsOf(report)) {
+    parts.push(`${task.name}: ${task.summary(result, (bytes) => `${bytes} bytes`).map((part) => part.text).join('')}`);
+  }
   if (report.error) parts.push(`error: ${report.error}`);
   return parts.join('; ');
 }
