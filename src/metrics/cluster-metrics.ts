@@ -9,7 +9,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { StorageStatistics } from '../stats/statistics.js';
-import type { MaintenanceReport } from '../maintenance/maintenance-service.js';
+import { taskResultsOf, type MaintenanceReport } from '../maintenance/maintenance-service.js';
 
 export interface ClusterMetricsSource {
   /** The statistics every figure is derived from (Chunkvault.getStatistics). */
@@ -121,22 +121,10 @@ type Figure = [task: string, result: string, value: number];
 function passFigures(report: MaintenanceReport | null): { replicas: Figure[]; bytes: Figure[] } {
   const replicas: Figure[] = [];
   const bytes: Figure[] = [];
-  const { retention, compression, scrub } = report ?? {};
-  if (retention) {
-    replicas.push(['retention', 'deleted', retention.replicasDeleted], ['retention', 'chunks_expired', retention.chunksExpired]);
-    bytes.push(['retention', 'deleted', retention.bytesDeleted]);
-  }
-  if (compression) {
-    replicas.push(
-      ['compression', 'compressed', compression.replicasCompressed],
-      ['compression', 'skipped_no_gain', compression.skippedNoGain],
-      ['compression', 'recovered', compression.recovered],
-    );
-    bytes.push(['compression', 'before', compression.bytesBefore], ['compression', 'after', compression.bytesAfter]);
-  }
-  if (scrub) {
-    replicas.push(['scrub', 'checked', scrub.replicasChecked], ['scrub', 'corrupt', scrub.corruptFound], ['scrub', 'repairs_queued', scrub.repairsQueued]);
-    bytes.push(['scrub', 'read', scrub.bytesRead]);
+  for (const { task, result } of taskResultsOf(report)) {
+    const figures = task.figures(result);
+    replicas.push(...figures.replicas.map(([label, value]): Figure => [task.name, label, value]));
+    bytes.push(...figures.bytes.map(([label, value]): Figure => [task.name, label, value]));
   }
   return { replicas, bytes };
 }
