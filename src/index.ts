@@ -10,7 +10,8 @@
  */
 export { openChunkvault, Chunkvault, type OpenOptions } from './app.js';
 export { loadConfig, unimplementedSettings, type LoadConfigOptions, type LoadedConfig } from './config/load-config.js';
-export { configSchema, type Config, type ChecksumAlgorithm, type PartitionStrategy } from './config/config.schema.js';
+export { configSchema, type Config, type PartitionStrategy } from './config/config.schema.js';
+export type { ChecksumAlgorithm } from './domain/types.js';
 export { ChunkProducer } from './producer/chunk-producer.js';
 export { StoreHandle, type WaitOptions, type ReplicaRef } from './producer/store-handle.js';
 export type { Backend, PutOptions, ObjectInfo, BackendUsage } from './backends/backend.js';

@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checksumOfObject, type Backend, type PutOptions } from '../src/backends/backend.js';
-import type { ChecksumAlgorithm } from '../src/config/config.schema.js';
+import type { ChecksumAlgorithm } from '../src/domain/types.js';
 import {
   ChecksumMismatchError,
   ChunkvaultError,

@@ -10,7 +10,7 @@
 import type { Readable } from 'node:stream';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { HASH_SLICE_BYTES, checksumOfStream } from '../integrity/checksum.js';
-import type { ChecksumAlgorithm } from '../config/config.schema.js';
+import type { ChecksumAlgorithm } from '../domain/types.js';
 
 export interface PutOptions {
   /** Exact length the body must have. */

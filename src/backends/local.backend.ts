@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import { BackendIoError, ChecksumMismatchError, InvalidInputError, SizeMismatchError } from '../errors.js';
 import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
 import { hashFileOnThread } from '../integrity/hash-threads.js';
-import type { ChecksumAlgorithm } from '../config/config.schema.js';
+import type { ChecksumAlgorithm } from '../domain/types.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';

@@ -4,9 +4,8 @@
  */
 import { hash } from 'node:crypto';
 import { z } from 'zod';
-import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema } from '../domain/ids.js';
-import { STORED_CODECS } from '../domain/types.js';
+import { STORED_CODECS, CHECKSUM_ALGORITHMS } from '../domain/types.js';
 import type { PutOptions } from '../backends/backend.js';
 import type { StoredReplicaInput } from './catalog.js';
 

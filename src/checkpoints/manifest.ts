@@ -5,7 +5,7 @@
  */
 import { hash } from 'node:crypto';
 import { z } from 'zod';
-import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
+import { CHECKSUM_ALGORITHMS } from '../domain/types.js';
 import { ManifestCorruptError } from '../errors.js';
 
 export const MANIFEST_FORMAT = 'chunkvault.checkpoint/1';

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
-import { CODECS, type CloudBackendName } from '../domain/types.js';
+import { CHECKSUM_ALGORITHMS, CODECS, type CloudBackendName } from '../domain/types.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -15,7 +15,6 @@ const nonNegativeInt = z.number().int().nonnegative();
 const pathSchema = z.string().min(1).regex(/^[^\0]*$/, 'must not contain a NUL byte');
 
 export const PARTITION_STRATEGIES = ['date', 'cloud', 'node', 'chunk_size', 'flat'] as const;
-export const CHECKSUM_ALGORITHMS = ['md5', 'sha256'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** cleanup_schedule words and the cron patterns (UTC) they stand for; anything else must be a cron expression. */
@@ -258,5 +257,4 @@ export const configSchema = z
 
 /** The parsed, defaulted configuration; frozen by the loader. */
 export type Config = z.output<typeof configSchema>;
-export type ChecksumAlgorithm = (typeof CHECKSUM_ALGORITHMS)[number];
 export type PartitionStrategy = (typeof PARTITION_STRATEGIES)[number];

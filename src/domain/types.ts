@@ -19,9 +19,9 @@
  * - maintenance: the scheduled pass of retention (delete replicas older than
  *   `retention_days`), compression and scrub (re-read stored replicas to find rot).
  */
-import type { ChecksumAlgorithm } from '../config/config.schema.js';
-
-export type { ChecksumAlgorithm };
+/** Digests a chunk's checksum may be: md5 (the seed's default) or sha256. */
+export const CHECKSUM_ALGORITHMS = ['md5', 'sha256'] as const;
+export type ChecksumAlgorithm = (typeof CHECKSUM_ALGORITHMS)[number];
 
 /** The coordinator's status values of a task or replica; only `completed` ones are stored. */
 export type DistributionStatus = 'pending' | 'in_progress' | 'completed' | 'failed' | (string & {});
@@ -54,6 +54,13 @@ export const CODECS = ['gzip', 'brotli', 'zstd'] as const;
 export type Codec = (typeof CODECS)[number];
 /** What a record's `codec` may hold: a codec, or '' for bytes stored as they came. */
 export const STORED_CODECS = ['', ...CODECS] as const;
+
+/**
+ * The maintenance tasks' names (job data, reports, metric labels). Each has exactly one
+ * implementation in maintenance/maintenance-tasks.ts, which the compiler checks.
+ */
+export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
+export type MaintenanceTaskName = (typeof MAINTENANCE_TASKS)[number];
 
 /** The cloud backends, by the name their config block and their replicas' records carry. */
 export const CLOUD_BACKENDS = ['aws_s3', 'gcp_gcs', 'azure_blob'] as const;

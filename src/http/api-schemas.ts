@@ -8,9 +8,8 @@
  * build until its schema follows.
  */
 import { z } from 'zod';
-import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema, replicaIdSchema } from '../domain/ids.js';
-import { CHUNK_STATUSES, REPLICA_STATUSES, STORED_CODECS, type ChunkRecord, type ReplicaRecord } from '../domain/types.js';
+import { CHUNK_STATUSES, REPLICA_STATUSES, STORED_CODECS, type ChunkRecord, type ReplicaRecord, CHECKSUM_ALGORITHMS } from '../domain/types.js';
 import type { CheckpointEntry } from '../catalog/checkpoint-index.js';
 import type { StorageStatistics } from '../stats/statistics.js';
 import { manifestSchema } from '../checkpoints/manifest.js';

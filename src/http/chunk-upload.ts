@@ -6,8 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { BackendRegistry } from '../backends/backend-registry.js';
-import type { ChecksumAlgorithm } from '../config/config.schema.js';
-import type { DistributionTask } from '../domain/types.js';
+import type { DistributionTask, ChecksumAlgorithm } from '../domain/types.js';
 import { checksumOf } from '../integrity/checksum.js';
 import { distributionTaskSchema } from '../producer/task-schema.js';
 import { checksumHeaderSchema, replicaPlacementSchema, replicaPlacementsSchema, type Problem } from './api-schemas.js';

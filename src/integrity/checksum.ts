@@ -6,7 +6,7 @@
  */
 import { createHash, hash, type Hash } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { ChecksumAlgorithm } from '../config/config.schema.js';
+import type { ChecksumAlgorithm } from '../domain/types.js';
 import { ThreadedHash } from './hash-threads.js';
 
 export const HASH_SLICE_BYTES = 1 << 20;

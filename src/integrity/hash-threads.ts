@@ -14,7 +14,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { ChecksumAlgorithm } from '../config/config.schema.js';
+import type { ChecksumAlgorithm } from '../domain/types.js';
 
 /** Bytes of one hash copied to its thread and not hashed yet, at most (then update waits). */
 const MAX_IN_FLIGHT_BYTES = 4 * 1024 * 1024;

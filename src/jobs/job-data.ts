@@ -3,9 +3,8 @@
  * bytes are; never the bytes themselves.
  */
 import { z } from 'zod';
-import { CHECKSUM_ALGORITHMS } from '../config/config.schema.js';
 import { idSchema, replicaIdSchema } from '../domain/ids.js';
-import { MAINTENANCE_TASKS } from '../maintenance/maintenance-tasks.js';
+import { CHECKSUM_ALGORITHMS, MAINTENANCE_TASKS } from '../domain/types.js';
 import { isSegment } from '../staging/staging-area.js';
 
 const checksumSchema = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a lowercase hex md5 (32) or sha256 (64) digest');

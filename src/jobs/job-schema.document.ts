@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { configSchema } from '../config/config.schema.js';
 import { ID_PATTERN, MAX_ID_LENGTH } from '../domain/ids.js';
 import { JOBS, QUEUE_NAMES, type JobName } from './job-table.js';
-import { MAINTENANCE_TASKS } from '../maintenance/maintenance-tasks.js';
+import { MAINTENANCE_TASKS } from '../domain/types.js';
 
 type JsonObject = Record<string, unknown>;
 

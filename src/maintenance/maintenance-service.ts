@@ -10,7 +10,8 @@ import { cronPatternOf } from '../config/config.schema.js';
 import { RedisLock } from '../redis/redis-lock.js';
 import type { CompactionResult } from '../catalog/metadata-journal.js';
 import type { MaintenanceTask, PassContext, TaskDeps } from './maintenance-task.js';
-import { MAINTENANCE_TASK_LIST, MAINTENANCE_TASKS, type MaintenanceTaskName, type TaskResults } from './maintenance-tasks.js';
+import { MAINTENANCE_TASKS, type MaintenanceTaskName } from '../domain/types.js';
+import { MAINTENANCE_TASK_LIST, type TaskResults } from './maintenance-tasks.js';
 
 export const MAINTENANCE_SCHEDULER_ID = 'chunkvault-maintenance';
 

@@ -11,6 +11,7 @@ import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
 import type { RepairScheduler } from '../reads/repair-scheduler.js';
+import type { MaintenanceTaskName } from '../domain/types.js';
 
 /** What a task may use; handed to `create` once per maintenance service. */
 export interface TaskDeps {
@@ -63,7 +64,7 @@ export interface TaskCommand<Result> {
   exitCode?(result: Result): number;
 }
 
-export interface MaintenanceTask<Name extends string = string, Result = unknown> {
+export interface MaintenanceTask<Name extends MaintenanceTaskName = MaintenanceTaskName, Result = unknown> {
   /** The task's name in job data (`{"tasks": [...]}`), reports and metric labels. */
   readonly name: Name;
   /** Its heading on the dashboard and in `chunkvault stats`. */
@@ -91,7 +92,7 @@ export interface MaintenanceTask<Name extends string = string, Result = unknown>
 }
 
 /** A task's result type. */
-export type ResultOf<Task> = Task extends MaintenanceTask<string, infer Result> ? Result : never;
+export type ResultOf<Task> = Task extends MaintenanceTask<MaintenanceTaskName, infer Result> ? Result : never;
 
 /** Text for a list of aged replicas a task acted on, one line each. */
 export function itemLines(verb: string, items: ReadonlyArray<{ backend: string; path: string; chunkId: string; replicaId: string; sizeBytes: number; storedAt: string }>): string {

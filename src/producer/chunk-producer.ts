@@ -9,12 +9,12 @@
  */
 import { hash } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
-import type { ChecksumAlgorithm, Config } from '../config/config.schema.js';
+import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import { SEGMENT_BYTES, SEGMENT_CHUNKS, SEGMENT_CHUNK_MAX_BYTES, type StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
-import type { DistributionTask, ReplicaPlacement, StoredChunk } from '../domain/types.js';
+import type { DistributionTask, ReplicaPlacement, StoredChunk, ChecksumAlgorithm } from '../domain/types.js';
 import { describeError } from '../errors.js';
 import { checksumOf } from '../integrity/checksum.js';
 import { replicaJobId } from '../jobs/job-table.js';

@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { ChecksumAlgorithm } from '../config/config.schema.js';
+import type { ChecksumAlgorithm } from '../domain/types.js';
 import { NotFoundError } from '../errors.js';
 import { LocalBackend } from '../backends/local.backend.js';
 
