@@ -1,26 +1,22 @@
 /**
- * Builds the configured backends (one exhaustive switch) and routes each replica to one.
+ * Builds the configured backends (the local one, and each configured kind of
+ * cloud-backends.ts) and routes each replica to one.
  *
  * Routing by a replica's `cloudProvider`:
  * - cloud storage disabled (the seed's default): every replica goes to the local backend and
  *   its `cloudProvider` is only a label, as in the seed design;
- * - cloud storage enabled: `aws` -> aws_s3, `gcp` -> gcp_gcs, `azure` -> azure_blob, each only
- *   when its block is configured; `local` -> the local backend when use_local_storage is on.
+ * - cloud storage enabled: a cloud kind's `provider` (`aws`, `gcp`, `azure`) -> that kind's
+ *   backend (aws_s3, gcp_gcs, azure_blob), only when its block is configured; `local` -> the local backend when use_local_storage is on.
  *   Anything else is a routing error that no retry can fix (`routeOf` says which and why).
  *
  * Cloud SDKs are imported by each backend on first use, so a local-only deployment never
  * loads them.
  */
-import { CLOUD_PROVIDERS, type Config } from '../config/config.schema.js';
+import type { Config } from '../config/config.schema.js';
 import { InvalidInputError } from '../errors.js';
-import { CLOUD_BACKENDS, type CloudBackendName } from '../domain/types.js';
 import type { Backend } from './backend.js';
 import { LocalBackend } from './local.backend.js';
-import { S3Backend } from './s3.backend.js';
-import { GcsBackend } from './gcs.backend.js';
-import { AzureBlobBackend } from './azure-blob.backend.js';
-
-export type BackendKind = 'local' | CloudBackendName;
+import { CLOUD_BACKEND_KINDS } from './cloud-backends.js';
 
 /** Backend name recorded for a replica whose provider routes nowhere (it failed for good). */
 export const UNROUTED_BACKEND = 'none';
@@ -38,39 +34,16 @@ export class BackendRegistry {
   constructor(config: Config) {
     const cloud = config.storage.backends.cloud;
     this.#cloudEnabled = cloud.enabled;
-    const kinds: BackendKind[] = [];
-    if (config.use_local_storage && config.storage.backends.local.enabled) kinds.push('local');
-    if (cloud.enabled) kinds.push(...CLOUD_BACKENDS.filter((name) => cloud[name] !== undefined));
-    for (const kind of kinds) {
-      const gib = 1024 ** 3;
-      switch (kind) {
-        case 'local': {
-          const local = config.storage.backends.local;
-          this.#add(new LocalBackend({ basePath: local.base_path, staleTempAfterMs: config.chunkvault.worker.stale_temp_after_ms }), local.max_size_gb * gib);
-          break;
-        }
-        case 'aws_s3': {
-          const s3 = cloud.aws_s3!;
-          this.#add(
-            new S3Backend({ name: kind, bucket: s3.bucket, region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.force_path_style, keyPrefix: s3.key_prefix }),
-            s3.max_size_gb * gib,
-          );
-          break;
-        }
-        case 'gcp_gcs': {
-          const gcs = cloud.gcp_gcs!;
-          this.#add(new GcsBackend({ name: kind, bucket: gcs.bucket, region: gcs.region, endpoint: gcs.endpoint, projectId: gcs.project_id, keyPrefix: gcs.key_prefix }), gcs.max_size_gb * gib);
-          break;
-        }
-        case 'azure_blob': {
-          const azure = cloud.azure_blob!;
-          this.#add(new AzureBlobBackend({ name: kind, container: azure.container, endpoint: azure.endpoint, keyPrefix: azure.key_prefix }), azure.max_size_gb * gib);
-          break;
-        }
-        default: {
-          const unreachable: never = kind;
-          throw new Error(`unknown backend kind ${String(unreachable)}`);
-        }
+    if (config.use_local_storage && config.storage.backends.local.enabled) {
+      const local = config.storage.backends.local;
+      this.#add(new LocalBackend({ basePath: local.base_path, staleTempAfterMs: config.chunkvault.worker.stale_temp_after_ms }), Math.floor(local.max_size_gb * 1024 ** 3));
+    }
+    if (cloud.enabled) {
+      for (const kind of CLOUD_BACKEND_KINDS) {
+        const block = cloud[kind.name];
+        if (block === undefined) continue;
+        const { backend, limitBytes } = kind.open(block);
+        this.#add(backend, limitBytes);
       }
     }
     if (this.#backends.size === 0) throw new Error('no storage backend is enabled');
@@ -79,7 +52,7 @@ export class BackendRegistry {
 
   #add(backend: Backend, limitBytes: number): void {
     this.#backends.set(backend.name, backend);
-    this.#limits.set(backend.name, Math.floor(limitBytes));
+    this.#limits.set(backend.name, limitBytes);
   }
 
   /** The backend for a replica bound for `cloudProvider`, or why there is none (a permanent error). */
@@ -90,12 +63,12 @@ export class BackendRegistry {
     if (cloudProvider === LOCAL_PROVIDER) {
       return this.#local ? { backend: this.#local } : { problem: `cloud provider "${LOCAL_PROVIDER}" is disabled: use_local_storage is false` };
     }
-    if (Object.hasOwn(CLOUD_PROVIDERS, cloudProvider)) {
-      const name = CLOUD_PROVIDERS[cloudProvider as keyof typeof CLOUD_PROVIDERS];
-      const backend = this.#backends.get(name);
-      return backend ? { backend } : { problem: `cloud provider "${cloudProvider}" is disabled: storage.backends.cloud.${name} is not configured` };
+    const kind = CLOUD_BACKEND_KINDS.find((candidate) => candidate.provider === cloudProvider);
+    if (kind) {
+      const backend = this.#backends.get(kind.name);
+      return backend ? { backend } : { problem: `cloud provider "${cloudProvider}" is disabled: storage.backends.cloud.${kind.name} is not configured` };
     }
-    const known = [...Object.keys(CLOUD_PROVIDERS), LOCAL_PROVIDER].join(', ');
+    const known = [...CLOUD_BACKEND_KINDS.map((candidate) => candidate.provider), LOCAL_PROVIDER].join(', ');
     return { problem: `unknown cloud provider ${JSON.stringify(cloudProvider)} (known: ${known})` };
   }
 

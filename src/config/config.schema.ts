@@ -7,7 +7,8 @@
  */
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
-import { CHECKSUM_ALGORITHMS, CODECS, type CloudBackendName } from '../domain/types.js';
+import { CHECKSUM_ALGORITHMS, CODECS } from '../domain/types.js';
+import { CLOUD_BACKEND_KINDS } from '../backends/cloud-backends.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -42,57 +43,14 @@ const localBackendSchema = z
   })
   .strict();
 
-/** Settings every object-store block shares. Credentials are never here: each SDK's own chain supplies them. */
-const objectStoreFields = {
-  /** Every object key starts with this (e.g. "chunkvault/"), so one bucket can hold other data too. */
-  key_prefix: z.string().default(''),
-  /** Upper bound on replica bytes chunkvault keeps on this backend; 0 (the default) disables it. */
-  max_size_gb: z.number().nonnegative().default(0),
-};
-
-const awsS3Schema = z
-  .object({
-    bucket: z.string().min(1),
-    region: z.string().min(1).default('us-east-1'),
-    /** An S3-compatible server (Ceph radosgw, MinIO...), e.g. "http://127.0.0.1:7480"; AWS when absent. */
-    endpoint: z.string().url().optional(),
-    /** Bucket in the path rather than the host name; most S3-compatible servers need it. */
-    force_path_style: z.boolean().default(false),
-    ...objectStoreFields,
-  })
-  .strict();
-
-const gcpGcsSchema = z
-  .object({
-    bucket: z.string().min(1),
-    /** The bucket's location (informational: GCS buckets are global by name). */
-    region: z.string().min(1).optional(),
-    /** A GCS-compatible server (an emulator), e.g. "http://127.0.0.1:9199"; Google when absent. */
-    endpoint: z.string().url().optional(),
-    project_id: z.string().min(1).optional(),
-    ...objectStoreFields,
-  })
-  .strict();
-
-const azureBlobSchema = z
-  .object({
-    container: z.string().min(1),
-    /** Blob service URL (https://<account>.blob.core.windows.net, or Azurite's); else from AZURE_STORAGE_CONNECTION_STRING. */
-    endpoint: z.string().url().optional(),
-    ...objectStoreFields,
-  })
-  .strict();
-
-/** Which backend block serves a replica's `cloud_provider` when cloud storage is enabled. */
-export const CLOUD_PROVIDERS = { aws: 'aws_s3', gcp: 'gcp_gcs', azure: 'azure_blob' } as const satisfies Record<string, CloudBackendName>;
-export type { CloudBackendName };
+/** Each cloud backend's block, optional, under its kind's name (backends/cloud-backends.ts). */
+type CloudBlocks = { [Kind in (typeof CLOUD_BACKEND_KINDS)[number] as Kind['name']]: z.ZodOptional<Kind['configSchema']> };
+const cloudBlocks = Object.fromEntries(CLOUD_BACKEND_KINDS.map((kind) => [kind.name, kind.configSchema.optional()])) as CloudBlocks;
 
 const cloudSchema = z
   .object({
     enabled: z.boolean().default(false),
-    aws_s3: awsS3Schema.optional(),
-    gcp_gcs: gcpGcsSchema.optional(),
-    azure_blob: azureBlobSchema.optional(),
+    ...cloudBlocks,
   })
   .strict();
 

@@ -18,7 +18,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './config.schema.js';
 import { levelProblem } from '../integrity/codecs.js';
-import { CLOUD_BACKENDS } from '../domain/types.js';
+import { CLOUD_BACKEND_NAMES } from '../backends/cloud-backends.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/storage_config.yml';
 
@@ -109,13 +109,13 @@ function crossFieldProblems(config: Config): string[] {
   const badLevel = level === undefined ? undefined : levelProblem(codec, level);
   if (badLevel) problems.push(`chunkvault.maintenance.compression_level: ${badLevel}`);
   const cloud = config.storage.backends.cloud;
-  const cloudBlocks = CLOUD_BACKENDS.filter((name) => cloud[name] !== undefined);
+  const cloudBlocks = CLOUD_BACKEND_NAMES.filter((name) => cloud[name] !== undefined);
   if (cloud.enabled && cloudBlocks.length === 0) {
-    problems.push('storage.backends.cloud.enabled: true, but none of aws_s3, gcp_gcs, azure_blob is configured');
+    problems.push(`storage.backends.cloud.enabled: true, but none of ${CLOUD_BACKEND_NAMES.join(', ')} is configured`);
   }
   const cloudInUse = cloud.enabled && cloudBlocks.length > 0;
   if (!config.use_local_storage && !cloudInUse) {
-    problems.push('use_local_storage: false leaves no backend (enable storage.backends.cloud with at least one of aws_s3, gcp_gcs, azure_blob)');
+    problems.push(`use_local_storage: false leaves no backend (enable storage.backends.cloud with at least one of ${CLOUD_BACKEND_NAMES.join(', ')})`);
   } else if (config.use_local_storage && !config.storage.backends.local.enabled) {
     problems.push('storage.backends.local.enabled: false contradicts use_local_storage: true (set use_local_storage: false to use cloud backends only)');
   }

@@ -62,10 +62,6 @@ export const STORED_CODECS = ['', ...CODECS] as const;
 export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
 export type MaintenanceTaskName = (typeof MAINTENANCE_TASKS)[number];
 
-/** The cloud backends, by the name their config block and their replicas' records carry. */
-export const CLOUD_BACKENDS = ['aws_s3', 'gcp_gcs', 'azure_blob'] as const;
-export type CloudBackendName = (typeof CLOUD_BACKENDS)[number];
-
 export const REPLICA_STATUSES = ['queued', 'stored', 'failed', 'corrupt', 'expired'] as const;
 export type ReplicaStatus = (typeof REPLICA_STATUSES)[number];
 
