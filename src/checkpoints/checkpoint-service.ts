@@ -272,7 +272,7 @@ export class CheckpointService {
    * Throws when the backend already holds a manifest for this checkpoint id that is not a
    * leftover of sealing this same interval: a checkpoint sealed before Redis lost its data.
    * Sealing again under its id would put two checkpoints with one id on the backend (and the
-   * cleanup below would delete the committed one); the chunks wait in the ledger until
+   * removal of leftovers below would delete the committed one); the chunks wait in the ledger until
    * `reindex` has restored the index from the backend.
    */
   async #refuseIfSealedElsewhere(manifest: Manifest): Promise<void> {

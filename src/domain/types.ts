@@ -1,23 +1,35 @@
 /**
- * chunkvault's words, used with one spelling throughout the code:
+ * chunkvault's words, one spelling each throughout the code. Where the seed design's own
+ * names face the user (its YAML, its StoredChunk result, its statistics), they stay as the
+ * seed spells them, and the entry below says which word they stand for.
  *
  * - chunk: an immutable blob of training data, named by `chunkId`, with one checksum.
- * - replica: one copy of a chunk on one target (`replicaId`, `targetNode`, `cloudProvider`).
+ * - replica: one copy of a chunk on one target: `replicaId`, `targetNode` (the node the
+ *   coordinator placed it on; the seed's StoredChunk calls it `nodeId`) and `cloudProvider`
+ *   (which routes it to a backend).
  * - distribution task: what the coordinator hands over: a chunk's bytes and its replica
  *   placements (the seed's DistributionTask). Only completed tasks and replicas are stored.
  * - backend: where replica bytes live: the local filesystem, S3, GCS or Azure Blob; the one
- *   seam to storage (backends/backend.ts).
- * - storage key (a record's `path`): a replica's key inside its backend, derived from
- *   `partition_by`; a compressed replica's key carries its codec's suffix.
+ *   seam to storage (backends/backend.ts). A backend says what it can do beyond the contract
+ *   in its `capabilities`; nothing picks behaviour by a backend's class.
+ * - key: where an object lives inside its backend (backends take and list keys). A replica's
+ *   key is recorded as its `path` (catalog records, metadata, the HTTP API: stored and
+ *   published formats) and returned as `storagePath` in the seed's StoredChunk; it is derived
+ *   from `partition_by`, and a compressed replica's key carries its codec's suffix.
  * - staging: the chunk's bytes written once, outside Redis, for the workers to read (small
- *   chunks many to a segment file).
+ *   chunks many to a segment file); a `stagedKey` names them.
  * - catalog: the record of every replica (where, checksum, size, codec, state) and chunk,
- *   indexed in Redis. Each replica's metadata is also kept with the data (a journal on a
- *   local backend, a `.meta.json` sidecar beside the object on a bucket) and every stored
- *   chunk is in a checkpoint manifest, so `reindex` can rebuild the index from the backends.
+ *   indexed in Redis. Each replica's metadata is also kept with the data (a journal in a
+ *   backend that is a local directory, a `.meta.json` sidecar beside the object in a bucket;
+ *   catalog/replica-metadata.ts) and every stored chunk is in a checkpoint manifest, so
+ *   `reindex` can rebuild the index from the backends.
  * - checkpoint: an immutable, checksummed manifest of the chunks stored in one interval.
- * - maintenance: the scheduled pass of retention (delete replicas older than
- *   `retention_days`), compression and scrub (re-read stored replicas to find rot).
+ * - maintenance: a pass of maintenance tasks (maintenance/maintenance-tasks.ts): retention
+ *   (delete replicas older than `retention_days`), compression (re-encode those older than
+ *   `compression_age_days`) and scrub (re-read stored replicas to find rot). The seed calls
+ *   the pass "cleanup": its YAML block `storage.cleanup`, `enable_auto_cleanup`,
+ *   `cleanup_schedule` and the `chunkvault cleanup` command (a retention pass) keep that word;
+ *   the code says retention for the deleting task and maintenance for the pass.
  */
 /** Digests a chunk's checksum may be: md5 (the seed's default) or sha256. */
 export const CHECKSUM_ALGORITHMS = ['md5', 'sha256'] as const;
@@ -120,12 +132,14 @@ export interface StoredChunk {
   chunkId: string;
   replicaId: string;
   status: 'stored' | 'failed';
+  /** The replica's key on its backend (a record's `path`); the seed's name. */
   storagePath: string;
   backend: string;
   checksum: string;
   algorithm: ChecksumAlgorithm;
   sizeBytes: number;
   storedAt: string;
+  /** The replica's `targetNode`; the seed's name. */
   nodeId: string;
   cloudProvider: string;
   taskId: string;

@@ -74,7 +74,7 @@ export class MaintenanceService {
     this.#lock = new RedisLock(deps.redis, `${deps.keyPrefix}:maintenance:lock`, 30_000);
   }
 
-  /** Creates or updates the job scheduler from the config, or removes it when auto cleanup is off. */
+  /** Creates or updates the job scheduler from the config, or removes it when enable_auto_cleanup is off. */
   async ensureSchedule(): Promise<void> {
     const { config, queue, logger } = this.#deps;
     if (!config.storage.cleanup.enable_auto_cleanup) {
