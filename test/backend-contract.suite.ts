@@ -19,6 +19,7 @@ import {
   SizeMismatchError,
   type ErrorCode,
 } from '../src/errors.js';
+import { mulberry32 } from './support/random.js';
 
 export interface BackendUnderTest {
   backend: Backend;
@@ -28,8 +29,9 @@ export interface BackendUnderTest {
 /** Keys that could escape a backend's root or name a hidden/temp file; all must be refused. */
 export const UNSAFE_KEYS = ['../escape', 'a/../../b', '/abs/path', 'a//b', '.hidden', ''] as const;
 
+const MiB = 1 << 20;
 /** Larger than one 1 MiB hashing/writing slice, and not a multiple of it, so slicing is exercised. */
-const LARGE_BYTES = 2 * (1 << 20) + 12_345;
+const LARGE_BYTES = 2 * MiB + 12_345;
 
 export function itBehavesLikeABackend(name: string, make: () => Promise<BackendUnderTest>): void {
   describe(`${name} backend contract`, () => {
@@ -221,6 +223,70 @@ export function itBehavesLikeABackend(name: string, make: () => Promise<BackendU
       expectChunkvaultError(error, NotFoundError, 'E_NOT_FOUND', key);
     });
 
+    it('getRange returns exactly the bytes of a range inside a larger object', async () => {
+      const key = 'segments/segment-0001.bin';
+      const bytes = seededBytes(17, LARGE_BYTES);
+      await backend.put(key, bytes, optionsFor(bytes, 'sha256'));
+
+      // A range inside the first MiB, one across the 1 MiB mark (a block or part boundary on
+      // the large-body paths), a single byte, and the first bytes.
+      for (const [offset, length] of [[70_001, 4_099], [MiB - 1_000, 5_000], [MiB + 12, 1], [0, 65_536]] as const) {
+        const range = await backend.getRange(key, offset, length);
+        expect(Buffer.isBuffer(range), `${offset}+${length}`).toBe(true);
+        expectSameBytes(range, bytes.subarray(offset, offset + length));
+      }
+    });
+
+    it('getRange reads a range that ends exactly at the end of the object, and the whole object', async () => {
+      const key = 'segments/segment-0002.bin';
+      const bytes = seededBytes(29, 100_003);
+      await backend.put(key, bytes, optionsFor(bytes, 'md5'));
+
+      expectSameBytes(await backend.getRange(key, bytes.byteLength - 777, 777), bytes.subarray(bytes.byteLength - 777));
+      expectSameBytes(await backend.getRange(key, bytes.byteLength - 1, 1), bytes.subarray(bytes.byteLength - 1));
+      expectSameBytes(await backend.getRange(key, 0, bytes.byteLength), bytes);
+    });
+
+    it('getRange of a range that runs past the end of the object rejects with SizeMismatchError', async () => {
+      const key = 'segments/short.bin';
+      const empty = 'segments/empty.bin';
+      const bytes = seededBytes(31, 10_000);
+      await backend.put(key, bytes, optionsFor(bytes, 'md5'));
+      await backend.put(empty, new Uint8Array(0), optionsFor(new Uint8Array(0), 'md5'));
+
+      // Ends one byte past the end; starts at the end; starts well past it (HTTP 416 on a server).
+      for (const [offset, length] of [[9_990, 11], [10_000, 1], [50_000, 100]] as const) {
+        expectChunkvaultError(await rejectionOf(backend.getRange(key, offset, length)), SizeMismatchError, 'E_SIZE_MISMATCH', key);
+      }
+      expectChunkvaultError(await rejectionOf(backend.getRange(empty, 0, 1)), SizeMismatchError, 'E_SIZE_MISMATCH', empty);
+    });
+
+    it('getRange of a missing key rejects with NotFoundError', async () => {
+      for (const key of ['segments/missing.bin', 'no-such-dir/missing.bin']) {
+        expectChunkvaultError(await rejectionOf(backend.getRange(key, 0, 10)), NotFoundError, 'E_NOT_FOUND', key);
+      }
+    });
+
+    it('getRange of zero bytes returns an empty Buffer without reading, wherever it points', async () => {
+      const key = 'segments/zero.bin';
+      const bytes = seededBytes(37, 1_000);
+      await backend.put(key, bytes, optionsFor(bytes, 'md5'));
+
+      for (const offset of [0, 500, 1_000, 5_000]) expect((await backend.getRange(key, offset, 0)).byteLength, `at ${offset}`).toBe(0);
+      expect((await backend.getRange('segments/missing.bin', 0, 0)).byteLength).toBe(0);
+    });
+
+    it('getRange refuses a negative, fractional or unsafe offset or length with InvalidInputError', async () => {
+      const key = 'segments/invalid.bin';
+      const bytes = seededBytes(41, 100);
+      await backend.put(key, bytes, optionsFor(bytes, 'md5'));
+
+      const invalid: [offset: number, length: number][] = [[-1, 10], [0, -1], [1.5, 10], [0, 2.5], [Number.NaN, 1], [0, Number.MAX_SAFE_INTEGER + 1], [Number.MAX_SAFE_INTEGER, 1]];
+      for (const [offset, length] of invalid) {
+        expectChunkvaultError(await rejectionOf(backend.getRange(key, offset, length)), InvalidInputError, 'E_INVALID_INPUT', key);
+      }
+    });
+
     it('checksumOfObject reads back the digest and size of what is stored, for empty, small and large objects, md5 and sha256', async () => {
       for (const [name, bytes] of [['empty', randomBytes(0)], ['small', randomBytes(70_001)], ['large', randomBytes(LARGE_BYTES)]] as const) {
         const key = `checksum/${name}.bin`;
@@ -292,11 +358,13 @@ export function itBehavesLikeABackend(name: string, make: () => Promise<BackendU
       expect(await collect(backend.list(''))).toEqual([]);
     });
 
-    it.each(UNSAFE_KEYS)('refuses the unsafe key %j in put, get, head and delete with InvalidInputError', async (key) => {
+    it.each(UNSAFE_KEYS)('refuses the unsafe key %j in put, get, getRange, head and delete with InvalidInputError', async (key) => {
       const bytes = randomBytes(8);
       const refusals = [
         await rejectionOf(backend.put(key, bytes, optionsFor(bytes, 'md5'))),
         await rejectionOf(backend.get(key)),
+        await rejectionOf(backend.getRange(key, 0, 8)),
+        await rejectionOf(backend.getRange(key, 0, 0)),
         await rejectionOf(backend.head(key)),
         await rejectionOf(backend.delete(key)),
       ];
@@ -342,6 +410,14 @@ export function itBehavesLikeABackend(name: string, make: () => Promise<BackendU
 /** Hex digest of `bytes`, computed independently of the code under test. */
 export function digestOf(bytes: Uint8Array, algorithm: ChecksumAlgorithm): string {
   return createHash(algorithm).update(bytes).digest('hex');
+}
+
+/** `size` bytes drawn from a seeded generator: the same body on every run and backend, so a failing range can be replayed. */
+export function seededBytes(seed: number, size: number): Buffer {
+  const next = mulberry32(seed);
+  const bytes = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i += 1) bytes[i] = Math.floor(next() * 256);
+  return bytes;
 }
 
 export function optionsFor(bytes: Uint8Array, algorithm: ChecksumAlgorithm): PutOptions {

@@ -31,6 +31,8 @@ import {
   objectStoreLocation,
   partsOf,
   putBySize,
+  type RangeAnswer,
+  readRange,
 } from './cloud-support.js';
 import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { serviceClientFromEnvironment } from './azure-credentials.js';
@@ -139,14 +141,19 @@ export class AzureBlobBackend implements Backend {
 
   async get(key: string): Promise<Readable> {
     assertSafeKey(key);
-    const container = await this.#connect();
     try {
-      const response = await container.getBlockBlobClient(this.#keyPrefix + key).download(0);
-      if (!response.readableStreamBody) throw new BackendIoError(`get ${key}: the service returned no body`);
-      return response.readableStreamBody as Readable;
+      return (await this.#download(key, 0)).body;
     } catch (error) {
       throw this.#errors.wrap(error, 'get', key);
     }
+  }
+
+  getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return readRange(key, offset, length, {
+      open: (first, last) => this.#download(key, first, last - first + 1),
+      statusOf,
+      wrap: (error) => this.#errors.wrap(error, 'get', key),
+    });
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
@@ -233,6 +240,14 @@ export class AzureBlobBackend implements Backend {
 
   async close(): Promise<void> {
     this.#connection = undefined;
+  }
+
+  /** One Get Blob, from `offset` to the end or of `count` bytes. */
+  async #download(key: string, offset: number, count?: number): Promise<RangeAnswer> {
+    const container = await this.#connect();
+    const response = await container.getBlockBlobClient(this.#keyPrefix + key).download(offset, count);
+    if (!response.readableStreamBody) throw new BackendIoError(`get ${key}: the service returned no body`);
+    return { body: response.readableStreamBody as Readable, contentRange: response.contentRange };
   }
 
   async #putSingle(key: string, bytes: Buffer, md5: Buffer, options: PutOptions): Promise<void> {

@@ -9,6 +9,7 @@
  */
 import type { Readable } from 'node:stream';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { InvalidInputError } from '../errors.js';
 import { HASH_SLICE_BYTES, checksumOfStream } from '../integrity/checksum.js';
 import type { ChecksumAlgorithm } from '../domain/types.js';
 
@@ -68,6 +69,18 @@ export interface Backend {
   get(key: string): Promise<Readable>;
 
   /**
+   * Exactly `length` bytes of the object from byte `offset`, read into one Buffer: meant for
+   * small ranges (a chunk staged inside a larger object), since the whole range is buffered;
+   * stream a large object with `get`. A zero-length range resolves with an empty Buffer
+   * without reading the store, whether or not the object is there.
+   * Throws NotFoundError when the object does not exist; SizeMismatchError (not retryable)
+   * when it ends before `offset + length`, also when it ends before `offset`;
+   * InvalidInputError when `offset` or `length` is not a non-negative safe integer;
+   * BackendIoError otherwise (`retryable` says whether trying again can help).
+   */
+  getRange(key: string, offset: number, length: number): Promise<Buffer>;
+
+  /**
    * Reads the object back and hashes it, where the backend can do that cheaper than streaming
    * it through the caller (the local backend hashes a large file on a hashing thread). Throws
    * as `get` does. Use `checksumOfObject`, which falls back to hashing `get`'s stream.
@@ -101,6 +114,16 @@ export interface Backend {
   sweepIncompleteWrites(): Promise<number>;
 
   close(): Promise<void>;
+}
+
+/** Refuses a range `getRange` cannot mean: a negative, fractional or unsafe offset or length (a negative file position would read from the start). */
+export function assertByteRange(key: string, offset: number, length: number): void {
+  for (const [name, value] of [['offset', offset], ['length', length]] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new InvalidInputError(`getRange ${key}: ${name} must be a non-negative integer, not ${value}`);
+    }
+  }
+  if (!Number.isSafeInteger(offset + length)) throw new InvalidInputError(`getRange ${key}: the range ${offset}+${length} ends beyond any object`);
 }
 
 /** `usage()` for a backend that can only list: every object's size, summed (one full listing). */

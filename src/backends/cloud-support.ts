@@ -1,17 +1,17 @@
 /**
  * What the object-store backends (S3, GCS, Azure Blob) share: reading a put's body while
  * checking it against its announced size and checksum, cutting it into upload parts with an
- * MD5 per part, key prefixes, the checksum metadata stored on every object (what it should
- * hash to; reindex reads the sidecars, not this). How their SDK errors become chunkvault
- * errors is in cloud-errors.ts.
+ * MD5 per part, ranged reads, key prefixes, the checksum metadata stored on every object
+ * (what it should hash to; reindex reads the sidecars, not this). How their SDK errors become
+ * chunkvault errors is in cloud-errors.ts.
  *
  * No cloud SDK is imported here.
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { ChecksumMismatchError, ConfigError, SizeMismatchError } from '../errors.js';
+import { BackendIoError, ChecksumMismatchError, ConfigError, SizeMismatchError } from '../errors.js';
 import { newHash } from '../integrity/checksum.js';
-import { piecesOf, type PutOptions } from './backend.js';
+import { assertByteRange, piecesOf, type PutOptions } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 
 /** Object metadata names (lower case: S3 and Azure lower-case them anyway). */
@@ -190,4 +190,90 @@ export async function putBySize(key: string, body: Readable | Uint8Array, option
     discardBody(body);
     throw paths.wrap(error);
   }
+}
+
+/** A ranged read's answer: the body, and its Content-Range (absent when the server sent the whole object). */
+export interface RangeAnswer {
+  body: Readable;
+  contentRange: string | undefined;
+}
+
+/** How one object store serves `readRange`. */
+export interface RangePaths {
+  /** One request for the bytes `first` through `last` (inclusive, as HTTP counts them). */
+  open(first: number, last: number): Promise<RangeAnswer>;
+  /** The HTTP status of one of the SDK's errors (its dialect's `statusOf`). */
+  statusOf(error: unknown): number | undefined;
+  wrap(error: unknown): Error;
+}
+
+/**
+ * `getRange` for an object store (see Backend.getRange): one ranged request, its body read
+ * into a Buffer of exactly `length` bytes. A server may ignore a Range and send the whole
+ * object (HTTP allows it; the GCS emulator does for a range past the end), so the body is
+ * placed by its Content-Range and the range cut from it. A 416 says the object ends before
+ * `offset`: a SizeMismatchError, as for an object that ends inside the range, never a
+ * retryable BackendIoError.
+ */
+export async function readRange(key: string, offset: number, length: number, paths: RangePaths): Promise<Buffer> {
+  assertSafeKey(key);
+  assertByteRange(key, offset, length);
+  if (length === 0) return Buffer.alloc(0);
+  let bytes: Buffer;
+  try {
+    const answer = await paths.open(offset, offset + length - 1);
+    try {
+      const startsAt = rangeStartOf(key, answer.contentRange);
+      if (startsAt > offset) throw new BackendIoError(`get ${key}: asked for bytes from ${offset}, the server sent them from ${startsAt}`, { retryable: false });
+      bytes = await bytesAt(answer.body, offset - startsAt, length);
+    } finally {
+      // Releases the connection of a body not read to its end.
+      answer.body.destroy();
+    }
+  } catch (error) {
+    if (hasStatus(error, 416, paths.statusOf)) throw new SizeMismatchError(`storage key ${key} at ${offset}`, length, 0);
+    throw paths.wrap(error);
+  }
+  if (bytes.byteLength !== length) throw new SizeMismatchError(`storage key ${key} at ${offset}`, length, bytes.byteLength);
+  return bytes;
+}
+
+/** Up to `length` bytes of `body` after its first `skip`; stops reading (and releases the body) once it has them. */
+async function bytesAt(body: AsyncIterable<Uint8Array>, skip: number, length: number): Promise<Buffer> {
+  const pieces: Uint8Array[] = [];
+  let held = 0;
+  let toSkip = skip;
+  for await (const piece of body) {
+    if (toSkip >= piece.byteLength) {
+      toSkip -= piece.byteLength;
+      continue;
+    }
+    const wanted = piece.subarray(toSkip, toSkip + length - held);
+    toSkip = 0;
+    pieces.push(wanted);
+    held += wanted.byteLength;
+    if (held === length) break;
+  }
+  return Buffer.concat(pieces, held);
+}
+
+/**
+ * Where in the object a ranged answer's body starts: at its Content-Range's first byte, or at
+ * 0 when there is none (the whole object). Only the first byte is read: Azurite answers a
+ * range of an empty blob with "bytes 0--1/0".
+ */
+function rangeStartOf(key: string, contentRange: string | undefined): number {
+  if (contentRange === undefined || contentRange === '') return 0;
+  const match = /^bytes (\d+)-/.exec(contentRange.trim());
+  if (!match) throw new BackendIoError(`get ${key}: the server answered a ranged read with Content-Range ${JSON.stringify(contentRange)}`, { retryable: false });
+  return Number(match[1]);
+}
+
+/** True when `error`, or an error it wraps (its `cause` chain), is the server's answer with `status`. */
+function hasStatus(error: unknown, status: number, statusOf: (error: unknown) => number | undefined): boolean {
+  for (let current = error, depth = 0; current !== undefined && current !== null && depth < 4; depth += 1) {
+    if (statusOf(current) === status) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }

@@ -32,6 +32,8 @@ import {
   normaliseKeyPrefix,
   objectStoreLocation,
   putBySize,
+  type RangeAnswer,
+  readRange,
 } from './cloud-support.js';
 import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { assertSafeKey } from './storage-key.js';
@@ -73,7 +75,7 @@ export interface GcsBackendOptions {
   singlePutMaxBytes?: number;
   /** Temp objects older than this are removed by sweepIncompleteWrites. Default 24 h. */
   staleUploadAfterMs?: number;
-  /** Attempts per request: inside the SDK (its own retry of idempotent requests), and of a media read in get(). Default 4. */
+  /** Attempts per request: inside the SDK (its own retry of idempotent requests), and of a media read in get() and getRange(). Default 4. */
   maxAttempts?: number;
 }
 
@@ -144,18 +146,39 @@ export class GcsBackend implements Backend {
 
   async get(key: string): Promise<Readable> {
     assertSafeKey(key);
-    const { bucket, readBucket } = await this.#connect();
-    const name = this.#keyPrefix + key;
+    const { bucket } = await this.#connect();
     try {
       // Asked first, so a missing object rejects here rather than as a stream error later.
-      await bucket.file(name).getMetadata();
+      await bucket.file(this.#keyPrefix + key).getMetadata();
     } catch (error) {
       throw this.#errors.wrap(error, 'get', key);
     }
+    return (await this.#openMedia(key)).body;
+  }
+
+  /**
+   * One ranged media read, tried again as get()'s is. No metadata request first: the range is
+   * read whole before this resolves, so a missing object's 404 rejects here anyway.
+   */
+  getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return readRange(key, offset, length, {
+      open: (first, last) => this.#openMedia(key, { start: first, end: last }),
+      statusOf,
+      wrap: (error) => this.#errors.wrap(error, 'get', key),
+    });
+  }
+
+  /**
+   * A media read of the object, or of the bytes `range.start` through `range.end`, tried again
+   * after a retryable failure: no byte has been handed on until the response is there.
+   */
+  async #openMedia(key: string, range?: { start: number; end: number }): Promise<RangeAnswer> {
+    const { readBucket } = await this.#connect();
+    const file = readBucket.file(this.#keyPrefix + key);
     const attempts = this.#options.maxAttempts ?? DEFAULT_READ_ATTEMPTS;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#openRead(readBucket.file(name), key);
+        return await this.#openRead(file, key, range);
       } catch (error) {
         const wrapped = this.#errors.wrap(error, 'get', key);
         if (attempt >= attempts || !(wrapped instanceof BackendIoError && wrapped.retryable)) throw wrapped;
@@ -174,19 +197,20 @@ export class GcsBackend implements Backend {
    * teeny-request pipe into a destroyed stream, which ends in an unhandled rejection
    * (ERR_STREAM_UNABLE_TO_PIPE, googleapis/google-cloud-node#8670) that would end the process.
    */
-  #openRead(file: File, key: string): Promise<Readable> {
+  #openRead(file: File, key: string, range?: { start: number; end: number }): Promise<RangeAnswer> {
     // Reads are verified against the chunk checksum by the caller, so the SDK's own
-    // (whole-object) validation is not needed.
-    const source = file.createReadStream({ validation: false });
+    // (whole-object) validation is not needed (and the SDK refuses it for a range).
+    const source = file.createReadStream({ validation: false, ...range });
     const out = new PassThrough();
     return new Promise((resolve, reject) => {
       let started = false;
-      source.on('response', (response: { statusCode?: number }) => {
+      source.on('response', (response: { statusCode?: number; headers?: Record<string, string | string[] | undefined> }) => {
         // An error status is followed by the error, which says what it was.
         if (started || (response.statusCode ?? 200) >= 300) return;
         started = true;
         out.on('close', () => source.destroy());
-        resolve(out);
+        const contentRange = response.headers?.['content-range'];
+        resolve({ body: out, contentRange: Array.isArray(contentRange) ? contentRange[0] : contentRange });
       });
       source.on('error', (error) => {
         if (started) out.destroy(this.#errors.wrap(error, 'get', key));
@@ -372,7 +396,7 @@ export class GcsBackend implements Backend {
         ...common,
         ...(this.#options.maxAttempts ? { retryOptions: { maxRetries: Math.max(0, this.#options.maxAttempts - 1) } } : {}),
       });
-      // Media reads retry in get(), not in the SDK (see #openRead).
+      // Media reads retry in #openMedia, not in the SDK (see #openRead).
       const reads = new sdk.Storage({ ...common, retryOptions: { autoRetry: false } });
       return { storage, bucket: storage.bucket(this.#options.bucket), readBucket: reads.bucket(this.#options.bucket) };
     })();

@@ -32,6 +32,8 @@ import {
   objectStoreLocation,
   partsOf,
   putBySize,
+  type RangeAnswer,
+  readRange,
 } from './cloud-support.js';
 import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { assertSafeKey } from './storage-key.js';
@@ -146,13 +148,19 @@ export class S3Backend implements Backend {
 
   async get(key: string): Promise<Readable> {
     assertSafeKey(key);
-    const { sdk, client } = await this.#connect();
     try {
-      const response = await client.send(new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#keyPrefix + key }));
-      return response.Body as Readable;
+      return (await this.#getObject(key)).body;
     } catch (error) {
       throw this.#errors.wrap(error, 'get', key);
     }
+  }
+
+  getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return readRange(key, offset, length, {
+      open: (first, last) => this.#getObject(key, `bytes=${first}-${last}`),
+      statusOf,
+      wrap: (error) => this.#errors.wrap(error, 'get', key),
+    });
   }
 
   /** Undefined for a missing object. A HEAD has no error body, so a missing bucket also reads as undefined here (put, get and list report it). */
@@ -243,6 +251,14 @@ export class S3Backend implements Backend {
     const connection = this.#connection;
     this.#connection = undefined;
     if (connection) (await connection.catch(() => undefined))?.client.destroy();
+  }
+
+  /** One GetObject, of the whole object or of an HTTP `range`. */
+  async #getObject(key: string, range?: string): Promise<RangeAnswer> {
+    const { sdk, client } = await this.#connect();
+    const response = await client.send(new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#keyPrefix + key, ...(range ? { Range: range } : {}) }));
+    if (!response.Body) throw new BackendIoError(`get ${key}: the server returned no body`);
+    return { body: response.Body as Readable, contentRange: response.ContentRange };
   }
 
   async #putSingle(key: string, bytes: Buffer, md5: Buffer, options: PutOptions): Promise<void> {
