@@ -12,7 +12,7 @@ import { assertRedisReachable, keyRoot, openCatalogRedis, openRedis } from './re
 import { BackendRegistry } from './backends/backend-registry.js';
 import { Catalog } from './catalog/catalog.js';
 import { ReplicaMetadata } from './catalog/replica-metadata.js';
-import { StagingArea } from './staging/staging-area.js';
+import { StagingArea, stagingStoreOf } from './staging/staging-area.js';
 import { StagedOrphans } from './staging/staged-orphans.js';
 import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
@@ -202,6 +202,7 @@ export class Chunkvault {
     for (const queue of Object.values(this.#queues)) await queue.close();
     for (const connection of [this.#redis, this.#catalogRedis]) await connection.quit().catch(() => connection.disconnect());
     await this.metadata.close();
+    await this.staging.close();
     await this.backends.close();
   }
 }
@@ -223,7 +224,7 @@ export async function openChunkvault(config: Config, options: OpenOptions = {}):
   const backends = new BackendRegistry(config);
   const catalogPrefix = `${keyRoot(config.chunkvault.redis.prefix)}:catalog`;
   const catalog = new Catalog(catalogRedis, catalogPrefix);
-  const staging = new StagingArea(config.chunkvault.staging.dir, config.chunkvault.worker.stale_temp_after_ms);
+  const staging = new StagingArea(stagingStoreOf(config));
   const metadata = new ReplicaMetadata({ staleAfterMs: config.chunkvault.worker.stale_temp_after_ms });
   return new Chunkvault(config, logger, redis, catalogRedis, catalog, metadata, backends, staging, new CheckpointIndex(redis, catalogPrefix));
 }

@@ -131,6 +131,21 @@ describe('configuration', () => {
     expect(loadConfig({ configPath: cloudOnly, env: {} }).config.use_local_storage).toBe(false);
   });
 
+  it('stages in a configured bucket inside chunkvault\'s namespace, and refuses a bucket that is not configured or a prefix outside it', async () => {
+    const bucket = await configFile('chunkvault:\n  staging:\n    backend: aws_s3\nstorage:\n  backends:\n    cloud:\n      aws_s3: { bucket: b1 }\n');
+    const { config } = loadConfig({ configPath: bucket, env: {} });
+    expect(config.chunkvault.staging).toMatchObject({ backend: 'aws_s3', key_prefix: '_chunkvault/staging/' });
+    expect(loadConfig({ configPath: bucket, env: { CHUNKVAULT_STAGING_BACKEND: 'local' } }).config.chunkvault.staging.backend).toBe('local');
+    const unconfigured = await configFile('chunkvault:\n  staging:\n    backend: gcp_gcs\n');
+    expect(problemsOf(() => loadConfig({ configPath: unconfigured, env: {} }))).toEqual([
+      expect.stringMatching(/^chunkvault\.staging\.backend: gcp_gcs names a bucket, but storage\.backends\.cloud\.gcp_gcs is not configured/),
+    ]);
+    const outside = await configFile('chunkvault:\n  staging:\n    backend: aws_s3\n    key_prefix: staging/\nstorage:\n  backends:\n    cloud:\n      aws_s3: { bucket: b1 }\n');
+    expect(problemsOf(() => loadConfig({ configPath: outside, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.staging\.key_prefix: "staging\/" must be a folder inside chunkvault's reserved namespace/)]);
+    const unknown = await configFile('chunkvault:\n  staging:\n    backend: dropbox\n');
+    expect(problemsOf(() => loadConfig({ configPath: unknown, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.staging\.backend: /)]);
+  });
+
   it('never takes cloud credentials from the YAML', async () => {
     const withKeys = await configFile('storage:\n  backends:\n    cloud:\n      aws_s3: { bucket: b, access_key_id: AKIA, secret_access_key: s }\n');
     expect(problemsOf(() => loadConfig({ configPath: withKeys, env: {} }))).toEqual([expect.stringMatching(/^storage\.backends\.cloud\.aws_s3: .*access_key_id/)]);

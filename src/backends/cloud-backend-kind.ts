@@ -29,8 +29,12 @@ export interface CloudBackendKind<Name extends string = string, Schema extends O
   readonly provider: string;
   /** The block as users write it (snake_case YAML). */
   readonly configSchema: Schema;
-  /** The backend a configured block describes, and its byte limit (0: none). No I/O. Throws ConfigError on a bad block. */
-  open(block: unknown): { backend: Backend; limitBytes: number };
+  /**
+   * The backend a configured block describes, and its byte limit (0: none). No I/O. Throws
+   * ConfigError on a bad block. `name`: the backend's name, when it is not this kind's
+   * replica backend (the staging area in the same bucket).
+   */
+  open(block: unknown, name?: string): { backend: Backend; limitBytes: number };
 }
 
 /** A kind from its parts: `create` gets the block as its schema parsed it. */
@@ -38,16 +42,16 @@ export function defineCloudBackend<Name extends string, Schema extends ObjectSto
   name: Name;
   provider: string;
   configSchema: Schema;
-  create: (block: z.output<Schema>, name: Name) => Backend;
+  create: (block: z.output<Schema>, name: string) => Backend;
 }): CloudBackendKind<Name, Schema> {
   return {
     name: parts.name,
     provider: parts.provider,
     configSchema: parts.configSchema,
-    open(block) {
+    open(block, name = parts.name) {
       // Parsed again from the frozen config: the block's own type, without a cast.
       const parsed = parts.configSchema.parse(block);
-      return { backend: parts.create(parsed, parts.name), limitBytes: Math.floor(parsed.max_size_gb * GIB) };
+      return { backend: parts.create(parsed, name), limitBytes: Math.floor(parsed.max_size_gb * GIB) };
     },
   };
 }

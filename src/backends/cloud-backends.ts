@@ -14,3 +14,6 @@ export type CloudBackendName = (typeof CLOUD_BACKEND_KINDS)[number]['name'];
 
 /** The cloud backends' names, in the list's order. */
 export const CLOUD_BACKEND_NAMES: readonly CloudBackendName[] = CLOUD_BACKEND_KINDS.map((kind) => kind.name);
+
+/** Where chunk bytes can be staged: the local directory, or the bucket of a cloud backend's block. */
+export const STAGING_BACKENDS = ['local', ...CLOUD_BACKEND_NAMES] as const;

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { CHECKSUM_ALGORITHMS, CODECS } from '../domain/types.js';
-import { CLOUD_BACKEND_KINDS } from '../backends/cloud-backends.js';
+import { CLOUD_BACKEND_KINDS, STAGING_BACKENDS } from '../backends/cloud-backends.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -126,8 +126,15 @@ const chunkvaultSchema = z
       .prefault({}),
     staging: z
       .object({
-        /** Where producers stage chunk bytes once per chunk for the workers to read. */
+        /**
+         * Where producers stage chunk bytes once per chunk for the workers to read: `local`, the
+         * directory `dir` (shared by every host that produces or writes), or the bucket of a
+         * cloud backend's block, under `key_prefix` (hosts then share only Redis and buckets).
+         */
+        backend: z.enum(STAGING_BACKENDS).default('local'),
         dir: pathSchema.default('./storage/staging'),
+        /** In a bucket: staged objects' prefix, inside the block's key_prefix, in chunkvault's reserved namespace `_chunkvault/`. */
+        key_prefix: z.string().default('_chunkvault/staging/'),
       })
       .strict()
       .prefault({}),

@@ -8,6 +8,7 @@
  *   CHUNKVAULT_REDIS_PREFIX  chunkvault.redis.prefix
  *   CHUNKVAULT_BASE_PATH     storage.backends.local.base_path
  *   CHUNKVAULT_STAGING_DIR   chunkvault.staging.dir
+ *   CHUNKVAULT_STAGING_BACKEND chunkvault.staging.backend
  *   LOG_LEVEL                chunkvault.log_level
  *   LOG_FORMAT               chunkvault.log_format (the CLI's --pretty sets it to pretty)
  */
@@ -41,6 +42,7 @@ const ENV_OVERRIDES: ReadonlyArray<[variable: string, keyPath: readonly string[]
   ['CHUNKVAULT_REDIS_PREFIX', ['chunkvault', 'redis', 'prefix']],
   ['CHUNKVAULT_BASE_PATH', ['storage', 'backends', 'local', 'base_path']],
   ['CHUNKVAULT_STAGING_DIR', ['chunkvault', 'staging', 'dir']],
+  ['CHUNKVAULT_STAGING_BACKEND', ['chunkvault', 'staging', 'backend']],
   ['LOG_LEVEL', ['chunkvault', 'log_level']],
   ['LOG_FORMAT', ['chunkvault', 'log_format']],
 ];
@@ -118,6 +120,14 @@ function crossFieldProblems(config: Config): string[] {
     problems.push(`use_local_storage: false leaves no backend (enable storage.backends.cloud with at least one of ${CLOUD_BACKEND_NAMES.join(', ')})`);
   } else if (config.use_local_storage && !config.storage.backends.local.enabled) {
     problems.push('storage.backends.local.enabled: false contradicts use_local_storage: true (set use_local_storage: false to use cloud backends only)');
+  }
+  const staging = config.chunkvault.staging;
+  if (staging.backend !== 'local' && cloud[staging.backend] === undefined) {
+    problems.push(`chunkvault.staging.backend: ${staging.backend} names a bucket, but storage.backends.cloud.${staging.backend} is not configured`);
+  }
+  if (staging.backend !== 'local' && !/^_chunkvault\/[^/].*\/$/.test(staging.key_prefix)) {
+    // Replica listings (reindex, statistics) take what is outside `_chunkvault/` for data.
+    problems.push(`chunkvault.staging.key_prefix: ${JSON.stringify(staging.key_prefix)} must be a folder inside chunkvault's reserved namespace, like "_chunkvault/staging/"`);
   }
   return problems;
 }

@@ -82,8 +82,9 @@ export function buildJobSchemaDocument(): JsonObject {
     title: 'chunkvault BullMQ jobs',
     description:
       'A job on one of chunkvault\'s queues: `name` is the BullMQ job name, `data` its payload. Job data never carries ' +
-      'chunk bytes: they are staged once per chunk in the staging directory (chunkvault.staging.dir), which the workers ' +
-      'must be able to read. Coordinators that cannot write there use POST /v1/chunks of `chunkvault serve` instead.',
+      'chunk bytes: they are staged once per chunk in the staging area (chunkvault.staging: the directory `dir`, or a prefix ' +
+      'of a bucket), which the workers must be able to read. Coordinators that cannot write there use POST /v1/chunks of ' +
+      '`chunkvault serve` instead.',
     type: 'object',
     required: ['name', 'data'],
     oneOf: names.map((name) => ({
@@ -115,8 +116,10 @@ export function buildJobSchemaDocument(): JsonObject {
         'Compute the checksum of the chunk\'s bytes with storage.integrity.checksum_algorithm (md5 by default; lowercase hex).',
         'For each replica, its job id: <replicaId>@<chunkId> (a later retry of a replica that failed for good appends #<generation>, 1, 2, ...).',
         'flowTag = the first 16 hex characters of sha256(checksum + "\\u0000" + the replica job ids joined by "\\u0000").',
-        'stagedKey = <chunkId>@<flowTag>. Write the bytes to <chunkvault.staging.dir>/<stagedKey> atomically (a temp file ' +
-          'in the same directory, fsync, rename), where the workers read them.',
+        'stagedKey = <chunkId>@<flowTag>. Write the bytes where the workers read them: with chunkvault.staging.backend ' +
+          'local, to <chunkvault.staging.dir>/<stagedKey> atomically (a temp file in the same directory, fsync, rename); ' +
+          'with a bucket, as the object <the block\'s key_prefix><chunkvault.staging.key_prefix><stagedKey> in one PUT ' +
+          'with Content-MD5.',
         'Add ONE BullMQ flow: parent job `chunk.finalize` on queue `chunks` (jobId chunk@<chunkId>#<flowTag>, data ' +
           '{chunkId, stagedKey, replicas: [{replicaId, generation}]}) with one child `replica.write` per replica on queue ' +
           '`replicas` (data per #/$defs/replica.write, options per #/$defs/replica.write.options).',

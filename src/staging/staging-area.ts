@@ -1,23 +1,27 @@
 /**
  * The staging area holds each chunk's bytes once, outside Redis, from the producer's call
- * until every replica of the chunk has ended. It is a directory used through the local
- * backend, so staged files get the same atomic, checksum-checked, durable writes.
+ * until every replica of the chunk has ended (the claim-check pattern: jobs carry only the
+ * key). It is a backend: a local directory every producing and writing host mounts, or a
+ * prefix in a bucket (chunkvault.staging.backend), so hosts need share nothing but Redis and
+ * the buckets. Staged bytes get the same atomic, checksum-checked, durable writes as replicas.
  *
- * Small chunks are staged many to a file (a segment, `_seg#<random>`): creating a file is
- * the dearest filesystem call on the disks measured (docs/BENCHMARKS.md), and a segment
- * costs one creation, fdatasync and rename for up to SEGMENT_BYTES of chunks. Its replica
- * jobs name the segment and their chunk's offset in it; the catalog tracks which of its
- * chunks have not ended, and the job that ends the last one frees the file. Large chunks
- * keep a file each (`<chunkId>@<tag>`), as do chunks staged by a foreign producer.
- *
- * Staging is on the producer's filesystem: workers on other hosts need it mounted at the
- * same path (a shared volume).
+ * Small chunks are staged many to an object (a segment, `_seg#<random>`): creating a file is
+ * the dearest filesystem call on the disks measured (docs/BENCHMARKS.md), and a request the
+ * dearest thing on a bucket; a segment costs one of each for up to SEGMENT_BYTES of chunks.
+ * Its replica jobs name the segment and their chunk's offset in it (a ranged read); the
+ * catalog tracks which of its chunks have not ended, and the job that ends the last one frees
+ * it. Large chunks keep an object each (`<chunkId>@<tag>`), as do chunks staged by a foreign
+ * producer.
  */
-import { randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import type { Config } from '../config/config.schema.js';
 import type { ChecksumAlgorithm } from '../domain/types.js';
-import { NotFoundError } from '../errors.js';
+import { ChecksumMismatchError, NotFoundError } from '../errors.js';
+import type { Backend } from '../backends/backend.js';
 import { LocalBackend } from '../backends/local.backend.js';
+import { CLOUD_BACKEND_KINDS } from '../backends/cloud-backends.js';
+import { normaliseKeyPrefix } from '../backends/cloud-support.js';
 
 /** Chunks up to this size are staged in segments. */
 export const SEGMENT_CHUNK_MAX_BYTES = 256 * 1024;
@@ -32,15 +36,33 @@ export function isSegment(stagedKey: string): boolean {
   return stagedKey.startsWith(SEGMENT_MARK);
 }
 
-export class StagingArea {
-  readonly #store: LocalBackend;
+/** The store staged bytes live in, as configured: the staging directory, or a prefix of a cloud block's bucket. */
+export function stagingStoreOf(config: Config): Backend {
+  const staging = config.chunkvault.staging;
+  const staleTempAfterMs = config.chunkvault.worker.stale_temp_after_ms;
+  if (staging.backend === 'local') return new LocalBackend({ basePath: staging.dir, staleTempAfterMs });
+  const kind = CLOUD_BACKEND_KINDS.find((candidate) => candidate.name === staging.backend)!;
+  const block = config.storage.backends.cloud[kind.name]!;
+  const keyPrefix = normaliseKeyPrefix(block.key_prefix, `storage.backends.cloud.${kind.name}`) + normaliseKeyPrefix(staging.key_prefix, 'chunkvault.staging');
+  return kind.open({ ...block, key_prefix: keyPrefix, max_size_gb: 0 }, 'staging').backend;
+}
 
-  constructor(dir: string, staleTempAfterMs: number) {
-    this.#store = new LocalBackend({ basePath: dir, staleTempAfterMs });
+export class StagingArea {
+  readonly #store: Backend;
+
+  /** `store`: where staged bytes live (stagingStoreOf). */
+  constructor(store: Backend) {
+    this.#store = store;
   }
 
-  get dir(): string {
-    return this.#store.basePath;
+  /** The store's location (a directory, or a bucket URL and prefix), for messages. */
+  get location(): string {
+    return this.#store.location;
+  }
+
+  /** The store itself (its checks at start, and tests that look inside it). */
+  get store(): Backend {
+    return this.#store;
   }
 
   /** Stages `bytes` under `stagedKey`, checking they still hash to `checksum` (the caller's buffer may have changed). */
@@ -54,7 +76,19 @@ export class StagingArea {
    */
   async stageSegment(parts: ReadonlyArray<{ bytes: Uint8Array; checksum: string; algorithm: ChecksumAlgorithm }>): Promise<{ segment: string; offsets: number[] }> {
     const segment = `${SEGMENT_MARK}${randomBytes(12).toString('hex')}`;
-    return { segment, offsets: await this.#store.putParts(segment, parts) };
+    const whole = Buffer.allocUnsafe(parts.reduce((sum, part) => sum + part.bytes.byteLength, 0));
+    const offsets: number[] = [];
+    let offset = 0;
+    for (const [i, part] of parts.entries()) {
+      // Checked on the copy that is written: the caller's buffer may change under us.
+      whole.set(part.bytes, offset);
+      const actual = hash(part.algorithm, whole.subarray(offset, offset + part.bytes.byteLength), 'hex');
+      if (actual !== part.checksum) throw new ChecksumMismatchError(`storage key ${segment}, part ${i}`, part.checksum, actual);
+      offsets.push(offset);
+      offset += part.bytes.byteLength;
+    }
+    await this.#store.put(segment, whole, { sizeBytes: whole.byteLength, checksum: hash('sha256', whole, 'hex'), algorithm: 'sha256' });
+    return { segment, offsets };
   }
 
   /**
@@ -67,7 +101,7 @@ export class StagingArea {
       return await this.#store.get(stagedKey);
     } catch (error) {
       if (error instanceof NotFoundError) {
-        throw new NotFoundError(`staged bytes of chunk ${chunkId} are gone (${stagedKey} in ${this.dir})`, { cause: error });
+        throw new NotFoundError(`staged bytes of chunk ${chunkId} are gone (${stagedKey} in ${this.location})`, { cause: error });
       }
       throw error;
     }
@@ -80,6 +114,10 @@ export class StagingArea {
 
   async sweepIncompleteWrites(): Promise<number> {
     return this.#store.sweepIncompleteWrites();
+  }
+
+  async close(): Promise<void> {
+    await this.#store.close();
   }
 
   /**

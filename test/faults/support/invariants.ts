@@ -262,9 +262,11 @@ export async function checkInvariants(
     if (record.status !== 'stored') continue;
     if (!seenData.has(location)) violate('catalog', `replica ${record.replicaId} of ${record.chunkId}: recorded stored at ${record.backend}:${record.path}, but no such object`);
   }
-  const stagingTemps = await tempFilesUnder(vault.staging.dir);
-  for (const temp of stagingTemps) violate('torn', `staging: temp file left after the sweep: ${temp}`);
-  report.counts.stagedFilesLeft = (await filesUnder(vault.staging.dir)).length - stagingTemps.length;
+  // Staged objects left, in a directory or a bucket; in a directory, no temp file either.
+  const stagingDir = vault.staging.store.capabilities.localDirectory;
+  for (const temp of stagingDir === undefined ? [] : await tempFilesUnder(stagingDir)) violate('torn', `staging: temp file left after the sweep: ${temp}`);
+  report.counts.stagedFilesLeft = 0;
+  for await (const _staged of vault.staging.store.list('')) report.counts.stagedFilesLeft += 1;
   if ((options.stagingEmpty ?? true) && report.counts.stagedFilesLeft > 0) {
     violate('torn', `staging: ${report.counts.stagedFilesLeft} staged chunk file(s) left after every replica ended (staging never freed)`);
   }
