@@ -233,32 +233,7 @@ export class LocalBackend implements Backend {
     }, body);
   }
 
-  /**
-   * Writes `parts` one after the other as one object, durably and atomically like put, each
-   * part checked against its own checksum as it is copied in. Returns each part's offset.
-   * What the staging area puts many small chunks in one file with: one file creation, one
-   * fdatasync and one rename for all of them. Meant for a few MiB at most (synchronous writes).
-   */
-  async putParts(key: string, parts: ReadonlyArray<{ bytes: Uint8Array; checksum: string; algorithm: PutOptions['algorithm'] }>): Promise<number[]> {
-    const finalPath = this.pathOf(key);
-    const offsets: number[] = [];
-    await this.#writeSmall(key, finalPath, path.join(path.dirname(finalPath), tempNameFor(path.basename(finalPath))), async () => {
-      const whole = Buffer.allocUnsafe(parts.reduce((sum, part) => sum + part.bytes.byteLength, 0));
-      let offset = 0;
-      for (const [i, part] of parts.entries()) {
-        whole.set(part.bytes, offset);
-        const copy = whole.subarray(offset, offset + part.bytes.byteLength);
-        const actual = newHash(part.algorithm).update(copy).digest('hex');
-        if (actual !== part.checksum) throw new ChecksumMismatchError(`storage key ${key}, part ${i}`, part.checksum, actual);
-        offsets.push(offset);
-        offset += copy.byteLength;
-      }
-      return whole;
-    });
-    return offsets;
-  }
-
-  /** `length` bytes of `key` from `offset`, read at once (small ranges: a part of putParts). */
+  /** `length` bytes of `key` from `offset`, read at once (small ranges: a chunk in a staged segment). */
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
     const full = this.pathOf(key);
     assertByteRange(key, offset, length);
