@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'E_CONFLICT'
   | 'E_BACKEND_IO'
   | 'E_REDIS_UNAVAILABLE'
-  | 'E_CORRUPT';
+  | 'E_CORRUPT'
+  | 'E_STORAGE_IDENTITY';
 
 export class ChunkvaultError extends Error {
   override readonly name: string = 'ChunkvaultError';
@@ -120,6 +121,27 @@ export class ReplicaMissingError extends ChunkvaultError {
   override readonly name = 'ReplicaMissingError';
   constructor(options: { cause?: unknown } = {}) {
     super('E_NOT_FOUND', 'missing', options);
+  }
+}
+
+/** What a backend holds where the deployment expects its marker (see storage/storage-identity.ts). */
+export interface IdentityMismatch {
+  backend: string;
+  location: string;
+  /** The marker the deployment records in Redis (its id; where and when it was made), or undefined when it records none. */
+  expected: { id: string; location: string; host: string; createdAt: string } | undefined;
+  /** Id of the marker the backend holds, or why there is none to compare ("no marker", "an unreadable marker ..."). */
+  found: string;
+}
+
+/**
+ * A backend is not the storage this deployment knows (another disk, bucket or key prefix): the
+ * process must not start, or it would write replicas the others cannot find. Not retryable.
+ */
+export class StorageIdentityError extends ChunkvaultError {
+  override readonly name = 'StorageIdentityError';
+  constructor(readonly mismatches: readonly IdentityMismatch[], message: string) {
+    super('E_STORAGE_IDENTITY', message);
   }
 }
 

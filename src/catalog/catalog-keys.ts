@@ -24,6 +24,8 @@
  *   P:checkpoint:<id>           hash    checkpoint index entry
  *   P:checkpoint:head           hash    newest checkpoint: id, sequence, toLedgerSeq
  *   P:checkpoint:lock           string  token of the process sealing a checkpoint
+ *   P:identity                  hash    marker each backend must hold, by backend name (storage-identity.ts)
+ *   P:identity:lock:<backend>   string  token of the process creating or adopting that backend's marker
  */
 export class CatalogKeys {
   readonly stats: string;
@@ -36,6 +38,7 @@ export class CatalogKeys {
   readonly checkpoints: string;
   readonly checkpointHead: string;
   readonly checkpointLock: string;
+  readonly identity: string;
   /** Key base of chunk records: `chunkBase + chunkId` is a chunk's record. */
   readonly chunkBase: string;
 
@@ -51,6 +54,7 @@ export class CatalogKeys {
     this.checkpoints = `${prefix}:checkpoints`;
     this.checkpointHead = `${prefix}:checkpoint:head`;
     this.checkpointLock = `${prefix}:checkpoint:lock`;
+    this.identity = `${prefix}:identity`;
     this.chunkBase = `${prefix}:c:`;
   }
 
@@ -77,6 +81,10 @@ export class CatalogKeys {
 
   staged(segment: string): string {
     return `${this.prefix}:staged:${segment}`;
+  }
+
+  identityLock(backend: string): string {
+    return `${this.prefix}:identity:lock:${backend}`;
   }
 
   checkpoint(id: string): string {

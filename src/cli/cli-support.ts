@@ -1,6 +1,7 @@
 /**
  * What every CLI command shares: loading the config from --config, exit codes
- * (0 success, 1 operation failed, 2 bad usage or config) and the error message on stderr.
+ * (0 success, 1 operation failed, 2 bad usage or config, storage that is not the deployment's
+ * included) and the error message on stderr.
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig, type LoadedConfig } from '../config/load-config.js';
@@ -39,7 +40,8 @@ export async function runCommand(body: () => Promise<number | void>): Promise<ne
 
 export function exitCodeOf(error: unknown): number {
   if (error instanceof ConfigError || error instanceof UsageError) return EXIT_USAGE;
-  if (error instanceof ChunkvaultError && error.code === 'E_INVALID_INPUT') return EXIT_USAGE;
+  // A process pointed at storage that is not the deployment's is configured wrongly, like a bad config.
+  if (error instanceof ChunkvaultError && (error.code === 'E_INVALID_INPUT' || error.code === 'E_STORAGE_IDENTITY')) return EXIT_USAGE;
   // Not found, corrupt, I/O: the operation failed.
   return EXIT_FAILED;
 }
