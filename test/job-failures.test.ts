@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
+import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
 import { makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
@@ -41,6 +42,11 @@ async function start(overrides: Record<string, unknown> = {}): Promise<void> {
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
   return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+}
+
+/** The storage marker every backend holds from the first start on: the only file before any replica. */
+function markerOf(testEnv: TestEnv): string {
+  return path.join(testEnv.basePath, ...STORAGE_IDENTITY_KEY.split('/'));
 }
 
 const bytes = Buffer.from('the chunk bytes '.repeat(1000));
@@ -77,7 +83,7 @@ describe('bad job data fails at once, without retries, and writes nothing', () =
     expect(failed.failedReason).toMatch(/^invalid replica job data: /);
     expect(failed.failedReason).toMatch(message);
     expect(failed.attemptsMade).toBe(1);
-    expect(await filesUnder(env.basePath)).toEqual([]);
+    expect(await filesUnder(env.basePath)).toEqual([markerOf(env)]);
   });
 
   it.each([
@@ -90,7 +96,7 @@ describe('bad job data fails at once, without retries, and writes nothing', () =
     const failed = await failedJob(job);
     expect(failed.failedReason).toMatch(message);
     expect(failed.attemptsMade).toBe(1);
-    expect(await filesUnder(env.basePath)).toEqual([]); // not even a temp file
+    expect(await filesUnder(env.basePath)).toEqual([markerOf(env)]); // not even a temp file
   });
 
   it('a job whose staged bytes are gone fails for good and names the chunk', async () => {

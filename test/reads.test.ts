@@ -16,6 +16,7 @@ import type { Chunkvault } from '../src/app.js';
 import type { WorkerPool } from '../src/worker/worker-pool.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
 import { ChunkCorruptError, NotFoundError } from '../src/errors.js';
+import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
 import { journalMetadata, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
@@ -408,7 +409,7 @@ describe('bad replicas found on read are marked corrupt and repaired', () => {
     const again = await (await vault.producer.store(tasks)).results({ timeoutMs: 20_000 });
 
     expect(again.map((r) => [r.status, r.storagePath])).toEqual(results.map((r) => ['stored', r.storagePath]));
-    const dataFiles = (await filesUnder(env.basePath)).map((f) => path.relative(env.basePath, f)).filter((f) => !f.startsWith('.chunkvault-journal/')).sort();
+    const dataFiles = (await filesUnder(env.basePath)).map((f) => path.relative(env.basePath, f)).filter((f) => !f.startsWith('.chunkvault-journal/') && f !== STORAGE_IDENTITY_KEY).sort();
     expect(dataFiles).toEqual(results.map((r) => r.storagePath).sort());
     expect(await vault.getChunk('chunk_0')).toEqual(tasks[0]!.chunkData);
   });

@@ -13,6 +13,7 @@ import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { LocalBackend } from '../src/backends/local.backend.js';
 import { replicaJobId } from '../src/jobs/job-table.js';
+import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
 import { journalMetadata, makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 import { RedisServer } from './faults/support/redis-server.js';
 
@@ -22,6 +23,11 @@ let vault: Chunkvault;
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
   return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+}
+
+/** What a test env's directory holds before anything is stored: its config, and the storage marker made at open. */
+function filesOfAFreshEnv(): string[] {
+  return [env.configPath, path.join(env.basePath, ...STORAGE_IDENTITY_KEY.split('/'))].sort();
 }
 
 describe('storing distributed chunks (seed tests)', () => {
@@ -84,6 +90,7 @@ describe('storing distributed chunks (seed tests)', () => {
     expect((await filesUnder(env.basePath)).map((f) => path.relative(env.basePath, f)).sort()).toEqual([
       expect.stringMatching(/^\.chunkvault-journal\/[^/]+\.jsonl$/), // the worker's metadata journal
       expect.stringMatching(/\/chunk_0@chunk_0_replica_0\.dat$/),
+      STORAGE_IDENTITY_KEY,
     ]);
   });
 
@@ -114,7 +121,7 @@ describe('storing distributed chunks (seed tests)', () => {
     expect(results).toHaveLength(1);
     expect(results[0]).toMatchObject({ status: 'failed', replicaId: 'invalid_0_replica_0' });
     expect(results[0]!.error).toMatch(/chunkData: must be a Uint8Array/);
-    expect(await filesUnder(env.dir)).toEqual([env.configPath]);
+    expect((await filesUnder(env.dir)).sort()).toEqual(filesOfAFreshEnv());
   });
 
   it('keeps one record and one metadata entry per replica, never one per chunk (test_metadata_storage)', async () => {
@@ -182,7 +189,7 @@ describe('storing distributed chunks (seed tests)', () => {
     expect(results[0]!.error).toMatch(/chunkId: must not contain "\.\."/);
     expect(results[1]!.error).toMatch(/replicaId: must not contain a path separator/);
     expect(results[2]!.error).toMatch(/targetNode: must not be empty/);
-    expect(await filesUnder(env.dir)).toEqual([env.configPath]);
+    expect((await filesUnder(env.dir)).sort()).toEqual(filesOfAFreshEnv());
     expect(await filesUnder(path.resolve(env.basePath, '../..'))).not.toContain(expect.stringContaining('escape'));
   });
 

@@ -26,6 +26,7 @@ import { ChunkCorruptError, NotFoundError, describeError } from '../../../src/er
 import { LocalBackend } from '../../../src/backends/local.backend.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/manifest.js';
 import { METADATA_SUFFIX, isDataKey } from '../../../src/storage/storage-layout.js';
+import { STORAGE_IDENTITY_KEY } from '../../../src/storage/storage-identity.js';
 import type { Acknowledgements, Workload } from './workload.js';
 import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
 import { JOURNAL_DIR } from '../../../src/catalog/metadata-journal.js';
@@ -212,11 +213,11 @@ export async function checkInvariants(
     const keys: string[] = [];
     const dataKeys: string[] = [];
     for await (const object of backend.list('')) {
-      if (object.key.startsWith(CHECKPOINT_KEY_PREFIX)) continue;
+      if (object.key.startsWith(CHECKPOINT_KEY_PREFIX) || object.key === STORAGE_IDENTITY_KEY) continue;
       keys.push(object.key);
       if (isDataKey(object.key)) dataKeys.push(object.key);
       else if (!object.key.endsWith(METADATA_SUFFIX) && !object.key.startsWith(`${JOURNAL_DIR}/`)) {
-        violate('torn', `${backend.name}:${object.key}: an object that is neither data, metadata nor a checkpoint`);
+        violate('torn', `${backend.name}:${object.key}: an object that is neither data, metadata, a checkpoint nor the storage marker`);
       }
     }
     // Each replica's current metadata (journal or sidecars), by the data key it names.
