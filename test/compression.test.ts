@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { openChunkvault, type Chunkvault } from '../src/app.js';
 import { Compression } from '../src/maintenance/compression.js';
+import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
 import { createLogger } from '../src/logging/logger.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
 import type { Config } from '../src/config/config.schema.js';
@@ -59,7 +60,7 @@ const later = (results: StoredChunk[], days: number) => () => Math.max(...result
 /** Files on the backend, but for the metadata journal (see metadataOf). */
 async function filesOnDisk(): Promise<string[]> {
   const entries = await readdir(env.basePath, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).map((e) => path.relative(env.basePath, path.join(e.parentPath, e.name))).filter((f) => !f.startsWith('.chunkvault-journal/')).sort();
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(env.basePath, path.join(e.parentPath, e.name))).filter((f) => !f.startsWith('.chunkvault-journal/') && f !== STORAGE_IDENTITY_KEY).sort();
 }
 
 /** A replica's current metadata in the backend's journal (what reindex would use). */
