@@ -6,6 +6,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/config.schema.js';
+import { ConfigError } from './errors.js';
 import { unimplementedSettings } from './config/load-config.js';
 import { createLogger, redactUrl, type Logger } from './logging/logger.js';
 import { assertRedisReachable, keyRoot, openCatalogRedis, openRedis } from './redis/redis-connection.js';
@@ -18,7 +19,8 @@ import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
 import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
 import { ReplicaRepairer } from './jobs/replica-repair.job.js';
-import { QUEUE_NAMES } from './jobs/job-table.js';
+import { QUEUE_NAMES, type QueueName } from './jobs/job-table.js';
+import { ReplicaQueues, replicaQueueName } from './jobs/replica-queues.js';
 import { CheckpointIndex } from './catalog/checkpoint-index.js';
 import { CheckpointService } from './checkpoints/checkpoint-service.js';
 import { ChunkReader, type ChunkRead, type ChunkRecords } from './reads/chunk-reader.js';
@@ -48,6 +50,7 @@ export class Chunkvault {
   readonly #redis: Redis;
   readonly #catalogRedis: Redis;
   readonly #queues: Record<string, Queue>;
+  readonly #replicaQueues: ReplicaQueues;
   readonly #stagedOrphans: StagedOrphans;
   readonly #pools: WorkerPool[] = [];
   #closed = false;
@@ -67,14 +70,17 @@ export class Chunkvault {
     this.#redis = redis;
     this.#catalogRedis = catalogRedis;
     const prefix = keyRoot(config.chunkvault.redis.prefix);
-    this.#queues = Object.fromEntries(Object.values(QUEUE_NAMES).map((name) => [name, new Queue(name, { connection: redis, prefix })]));
+    const perBackend = config.chunkvault.routing.queue_per_backend ? backends.all().map((backend) => backend.name) : [];
+    const queueNames = [...Object.values(QUEUE_NAMES), ...perBackend.map(replicaQueueName)];
+    this.#queues = Object.fromEntries(queueNames.map((name) => [name, new Queue(name, { connection: redis, prefix })]));
+    this.#replicaQueues = new ReplicaQueues(this.#queues[QUEUE_NAMES.replicas]!, new Map(perBackend.map((backend) => [backend, this.#queues[replicaQueueName(backend)]!])));
     // BullMQ re-emits connection errors on each queue and prints them raw to stderr when no one
     // listens; the connection's own listener (openChunkvault) already logs them structured.
     const quiet = (error: Error): void => logger.debug({ err: error }, 'queue connection error');
     for (const queue of Object.values(this.#queues)) queue.on('error', quiet);
-    this.producer = new ChunkProducer({ config, catalog, backends, staging, replicas: this.#queues[QUEUE_NAMES.replicas]!, logger });
-    this.#repairs = new RepairScheduler(config, catalog, this.#queues[QUEUE_NAMES.replicas]!, logger);
-    this.#stagedOrphans = new StagedOrphans({ catalog, staging, replicas: this.#queues[QUEUE_NAMES.replicas]!, chunks: this.#queues[QUEUE_NAMES.chunks]!, logger });
+    this.producer = new ChunkProducer({ config, catalog, backends, staging, replicaQueues: this.#replicaQueues, logger });
+    this.#repairs = new RepairScheduler(config, catalog, this.#replicaQueues, logger);
+    this.#stagedOrphans = new StagedOrphans({ catalog, staging, replicaQueues: this.#replicaQueues, chunks: this.#queues[QUEUE_NAMES.chunks]!, logger });
     this.checkpoints = new CheckpointService({ config, catalog, index: checkpointIndex, backends, repairs: this.#repairs, logger });
     this.#reader = new ChunkReader({ config, catalog, backends, repairs: this.#repairs, logger, metrics: this.metrics });
     this.maintenance = new MaintenanceService({
@@ -111,10 +117,13 @@ export class Chunkvault {
 
   /**
    * Starts a worker pool in this process after removing leftovers of writes that crashed.
-   * Closed with the rest by `close()`, or alone with `pool.close(timeoutMs)`.
+   * Closed with the rest by `close()`, or alone with `pool.close(timeoutMs)`. `backends`
+   * (with routing.queue_per_backend): serve only these backends' replica queues, besides the
+   * shared ones; ConfigError when one is not configured or queues are not per backend.
    */
-  async startWorkers(): Promise<WorkerPool> {
+  async startWorkers(options: { backends?: readonly string[] } = {}): Promise<WorkerPool> {
     const { config, logger, catalog, metadata, backends, staging, metrics } = this;
+    const queues = this.#servedQueues(options.backends);
     let swept = await staging.sweepIncompleteWrites();
     for (const backend of backends.all()) {
       // A backend that cannot be swept now (down, refusing) must not keep the others from working.
@@ -134,6 +143,7 @@ export class Chunkvault {
     const pool = new WorkerPool({
       config,
       logger,
+      queues,
       prefix: keyRoot(config.chunkvault.redis.prefix),
       connect: (name) => openRedis(config.chunkvault.redis.url, name),
       metrics,
@@ -161,6 +171,30 @@ export class Chunkvault {
     await this.checkpoints.sealDue();
     await this.maintenance.ensureSchedule();
     return pool;
+  }
+
+  /** The queues a worker pool serves: every queue, or the shared ones and those of `only` backends. */
+  #servedQueues(only: readonly string[] | undefined): Array<{ name: string; family: QueueName }> {
+    const shared = Object.values(QUEUE_NAMES).map((name) => ({ name, family: name }));
+    const perBackend = this.#replicaQueues.all().slice(1).map((queue) => ({ name: queue.name, family: QUEUE_NAMES.replicas }));
+    if (only === undefined) return [...shared, ...perBackend];
+    if (!this.config.chunkvault.routing.queue_per_backend) {
+      throw new ConfigError('serving only some backends needs one queue per backend: set chunkvault.routing.queue_per_backend: true');
+    }
+    const known = this.backends.all().map((backend) => backend.name);
+    const unknown = only.filter((name) => !known.includes(name));
+    if (unknown.length) throw new ConfigError(`no configured backend named ${unknown.join(', ')} (configured: ${known.join(', ')})`);
+    return [...shared, ...only.map((backend) => ({ name: replicaQueueName(backend), family: QUEUE_NAMES.replicas }))];
+  }
+
+  /** The queue replica jobs for `backend` go to (`replicas`, or `replicas-<backend>` with routing.queue_per_backend). */
+  replicaQueueOf(backend: string): string {
+    return this.#replicaQueues.of(backend).name;
+  }
+
+  /** Every queue of this deployment: the shared ones, then one per backend with routing.queue_per_backend. */
+  queueNames(): string[] {
+    return Object.keys(this.#queues);
   }
 
   /**

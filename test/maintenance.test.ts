@@ -19,6 +19,7 @@ import type { Backend } from '../src/backends/backend.js';
 import { Compression } from '../src/maintenance/compression.js';
 import { ChunkReader } from '../src/reads/chunk-reader.js';
 import { RepairScheduler } from '../src/reads/repair-scheduler.js';
+import { ReplicaQueues } from '../src/jobs/replica-queues.js';
 import { ProcessMetrics } from '../src/metrics/process-metrics.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -351,7 +352,7 @@ describe('maintenance racing with reads', () => {
     const backends = hookedBackends(v, 'get', /\.dat$/, { before: async () => { if (!moved) { moved = true; await compress(); } } });
     const reader = new ChunkReader({
       config: v.config, catalog: v.catalog, backends, logger: createLogger('silent'), metrics: new ProcessMetrics(),
-      repairs: new RepairScheduler(v.config, v.catalog, v.queue('replicas'), createLogger('silent')),
+      repairs: new RepairScheduler(v.config, v.catalog, new ReplicaQueues(v.queue('replicas'), new Map()), createLogger('silent')),
     });
     expect((await reader.getChunk('chunk_0')).equals(tasks[0]!.chunkData as Buffer)).toBe(true);
     expect((await v.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))).toMatchObject({ status: 'stored', codec: 'zstd' });

@@ -124,6 +124,17 @@ const chunkvaultSchema = z
       })
       .strict()
       .prefault({}),
+    routing: z
+      .object({
+        /**
+         * One replica queue per backend (`replicas-<backend>`) for writes and repairs, so a worker
+         * started with `--backends` serves only the backends near it (no cross-cloud egress for
+         * the write). Off: every replica job is on the one `replicas` queue.
+         */
+        queue_per_backend: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
     staging: z
       .object({
         /**

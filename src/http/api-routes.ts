@@ -93,6 +93,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
         queue: QUEUE_NAMES.replicas,
         replicas: handle.tracked.map((ref) => ({
           replicaId: ref.replicaId,
+          queue: vault.replicaQueueOf(records.get(ref.replicaId)?.backend ?? ''),
           jobId: replicaJobId(ref.chunkId, ref.replicaId, records.get(ref.replicaId)?.generation ?? 0),
           status: records.get(ref.replicaId)?.status ?? 'queued',
         })),

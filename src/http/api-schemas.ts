@@ -89,11 +89,13 @@ export const storeAcceptedSchema = z.object({
   checksum: z.string().describe('hex digest of the body, computed by chunkvault'),
   algorithm: checksumAlgorithmSchema,
   sizeBytes: z.number().int().nonnegative(),
-  /** Queue the replica write jobs are on. */
+  /** The shared replica queue (with routing.queue_per_backend, each replica's job is on its backend's queue instead: replicas[].queue). */
   queue: z.string(),
   replicas: z.array(
     z.object({
       replicaId: z.string(),
+      /** Queue the replica's write job is on. */
+      queue: z.string(),
       /** BullMQ id of the replica's write job (of its newest generation); it may already be removed once finished. */
       jobId: z.string(),
       /** Catalog status right after queuing: `queued`, or `stored` when the replica was already stored. */

@@ -9,6 +9,7 @@ import { redactSecrets } from '../logging/redact.js';
 import { taskResultsOf, type MaintenanceReport } from '../maintenance/maintenance-service.js';
 import type { StorageStatistics } from '../stats/statistics.js';
 import { SafeHtml, html } from './dashboard-html.js';
+import { backendOfReplicaQueue } from '../jobs/replica-queues.js';
 
 export interface StatisticsPageView {
   stats: StorageStatistics;
@@ -22,12 +23,20 @@ export interface StatisticsPageView {
   now: Date;
 }
 
-/** Queue descriptions, shown on this page and in Bull Board. */
-export const QUEUE_DESCRIPTIONS: Readonly<Record<string, string>> = {
+/** Descriptions of the shared queues. */
+const QUEUE_DESCRIPTIONS: Readonly<Record<string, string>> = {
   replicas: 'replica writes and repairs',
   chunks: 'chunk completion, which feeds checkpoints',
   maintenance: 'retention, compression and scrub passes',
 };
+
+/** A queue's description, shown on this page and in Bull Board (a per-backend replica queue names its backend). */
+export function queueDescription(name: string): string {
+  const shared = QUEUE_DESCRIPTIONS[name];
+  if (shared !== undefined) return shared;
+  const backend = backendOfReplicaQueue(name);
+  return backend === undefined ? '' : `replica writes and repairs on ${backend}`;
+}
 
 // A constant, inserted as it is (a <style> element's text is not HTML-escaped by browsers).
 const STYLE = new SafeHtml(`
@@ -164,7 +173,7 @@ function queuesSection(stats: StorageStatistics, queuesPath: string): SafeHtml {
   return html`<section id="queues"><h2>Queues</h2><table><tr><th>Queue</th><th class="n">Waiting</th><th class="n">Active</th><th class="n">Delayed</th><th class="n">Waiting for children</th><th class="n">Failed</th></tr>${Object.entries(stats.queues).map(
     ([name, q]) => {
       const href = `${queuesPath}/queue/${encodeURIComponent(name)}`;
-      return html`<tr data-key="${name}"><td><a href="${href}">${name}</a><br><span class="muted">${QUEUE_DESCRIPTIONS[name] ?? ''}</span></td><td class="n">${q.waiting}</td><td class="n">${q.active}</td><td class="n">${q.delayed}</td><td class="n">${q.waiting_children}</td><td class="n">${
+      return html`<tr data-key="${name}"><td><a href="${href}">${name}</a><br><span class="muted">${queueDescription(name)}</span></td><td class="n">${q.waiting}</td><td class="n">${q.active}</td><td class="n">${q.delayed}</td><td class="n">${q.waiting_children}</td><td class="n">${
         q.failed > 0 ? html`<a class="bad" href="${href}?status=failed">${q.failed}</a>` : '0'
       }</td></tr>`;
     },

@@ -14,9 +14,8 @@
  *   never the connection URL or options; this page redacts free text that could hold one.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { QUEUE_NAMES } from '../jobs/job-table.js';
 import type { HttpParts } from './http-parts.js';
-import { QUEUE_DESCRIPTIONS, renderStatisticsPage, withoutSecrets } from './dashboard-page.js';
+import { queueDescription, renderStatisticsPage, withoutSecrets } from './dashboard-page.js';
 import { html } from './dashboard-html.js';
 
 /** The statistics page. */
@@ -57,8 +56,8 @@ async function registerBullBoard(scope: FastifyInstance, parts: HttpParts): Prom
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(QUEUES_PATH);
   createBullBoard({
-    queues: Object.values(QUEUE_NAMES).map(
-      (name) => new BullMQAdapter(parts.vault.queue(name), { readOnlyMode: parts.readOnly, description: QUEUE_DESCRIPTIONS[name] ?? '' }),
+    queues: parts.vault.queueNames().map(
+      (name) => new BullMQAdapter(parts.vault.queue(name), { readOnlyMode: parts.readOnly, description: queueDescription(name) }),
     ),
     serverAdapter,
     options: {

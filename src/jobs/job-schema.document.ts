@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { configSchema } from '../config/config.schema.js';
 import { ID_PATTERN, MAX_ID_LENGTH } from '../domain/ids.js';
 import { JOBS, QUEUE_NAMES, type JobName } from './job-table.js';
+import { replicaQueueName } from './replica-queues.js';
 import { MAINTENANCE_TASKS } from '../domain/types.js';
 
 type JsonObject = Record<string, unknown>;
@@ -100,6 +101,14 @@ export function buildJobSchemaDocument(): JsonObject {
     queues: Object.fromEntries(
       Object.values(QUEUE_NAMES).map((queue) => [queue, { jobs: names.filter((n) => JOBS[n].queue === queue) }]),
     ),
+    perBackendQueues: {
+      description:
+        'With chunkvault.routing.queue_per_backend: true, chunkvault\'s producer and repairs put each replica job on the ' +
+        'queue of the backend it writes to, and `chunkvault worker --backends a,b` serves only those (besides the queues ' +
+        'above, which every worker serves). A foreign producer\'s flow keeps its children on `replicas`.',
+      rule: replicaQueueName('<backend>'),
+      jobs: names.filter((n) => JOBS[n].queue === QUEUE_NAMES.replicas),
+    },
     jobs,
     ids: {
       pattern: ID_PATTERN.source,

@@ -8,7 +8,7 @@
  * ids are deterministic, so queuing the same replica twice stores it once.
  */
 import { hash } from 'node:crypto';
-import type { JobsOptions, Queue } from 'bullmq';
+import type { JobsOptions } from 'bullmq';
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
@@ -19,6 +19,7 @@ import { describeError } from '../errors.js';
 import { checksumOf } from '../integrity/checksum.js';
 import { replicaJobId } from '../jobs/job-table.js';
 import type { ReplicaWriteData } from '../jobs/job-data.js';
+import type { ReplicaJob, ReplicaQueues } from '../jobs/replica-queues.js';
 import { retryAcrossReconnects } from '../redis/redis-connection.js';
 import { distributionTaskSchema } from './task-schema.js';
 import { StoreHandle, type ReplicaRef } from './store-handle.js';
@@ -28,8 +29,8 @@ export interface ChunkProducerDeps {
   catalog: Catalog;
   backends: BackendRegistry;
   staging: StagingArea;
-  /** The `replicas` queue. */
-  replicas: Queue;
+  /** Where replica jobs go (one queue, or one per backend). */
+  replicaQueues: ReplicaQueues;
   logger: Logger;
 }
 
@@ -75,7 +76,7 @@ export class ChunkProducer {
       const batch = ready.splice(0, JOB_BATCH);
       jobCount += batch.length;
       // Job ids are fixed, so sending a batch again after a Redis restart adds each job once.
-      sending = retryAcrossReconnects(() => this.#deps.replicas.addBulk(batch), 'queuing replica jobs').then(
+      sending = retryAcrossReconnects(() => this.#deps.replicaQueues.addBulk(batch), 'queuing replica jobs').then(
         () => {
           sending = undefined;
           pump();
@@ -230,7 +231,7 @@ export class ChunkProducer {
           };
           // How long finished jobs are kept is the workers' setting (chunkvault.jobs), not stored in every job.
           const opts: JobsOptions = { jobId: jobIds[i], attempts: retry.attempts, backoff: { type: 'exponential', delay: retry.backoff_ms } };
-          return { name: 'replica.write', data, opts };
+          return { backend: placement.backend, name: 'replica.write', data, opts };
         }),
       };
       if (bytes.byteLength <= SEGMENT_CHUNK_MAX_BYTES) return { tracked, rejected: unroutable, jobs: [], pending: chunk };
@@ -242,7 +243,7 @@ export class ChunkProducer {
   }
 }
 
-type QueuedJob = { name: 'replica.write'; data: ReplicaWriteData; opts: JobsOptions };
+type QueuedJob = ReplicaJob & { name: 'replica.write'; data: ReplicaWriteData };
 
 /** A registered small chunk waiting for a staging segment. */
 interface PendingChunk {

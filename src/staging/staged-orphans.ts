@@ -7,6 +7,7 @@
  */
 import type { Queue } from 'bullmq';
 import type { Catalog } from '../catalog/catalog.js';
+import type { ReplicaQueues } from '../jobs/replica-queues.js';
 import type { Logger } from '../logging/logger.js';
 import { finalizeJobIdOfStagedKey, replicaJobId } from '../jobs/job-table.js';
 import { isSegment, type StagingArea } from './staging-area.js';
@@ -14,8 +15,8 @@ import { isSegment, type StagingArea } from './staging-area.js';
 export interface StagedOrphansDeps {
   catalog: Catalog;
   staging: StagingArea;
-  /** The replica queue: a queued replica's job still waiting, delayed or running may read the bytes. */
-  replicas: Queue;
+  /** The replica queues: a queued replica's job still waiting, delayed or running may read the bytes. */
+  replicaQueues: ReplicaQueues;
   /** The chunks queue: a foreign producer's `chunk.finalize` parent frees its flow's bytes itself. */
   chunks: Queue;
   logger: Logger;
@@ -61,7 +62,7 @@ export class StagedOrphans {
   async #chunkMayRead(chunkId: string): Promise<boolean> {
     for (const replica of await this.#deps.catalog.listReplicas(chunkId)) {
       if (replica.status !== 'queued') continue;
-      const state = await this.#deps.replicas.getJobState(replicaJobId(chunkId, replica.replicaId, replica.generation));
+      const state = await this.#deps.replicaQueues.jobState(replicaJobId(chunkId, replica.replicaId, replica.generation));
       if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return true;
     }
     return false;

@@ -23,6 +23,8 @@ export interface WorkerPoolOptions {
   logger: Logger;
   /** BullMQ prefix (the hash-tagged key root). */
   prefix: string;
+  /** The queues to serve, each with the family of QUEUE_NAMES whose jobs it holds (the per-backend replica queues: `replicas`). */
+  queues: ReadonlyArray<{ name: string; family: QueueName }>;
   /** Makes a fresh connection per Worker (BullMQ blocks on it). */
   connect: (name: string) => Redis;
   handlers: JobHandlers;
@@ -43,20 +45,20 @@ export class WorkerPool {
     this.#options = options;
   }
 
-  /** Starts one Worker per queue. */
+  /** Starts one Worker per queue served. */
   async start(): Promise<void> {
-    const { config, logger, prefix, connect, handlers, metrics } = this.#options;
+    const { config, logger, prefix, connect, handlers, metrics, queues } = this.#options;
     const concurrency: Record<QueueName, number> = {
       [QUEUE_NAMES.replicas]: config.storage.performance.max_concurrent_writes,
       [QUEUE_NAMES.chunks]: Math.max(10, config.storage.performance.max_concurrent_writes),
       [QUEUE_NAMES.maintenance]: 1,
     };
-    for (const queue of Object.values(QUEUE_NAMES)) {
+    for (const { name: queue, family } of queues) {
       const connection = connect(`chunkvault-worker-${queue}`);
       this.#connections.push(connection);
       const processor: Processor = async (job) => {
         const entry = Object.hasOwn(JOBS, job.name) ? JOBS[job.name as JobName] : undefined;
-        if (!entry || entry.queue !== queue) throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
+        if (!entry || entry.queue !== family) throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
         const handler = handlers[job.name as JobName] as (job: Job, data: unknown) => Promise<unknown>;
         const elapsed = startTimer();
         try {
@@ -73,7 +75,7 @@ export class WorkerPool {
       const worker = new Worker(queue, processor, {
         connection,
         prefix,
-        concurrency: concurrency[queue],
+        concurrency: concurrency[family],
         lockDuration: config.chunkvault.worker.lock_duration_ms,
         stalledInterval: config.chunkvault.worker.stalled_interval_ms,
         // A job stalls when its worker dies (SIGKILL, OOM, a host lost): a transient fault like
@@ -101,7 +103,7 @@ export class WorkerPool {
       }, periodic.everyMs);
       this.#timer.unref();
     }
-    logger.info({ queues: Object.values(QUEUE_NAMES), concurrency }, 'worker pool started');
+    logger.info({ queues: queues.map((q) => q.name), concurrency }, 'worker pool started');
   }
 
   /**

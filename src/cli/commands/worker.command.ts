@@ -15,7 +15,12 @@ export function registerWorker(program: Command): void {
     .command('worker')
     .description('process replica jobs until SIGTERM/SIGINT (concurrency: storage.performance.max_concurrent_writes)')
     .option('--metrics-port <n>', "serve this worker's /metrics on this port (default: chunkvault.metrics.worker_port; 0: off)", portNumber('--metrics-port'))
-    .action((options: { metricsPort?: number }, command: Command) =>
+    .option(
+      '--backends <names>',
+      'with chunkvault.routing.queue_per_backend: write and repair only the replicas of these backends (comma-separated, e.g. aws_s3,local); the shared queues are served too',
+      (value: string) => value.split(',').map((name) => name.trim()).filter((name) => name.length > 0),
+    )
+    .action((options: { metricsPort?: number; backends?: string[] }, command: Command) =>
       runCommand(async () => {
         const { config, source } = configFor(command);
         // Listen first: a signal during start-up still means a graceful stop once started.
@@ -31,7 +36,7 @@ export function registerWorker(program: Command): void {
           vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
           // Before the pool: a taken port stops the start instead of leaving a worker nobody can see.
           metricsServer = await serveMetrics(vault, options.metricsPort ?? config.chunkvault.metrics.worker_port);
-          await vault.startWorkers();
+          await vault.startWorkers(options.backends ? { backends: options.backends } : {});
         } catch (error) {
           await metricsServer?.close();
           await vault.close();
