@@ -32,6 +32,8 @@ import { MaintenanceRunner } from './jobs/maintenance-run.job.js';
 import { ProcessMetrics } from './metrics/process-metrics.js';
 import { collectStatistics, type StorageStatistics } from './stats/statistics.js';
 import { reindex, type ReindexOptions, type ReindexReport } from './reindex/reindex.js';
+import { CatalogKeys } from './catalog/catalog-keys.js';
+import { verifyStorageIdentity } from './storage/storage-identity.js';
 
 export interface OpenOptions {
   logger?: Logger;
@@ -242,8 +244,9 @@ export class Chunkvault {
 }
 
 /**
- * Connects to Redis (failing fast with a clear error when none answers), builds every part
- * and logs the settings this version does not act on.
+ * Connects to Redis (failing fast with a clear error when none answers), builds every part,
+ * logs the settings this version does not act on, and checks that every backend is the storage
+ * the deployment knows (StorageIdentityError, exit 2 in the CLI, when one is not).
  */
 export async function openChunkvault(config: Config, options: OpenOptions = {}): Promise<Chunkvault> {
   const logger = options.logger ?? createLogger(config.chunkvault.log_level, 2, config.chunkvault.log_format);
@@ -260,5 +263,14 @@ export async function openChunkvault(config: Config, options: OpenOptions = {}):
   const catalog = new Catalog(catalogRedis, catalogPrefix);
   const staging = new StagingArea(stagingStoreOf(config));
   const metadata = new ReplicaMetadata({ staleAfterMs: config.chunkvault.worker.stale_temp_after_ms });
-  return new Chunkvault(config, logger, redis, catalogRedis, catalog, metadata, backends, staging, new CheckpointIndex(redis, catalogPrefix));
+  const vault = new Chunkvault(config, logger, redis, catalogRedis, catalog, metadata, backends, staging, new CheckpointIndex(redis, catalogPrefix));
+  // Before any replica is written or read: refuse storage that is not the deployment's (another
+  // disk, bucket or prefix), which would split the data between hosts (storage/storage-identity.ts).
+  try {
+    await verifyStorageIdentity(redis, new CatalogKeys(catalogPrefix), backends.all(), logger);
+  } catch (error) {
+    await vault.close();
+    throw error;
+  }
+  return vault;
 }

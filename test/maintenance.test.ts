@@ -220,7 +220,8 @@ describe('schedule', () => {
     expect(schedulers).toHaveLength(1);
     expect(schedulers[0]).toMatchObject({ key: 'chunkvault-maintenance', pattern: '0 * * * *', tz: 'UTC' });
 
-    const off = await makeTestEnv({ storage: { cleanup: { enable_auto_cleanup: false } }, chunkvault: { redis: { prefix: env.prefix } } });
+    // A third process of the same deployment (Redis prefix and storage), configured otherwise.
+    const off = await makeTestEnv({ storage: { cleanup: { enable_auto_cleanup: false }, backends: { local: { base_path: env.basePath } } }, chunkvault: { redis: { prefix: env.prefix } } });
     const third = await openVault(off);
     try {
       await third.startWorkers();
