@@ -267,7 +267,7 @@ export async function openChunkvault(config: Config, options: OpenOptions = {}):
   // Before any replica is written or read: refuse storage that is not the deployment's (another
   // disk, bucket or prefix), which would split the data between hosts (storage/storage-identity.ts).
   try {
-    await verifyStorageIdentity(redis, new CatalogKeys(catalogPrefix), backends.all(), logger);
+    await verifyStorageIdentity(redis, new CatalogKeys(catalogPrefix), [...backends.all(), staging.store], logger);
   } catch (error) {
     await vault.close();
     throw error;

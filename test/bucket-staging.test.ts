@@ -16,6 +16,7 @@ import type { DistributionTask } from '../src/domain/types.js';
 import { makeTestEnv, openVault, waitFor, type TestEnv } from './support/harness.js';
 import { cloudServers, createTestBuckets, exportCredentials } from './support/cloud-servers.js';
 import { mulberry32 } from './support/random.js';
+import { RESERVED_KEY_PREFIX } from '../src/storage/storage-layout.js';
 
 const servers = cloudServers();
 exportCredentials(servers);
@@ -73,9 +74,10 @@ function mixedTasks(backend: (typeof BACKENDS)[number], small: number, large: nu
   });
 }
 
+/** Staged chunk objects (not the store's own storage marker). */
 async function stagedObjects(v: Chunkvault): Promise<string[]> {
   const keys: string[] = [];
-  for await (const object of v.staging.store.list('')) keys.push(object.key);
+  for await (const object of v.staging.store.list('')) if (!object.key.startsWith(RESERVED_KEY_PREFIX)) keys.push(object.key);
   return keys;
 }
 

@@ -13,7 +13,7 @@ import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
-import { makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { makeTestEnv, openVault, seedTasks, waitFor, stagedEntries, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault;
@@ -163,7 +163,7 @@ describe('I/O failures', () => {
     expect(stats.failed_stores).toBe(1);
     expect(stats.chunks_by_status.degraded).toBe(1);
     // The chunk ended (one replica stored, one failed for good): its staged bytes are freed.
-    await expect.poll(() => readdir(env.stagingDir), { timeout: 10_000 }).toEqual([]);
+    await expect.poll(() => stagedEntries(env.stagingDir), { timeout: 10_000 }).toEqual([]);
   });
 
   async function fullDiskAt(dir: string): Promise<void> {

@@ -221,7 +221,7 @@ describe('schedule', () => {
     expect(schedulers[0]).toMatchObject({ key: 'chunkvault-maintenance', pattern: '0 * * * *', tz: 'UTC' });
 
     // A third process of the same deployment (Redis prefix and storage), configured otherwise.
-    const off = await makeTestEnv({ storage: { cleanup: { enable_auto_cleanup: false }, backends: { local: { base_path: env.basePath } } }, chunkvault: { redis: { prefix: env.prefix } } });
+    const off = await makeTestEnv({ storage: { cleanup: { enable_auto_cleanup: false }, backends: { local: { base_path: env.basePath } } }, chunkvault: { redis: { prefix: env.prefix }, staging: { dir: env.stagingDir } } });
     const third = await openVault(off);
     try {
       await third.startWorkers();

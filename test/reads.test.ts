@@ -17,7 +17,7 @@ import type { WorkerPool } from '../src/worker/worker-pool.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
 import { ChunkCorruptError, NotFoundError } from '../src/errors.js';
 import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
-import { journalMetadata, makeTestEnv, openVault, runCli, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { journalMetadata, makeTestEnv, openVault, runCli, seedTasks, waitFor, stagedFiles, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault;
@@ -45,7 +45,7 @@ async function store(tasks: DistributionTask[]): Promise<StoredChunk[]> {
 async function storeThenStopWorkers(tasks: DistributionTask[]): Promise<StoredChunk[]> {
   const pool: WorkerPool = await vault.startWorkers();
   const results = await store(tasks);
-  await waitFor('staged bytes to be freed (chunks ended)', async () => (await filesUnder(env.stagingDir)).length === 0);
+  await waitFor('staged bytes to be freed (chunks ended)', async () => (await stagedFiles(env.stagingDir)).length === 0);
   await pool.close(10_000);
   return results;
 }

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
-import { makeTestEnv, openVault, runCli, seedTasks, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
+import { makeTestEnv, openVault, runCli, seedTasks, startWorkerProcess, waitFor, stagedEntries, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault | undefined;
@@ -140,7 +140,7 @@ describe('reindex', () => {
     env = await makeTestEnv({ chunkvault: { worker: { stale_temp_after_ms: 1 } } }, redisServer.url);
     vault = await openVault(env);
     await vault.producer.store(seedTasks(3, 2, 'lost'));
-    expect((await readdir(env.stagingDir)).length).toBeGreaterThan(0);
+    expect((await stagedEntries(env.stagingDir)).length).toBeGreaterThan(0);
     const admin = new Redis(redisServer.url);
     await admin.flushall();
     admin.disconnect();
@@ -151,7 +151,7 @@ describe('reindex', () => {
     const stored = await live.results({ timeoutMs: 30_000 });
     expect(stored.map((r) => r.status)).toEqual(['stored', 'stored']);
     // The job that ended the chunk frees its staged bytes just after recording it.
-    await waitFor('the live chunk\'s staged bytes to be freed', async () => (await readdir(env.stagingDir)).length === 0);
+    await waitFor('the live chunk\'s staged bytes to be freed', async () => (await stagedEntries(env.stagingDir)).length === 0);
 
     // A worker that died between recording the chunk's end and freeing its staged bytes
     // leaves them behind: the next worker start frees them (no job needs them).
@@ -162,7 +162,7 @@ describe('reindex', () => {
     await vault.catalog.trackSegment(segment, [stored[0]!.chunkId]);
     await new Promise((resolve) => setTimeout(resolve, 20));
     await vault.startWorkers();
-    expect(await readdir(env.stagingDir)).toEqual([]);
+    expect(await stagedEntries(env.stagingDir)).toEqual([]);
     expect(await vault.catalog.segmentChunks(segment)).toEqual([]);
   });
 
@@ -173,7 +173,7 @@ describe('reindex', () => {
     await vault.startWorkers();
     const stored = await (await vault.producer.store(seedTasks(2, 2, 'ended'))).results({ timeoutMs: 30_000 });
     expect(stored.map((r) => r.status)).toEqual(Array(4).fill('stored'));
-    await waitFor('the ended chunks\' staged bytes to be freed', async () => (await readdir(env.stagingDir)).length === 0);
+    await waitFor('the ended chunks\' staged bytes to be freed', async () => (await stagedEntries(env.stagingDir)).length === 0);
 
     // Left behind after the start-up sweep ran: only the periodic one can free them.
     const segment = '_seg#89abcdef0123456789abcdef';
@@ -183,11 +183,11 @@ describe('reindex', () => {
     // A chunk queued but not yet written (its queue paused) keeps its staged bytes through the sweeps.
     await vault.queue('replicas').pause();
     const queued = await vault.producer.store(seedTasks(1, 2, 'queued'));
-    const kept = (await readdir(env.stagingDir)).filter((name) => !name.includes('fedcba') && name !== segment);
+    const kept = (await stagedEntries(env.stagingDir)).filter((name) => !name.includes('fedcba') && name !== segment);
     expect(kept).toHaveLength(1);
 
-    await waitFor('the periodic sweep to free what no job needs', async () => (await readdir(env.stagingDir)).length === 1, 25_000);
-    expect(await readdir(env.stagingDir)).toEqual(kept);
+    await waitFor('the periodic sweep to free what no job needs', async () => (await stagedEntries(env.stagingDir)).length === 1, 25_000);
+    expect(await stagedEntries(env.stagingDir)).toEqual(kept);
     expect(await vault.catalog.segmentChunks(segment)).toEqual([]);
     await vault.queue('replicas').resume();
     expect((await queued.results({ timeoutMs: 30_000 })).map((r) => r.status)).toEqual(['stored', 'stored']);

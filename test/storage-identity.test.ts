@@ -68,9 +68,12 @@ async function recordedId(env: TestEnv, backend: string): Promise<string | undef
   return value === null ? undefined : (JSON.parse(value) as StorageMarker).id;
 }
 
-/** An env on the same Redis prefix as `env` (the same deployment), with its own config and directories unless `overrides` say otherwise. */
-function sameDeployment(env: TestEnv, overrides: Record<string, unknown> = {}): Promise<TestEnv> {
-  return testEnv({ ...overrides, chunkvault: { redis: { prefix: env.prefix } } });
+/**
+ * An env on the same Redis prefix as `env` (the same deployment) and its staging directory (a
+ * shared mount, as on real hosts), with its own config and data directory unless `overrides` say otherwise.
+ */
+function sameDeployment(env: TestEnv, overrides: { chunkvault?: Record<string, unknown>; [key: string]: unknown } = {}): Promise<TestEnv> {
+  return testEnv({ ...overrides, chunkvault: { staging: { dir: env.stagingDir }, ...overrides.chunkvault, redis: { prefix: env.prefix } } });
 }
 
 describe('storage identity of the local backend', () => {
@@ -110,6 +113,18 @@ describe('storage identity of the local backend', () => {
     // Refused before writing anything there, the marker included.
     expect(existsSync(otherDisk.basePath)).toBe(false);
     expect(await recordedId(env, 'local')).toBe(expected);
+  });
+
+  it('marks the staging directory too: a producer whose staging directory is another one is refused', async () => {
+    const env = await testEnv();
+    await open(env);
+    expect(await recordedId(env, 'staging-local')).toBe((await markerOnDisk(env.stagingDir)).id);
+    // Same deployment, same replica directory, a staging directory of its own: the workers would never see its bytes.
+    const otherStaging = await sameDeployment(env, { storage: { backends: { local: { base_path: env.basePath } } }, chunkvault: { staging: { dir: path.join(env.dir, 'other-staging') } } });
+    const put = await cli(['put', otherStaging.configPath, '--replica', 'n1:aws', '--config', otherStaging.configPath]);
+    expect(put.code).toBe(2);
+    expect(put.stderr).toContain(`backend staging-local at ${otherStaging.stagingDir} is not the storage this deployment knows`);
+    expect(put.stderr).not.toContain('backend local at');
   });
 
   it("refuses a producer and serve whose directory holds another deployment's marker, naming both markers", async () => {

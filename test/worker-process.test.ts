@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
 import type { DistributionTask, ReplicaRecord, ReplicaStatus } from '../src/domain/types.js';
-import { makeTestEnv, openVault, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
+import { makeTestEnv, openVault, startWorkerProcess, waitFor, stagedEntries, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault;
@@ -84,7 +84,7 @@ describe('a worker process', () => {
       await worker.done;
       expect((await vault.catalog.getReplica('big', 'big_r0'))!.status).toBe('queued');
     }
-    expect(await readdir(env.stagingDir)).toHaveLength(1);
+    expect(await stagedEntries(env.stagingDir)).toHaveLength(1);
 
     const third = await startWorkerProcess(env);
     children.push(third);
@@ -92,7 +92,7 @@ describe('a worker process', () => {
     expect(record.error).toMatch(/^replica big_r0 of chunk big: given up after its worker stopped 2 times while writing it/);
     expect((await vault.catalog.getChunk('big'))!.status).toBe('failed');
     // The job records the outcome, then frees the staged bytes, then BullMQ records it failed.
-    await waitFor('the staged bytes to be freed', async () => (await readdir(env.stagingDir)).length === 0);
+    await waitFor('the staged bytes to be freed', async () => (await stagedEntries(env.stagingDir)).length === 0);
     await waitFor('the job to be failed', async () => (await vault.queue('replicas').getJobState('big_r0@big')) === 'failed');
     expect(await tempFilesIn(dir)).toEqual([]);
     third.kill('SIGTERM');

@@ -14,7 +14,7 @@ import type { Chunkvault } from '../src/app.js';
 import { LocalBackend } from '../src/backends/local.backend.js';
 import { replicaJobId } from '../src/jobs/job-table.js';
 import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
-import { journalMetadata, makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { journalMetadata, makeTestEnv, openVault, seedTasks, waitFor, stagedFiles, type TestEnv } from './support/harness.js';
 import { RedisServer } from './faults/support/redis-server.js';
 
 let env: TestEnv;
@@ -25,9 +25,9 @@ async function filesUnder(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
 }
 
-/** What a test env's directory holds before anything is stored: its config, and the storage marker made at open. */
+/** What a test env's directory holds before anything is stored: its config, and the storage markers made at open (data and staging). */
 function filesOfAFreshEnv(): string[] {
-  return [env.configPath, path.join(env.basePath, ...STORAGE_IDENTITY_KEY.split('/'))].sort();
+  return [env.configPath, ...[env.basePath, env.stagingDir].map((dir) => path.join(dir, ...STORAGE_IDENTITY_KEY.split('/')))].sort();
 }
 
 describe('storing distributed chunks (seed tests)', () => {
@@ -141,7 +141,7 @@ describe('storing distributed chunks (seed tests)', () => {
 
   it('frees the staged bytes once every replica of the chunk has ended', async () => {
     await (await vault.producer.store(seedTasks(5, 2))).results({ timeoutMs: 30_000 });
-    await expect.poll(() => filesUnder(env.stagingDir), { timeout: 10_000 }).toEqual([]);
+    await expect.poll(() => stagedFiles(env.stagingDir), { timeout: 10_000 }).toEqual([]);
   });
 
   it('stores a replica once when it is queued twice, also concurrently', async () => {
@@ -300,7 +300,7 @@ describe('staging', () => {
     const handle = await vault.producer.store(tasks);
     // Queued, nothing written yet: fewer staged files than chunks, each a segment whose
     // chunks the catalog tracks, every chunk in exactly one.
-    const staged = await filesUnder(env.stagingDir);
+    const staged = await stagedFiles(env.stagingDir);
     expect(staged.length).toBeGreaterThan(0);
     expect(staged.length).toBeLessThan(60);
     const tracked: string[] = [];
@@ -316,7 +316,7 @@ describe('staging', () => {
     const results = await handle.results({ timeoutMs: 30_000 });
     expect(results.every((r) => r.status === 'stored')).toBe(true);
     for (const [i, task] of tasks.entries()) expect((await vault.getChunk(task.chunkId)).equals(task.chunkData as Buffer), `chunk ${i}`).toBe(true);
-    await expect.poll(() => filesUnder(env.stagingDir), { timeout: 10_000 }).toEqual([]);
+    await expect.poll(() => stagedFiles(env.stagingDir), { timeout: 10_000 }).toEqual([]);
     for (const file of staged) expect(await vault.catalog.segmentChunks(path.basename(file))).toEqual([]);
   });
 
@@ -324,7 +324,7 @@ describe('staging', () => {
     const parts = [randomBytes(1000), randomBytes(0), randomBytes(5000)].map((bytes) => ({ bytes, checksum: createHash('md5').update(bytes).digest('hex'), algorithm: 'md5' as const }));
     const changed = parts.map((part, i) => (i === 2 ? { ...part, bytes: Buffer.from('not what was hashed') } : part));
     await expect(vault.staging.stageSegment(changed)).rejects.toThrow(/part 2/);
-    expect(await filesUnder(env.stagingDir)).toEqual([]);
+    expect(await stagedFiles(env.stagingDir)).toEqual([]);
 
     const { segment, offsets } = await vault.staging.stageSegment(parts);
     expect(offsets).toEqual([0, 1000, 1000]);

@@ -29,6 +29,8 @@ const fdatasyncAsync = promisify(fdatasync);
 
 export interface LocalBackendOptions {
   basePath: string;
+  /** Its name in the catalog and in messages (default "local"; the staging directory's store is another). */
+  name?: string;
   /**
    * Temp files of writers on other hosts (or with a name that cannot be parsed) older than
    * this are swept. Temp files of this host are swept exactly when their writer's pid is dead.
@@ -37,7 +39,7 @@ export interface LocalBackendOptions {
 }
 
 export class LocalBackend implements Backend {
-  readonly name = 'local';
+  readonly name: string;
   readonly basePath: string;
   readonly #staleTempAfterMs: number;
   readonly #host = hostname();
@@ -47,6 +49,7 @@ export class LocalBackend implements Backend {
   readonly capabilities: BackendCapabilities;
 
   constructor(options: LocalBackendOptions) {
+    this.name = options.name ?? 'local';
     this.basePath = path.resolve(options.basePath);
     this.#staleTempAfterMs = options.staleTempAfterMs;
     this.capabilities = { localDirectory: this.basePath };

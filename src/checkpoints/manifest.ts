@@ -7,9 +7,10 @@ import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { CHECKSUM_ALGORITHMS } from '../domain/types.js';
 import { ManifestCorruptError } from '../errors.js';
+import { RESERVED_KEY_PREFIX } from '../storage/storage-layout.js';
 
 export const MANIFEST_FORMAT = 'chunkvault.checkpoint/1';
-export const CHECKPOINT_KEY_PREFIX = '_chunkvault/checkpoints/';
+export const CHECKPOINT_KEY_PREFIX = `${RESERVED_KEY_PREFIX}checkpoints/`;
 
 const manifestChunkSchema = z.object({
   chunkId: z.string(),

@@ -20,6 +20,7 @@ import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './config.schema.js';
 import { levelProblem } from '../integrity/codecs.js';
 import { CLOUD_BACKEND_NAMES } from '../backends/cloud-backends.js';
+import { RESERVED_KEY_PREFIX } from '../storage/storage-layout.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/storage_config.yml';
 
@@ -125,8 +126,10 @@ function crossFieldProblems(config: Config): string[] {
   if (staging.backend !== 'local' && cloud[staging.backend] === undefined) {
     problems.push(`chunkvault.staging.backend: ${staging.backend} names a bucket, but storage.backends.cloud.${staging.backend} is not configured`);
   }
-  if (staging.backend !== 'local' && !/^_chunkvault\/[^/].*\/$/.test(staging.key_prefix)) {
-    // Replica listings (reindex, statistics) take what is outside `_chunkvault/` for data.
+  const { key_prefix: stagingPrefix } = staging;
+  const insideReserved = stagingPrefix.startsWith(RESERVED_KEY_PREFIX) && stagingPrefix.length > RESERVED_KEY_PREFIX.length && stagingPrefix.endsWith('/') && !stagingPrefix.includes('//');
+  if (staging.backend !== 'local' && !insideReserved) {
+    // Replica listings (reindex, statistics) take what is outside the reserved namespace for data.
     problems.push(`chunkvault.staging.key_prefix: ${JSON.stringify(staging.key_prefix)} must be a folder inside chunkvault's reserved namespace, like "_chunkvault/staging/"`);
   }
   return problems;

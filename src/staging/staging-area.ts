@@ -22,6 +22,7 @@ import type { Backend } from '../backends/backend.js';
 import { LocalBackend } from '../backends/local.backend.js';
 import { CLOUD_BACKEND_KINDS } from '../backends/cloud-backends.js';
 import { normaliseKeyPrefix } from '../backends/cloud-support.js';
+import { RESERVED_KEY_PREFIX } from '../storage/storage-layout.js';
 
 /** Chunks up to this size are staged in segments. */
 export const SEGMENT_CHUNK_MAX_BYTES = 256 * 1024;
@@ -40,11 +41,12 @@ export function isSegment(stagedKey: string): boolean {
 export function stagingStoreOf(config: Config): Backend {
   const staging = config.chunkvault.staging;
   const staleTempAfterMs = config.chunkvault.worker.stale_temp_after_ms;
-  if (staging.backend === 'local') return new LocalBackend({ basePath: staging.dir, staleTempAfterMs });
+  // Named apart from the replica backends: its storage marker is recorded under this name.
+  if (staging.backend === 'local') return new LocalBackend({ name: 'staging-local', basePath: staging.dir, staleTempAfterMs });
   const kind = CLOUD_BACKEND_KINDS.find((candidate) => candidate.name === staging.backend)!;
   const block = config.storage.backends.cloud[kind.name]!;
   const keyPrefix = normaliseKeyPrefix(block.key_prefix, `storage.backends.cloud.${kind.name}`) + normaliseKeyPrefix(staging.key_prefix, 'chunkvault.staging');
-  return kind.open({ ...block, key_prefix: keyPrefix, max_size_gb: 0 }, 'staging').backend;
+  return kind.open({ ...block, key_prefix: keyPrefix, max_size_gb: 0 }, `staging-${kind.name}`).backend;
 }
 
 export class StagingArea {
@@ -134,6 +136,8 @@ export class StagingArea {
   ): Promise<number> {
     let freed = 0;
     for await (const object of this.#store.list('')) {
+      // The store's own marker (storage identity) is no staged chunk.
+      if (object.key.startsWith(RESERVED_KEY_PREFIX)) continue;
       if (nowMs - object.modifiedAt.getTime() <= olderThanMs || (await isReferenced(object.key))) continue;
       await this.#store.delete(object.key);
       await onFreed(object.key);

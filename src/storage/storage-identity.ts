@@ -37,9 +37,10 @@ import { ChunkvaultError, NotFoundError, StorageIdentityError, describeError, ty
 import { checksumOf } from '../integrity/checksum.js';
 import type { Logger } from '../logging/logger.js';
 import { RedisLock } from '../redis/redis-lock.js';
+import { RESERVED_KEY_PREFIX } from './storage-layout.js';
 
 /** Where a backend keeps its marker. Listings of a backend meet it: it is neither data nor metadata. */
-export const STORAGE_IDENTITY_KEY = '_chunkvault/identity.json';
+export const STORAGE_IDENTITY_KEY = `${RESERVED_KEY_PREFIX}identity.json`;
 export const IDENTITY_FORMAT = 'chunkvault.storage-identity/1';
 
 /** How long one backend's check may take at start before the backend is left unchecked. */

@@ -22,6 +22,12 @@
 import type { PartitionStrategy } from '../config/config.schema.js';
 import { withoutCodecSuffix } from '../integrity/codecs.js';
 
+/**
+ * chunkvault's own objects in a backend (checkpoint manifests, the storage marker, staged
+ * bytes in a bucket) live under this prefix; no data or metadata key starts with '_'.
+ */
+export const RESERVED_KEY_PREFIX = '_chunkvault/';
+
 export const DATA_SUFFIX = '.dat';
 export const METADATA_SUFFIX = '.meta.json';
 

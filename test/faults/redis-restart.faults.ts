@@ -15,7 +15,7 @@ import { readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Chunkvault } from '../../src/app.js';
 import type { StoredChunk } from '../../src/domain/types.js';
-import { makeTestEnv, openVault, type TestEnv } from '../support/harness.js';
+import { makeTestEnv, openVault, stagedEntries, type TestEnv } from '../support/harness.js';
 import { Acknowledgements, Rng, Workload, scenarioSeed } from './support/workload.js';
 import { checkInvariants, expectInvariants } from './support/invariants.js';
 import { FigureRecorder } from './support/figures.js';
@@ -141,7 +141,7 @@ describe('Redis restarted mid-run without persistence', () => {
     expect(lostAtReindex).toEqual([]);
     const checkedAtReindex = acks.acknowledgedChunks.size;
     // The jobs Redis lost never free their staged bytes; a worker starting after the loss does.
-    const stagedBeforeRestart = (await readdir(e.stagingDir)).length;
+    const stagedBeforeRestart = (await stagedEntries(e.stagingDir)).length;
     await sleep(STAGED_ORPHAN_AFTER_MS);
     await f.start(2);
 

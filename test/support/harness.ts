@@ -2,7 +2,7 @@
  * Test harness: every test gets its own Redis key prefix and its own temp directories, on
  * the real Redis (REDIS_URL, default 127.0.0.1:6379) and the real filesystem.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +21,8 @@ import { BackendIoError } from '../../src/errors.js';
 import { LocalBackend } from '../../src/backends/local.backend.js';
 import { ReplicaMetadata } from '../../src/catalog/replica-metadata.js';
 import type { Sidecar } from '../../src/catalog/sidecar.js';
+import { RESERVED_KEY_PREFIX } from '../../src/storage/storage-layout.js';
+import { filesUnder } from '../faults/support/object-checks.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
@@ -222,4 +224,14 @@ export async function journalMetadata(basePath: string): Promise<Map<string, Sid
     await metadata.close();
   }
   return out;
+}
+
+/** What is staged in a staging directory: its entries, less chunkvault's own `_chunkvault/` (the storage marker). */
+export async function stagedEntries(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => `${name}/` !== RESERVED_KEY_PREFIX);
+}
+
+/** Every staged file under a staging directory (relative paths), less chunkvault's own `_chunkvault/`; none when it does not exist. */
+export async function stagedFiles(dir: string): Promise<string[]> {
+  return (await filesUnder(dir)).filter((file) => !`${file.split(path.sep).join('/')}`.startsWith(RESERVED_KEY_PREFIX));
 }

@@ -25,8 +25,7 @@ import type { ChunkRecord, ReplicaRecord } from '../../../src/domain/types.js';
 import { ChunkCorruptError, NotFoundError, describeError } from '../../../src/errors.js';
 import { LocalBackend } from '../../../src/backends/local.backend.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/manifest.js';
-import { METADATA_SUFFIX, isDataKey } from '../../../src/storage/storage-layout.js';
-import { STORAGE_IDENTITY_KEY } from '../../../src/storage/storage-identity.js';
+import { METADATA_SUFFIX, RESERVED_KEY_PREFIX, isDataKey } from '../../../src/storage/storage-layout.js';
 import type { Acknowledgements, Workload } from './workload.js';
 import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
 import { JOURNAL_DIR } from '../../../src/catalog/metadata-journal.js';
@@ -213,7 +212,8 @@ export async function checkInvariants(
     const keys: string[] = [];
     const dataKeys: string[] = [];
     for await (const object of backend.list('')) {
-      if (object.key.startsWith(CHECKPOINT_KEY_PREFIX) || object.key === STORAGE_IDENTITY_KEY) continue;
+      // chunkvault's own objects: manifests (checked below), the marker, staged bytes in this bucket.
+      if (object.key.startsWith(RESERVED_KEY_PREFIX)) continue;
       keys.push(object.key);
       if (isDataKey(object.key)) dataKeys.push(object.key);
       else if (!object.key.endsWith(METADATA_SUFFIX) && !object.key.startsWith(`${JOURNAL_DIR}/`)) {
@@ -267,7 +267,7 @@ export async function checkInvariants(
   const stagingDir = vault.staging.store.capabilities.localDirectory;
   for (const temp of stagingDir === undefined ? [] : await tempFilesUnder(stagingDir)) violate('torn', `staging: temp file left after the sweep: ${temp}`);
   report.counts.stagedFilesLeft = 0;
-  for await (const _staged of vault.staging.store.list('')) report.counts.stagedFilesLeft += 1;
+  for await (const staged of vault.staging.store.list('')) if (!staged.key.startsWith(RESERVED_KEY_PREFIX)) report.counts.stagedFilesLeft += 1;
   if ((options.stagingEmpty ?? true) && report.counts.stagedFilesLeft > 0) {
     violate('torn', `staging: ${report.counts.stagedFilesLeft} staged chunk file(s) left after every replica ended (staging never freed)`);
   }
