@@ -34,6 +34,7 @@ import { makeCloudEnv, s3Keys, s3OpenUploads, type CloudEnv } from './support/cl
 import { PrivateRadosgw } from './support/private-radosgw.js';
 import { queuesDrained, stopWorker, type WorkerProcess } from './support/scenario-run.js';
 import { Acknowledgements, scenarioSeed, Workload } from './support/workload.js';
+import { RESERVED_KEY_PREFIX } from '../../src/storage/storage-layout.js';
 
 const FILE = 'test/faults/backend-faults.faults.ts';
 const reproduce = (seed: number, title: string) => `FAULT_SEED=${seed} npx vitest run --config vitest.faults.config.ts ${FILE} -t "${title}"`;
@@ -247,8 +248,9 @@ describe('an S3 server killed and restarted mid-run', () => {
     expect(records).toHaveLength(s3Replicas);
     const retried = records.filter((r) => r.attempts > 1).length;
     expect(retried, 'S3 writes that needed more than one attempt').toBeGreaterThan(0);
-    // Each S3 replica is one object under its own key, with its sidecar; nothing else is there.
-    const keys = await s3Keys(cloud.servers, cloud.bucket);
+    // Each S3 replica is one object under its own key, with its sidecar; nothing else is there
+    // but chunkvault's own objects (the storage marker).
+    const keys = (await s3Keys(cloud.servers, cloud.bucket)).filter((key) => !key.startsWith(cloud.keyPrefix + RESERVED_KEY_PREFIX));
     const expected = records.flatMap((r) => [cloud.keyPrefix + r.path, cloud.keyPrefix + r.path.replace(/\.dat$/, '.meta.json')]);
     expect(keys.sort()).toEqual(expected.sort());
     // Exactly one completed write job per replica: none ran twice to completion.
