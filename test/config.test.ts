@@ -141,7 +141,10 @@ describe('configuration', () => {
       expect.stringMatching(/^chunkvault\.staging\.backend: gcp_gcs names a bucket, but storage\.backends\.cloud\.gcp_gcs is not configured/),
     ]);
     const outside = await configFile('chunkvault:\n  staging:\n    backend: aws_s3\n    key_prefix: staging/\nstorage:\n  backends:\n    cloud:\n      aws_s3: { bucket: b1 }\n');
-    expect(problemsOf(() => loadConfig({ configPath: outside, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.staging\.key_prefix: "staging\/" must be a folder inside chunkvault's reserved namespace/)]);
+    expect(problemsOf(() => loadConfig({ configPath: outside, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.staging\.key_prefix: "staging\/" must be a folder whose name starts with "_chunkvault\/staging"/)]);
+    // Where the checkpoint manifests are: the orphan sweep would take them for staged bytes.
+    const manifests = await configFile('chunkvault:\n  staging:\n    backend: aws_s3\n    key_prefix: _chunkvault/checkpoints/\nstorage:\n  backends:\n    cloud:\n      aws_s3: { bucket: b1 }\n');
+    expect(problemsOf(() => loadConfig({ configPath: manifests, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.staging\.key_prefix: "_chunkvault\/checkpoints\/" must be a folder/)]);
     const unknown = await configFile('chunkvault:\n  staging:\n    backend: dropbox\n');
     expect(problemsOf(() => loadConfig({ configPath: unknown, env: {} }))).toEqual([expect.stringMatching(/^chunkvault\.staging\.backend: /)]);
   });

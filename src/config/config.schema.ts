@@ -144,7 +144,7 @@ const chunkvaultSchema = z
          */
         backend: z.enum(STAGING_BACKENDS).default('local'),
         dir: pathSchema.default('./storage/staging'),
-        /** In a bucket: staged objects' prefix, inside the block's key_prefix, in chunkvault's reserved namespace `_chunkvault/`. */
+        /** In a bucket: staged objects' prefix, inside the block's key_prefix; a folder of chunkvault's reserved namespace whose name starts with `_chunkvault/staging`. */
         key_prefix: z.string().default('_chunkvault/staging/'),
       })
       .strict()

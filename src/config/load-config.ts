@@ -127,10 +127,11 @@ function crossFieldProblems(config: Config): string[] {
     problems.push(`chunkvault.staging.backend: ${staging.backend} names a bucket, but storage.backends.cloud.${staging.backend} is not configured`);
   }
   const { key_prefix: stagingPrefix } = staging;
-  const insideReserved = stagingPrefix.startsWith(RESERVED_KEY_PREFIX) && stagingPrefix.length > RESERVED_KEY_PREFIX.length && stagingPrefix.endsWith('/') && !stagingPrefix.includes('//');
-  if (staging.backend !== 'local' && !insideReserved) {
-    // Replica listings (reindex, statistics) take what is outside the reserved namespace for data.
-    problems.push(`chunkvault.staging.key_prefix: ${JSON.stringify(staging.key_prefix)} must be a folder inside chunkvault's reserved namespace, like "_chunkvault/staging/"`);
+  // Inside the reserved namespace (replica listings take what is outside it for data) and apart
+  // from chunkvault's other objects there (the orphan sweep deletes what it lists).
+  const ownFolder = stagingPrefix.startsWith(`${RESERVED_KEY_PREFIX}staging`) && stagingPrefix.endsWith('/') && !stagingPrefix.includes('//');
+  if (staging.backend !== 'local' && !ownFolder) {
+    problems.push(`chunkvault.staging.key_prefix: ${JSON.stringify(staging.key_prefix)} must be a folder whose name starts with "${RESERVED_KEY_PREFIX}staging", like "${RESERVED_KEY_PREFIX}staging/"`);
   }
   return problems;
 }
