@@ -1,0 +1,152 @@
+/**
+ * chunkvault across hosts: each host a network namespace of its own (test/hosts/), sharing
+ * nothing but the Redis (with a password) and the storage servers, reached over the hosts'
+ * veth addresses. Every process is a real `chunkvault` CLI (`node dist/cli/main.js`) on its
+ * host; the test process only sets up, cuts links, and checks the outcome with the same
+ * invariants as every fault scenario (support/invariants.ts).
+ *
+ *  - three hosts:  a producer host stages chunks in a bucket, two worker hosts store them on
+ *                  S3 and Azure, a fourth host reads every chunk back byte for byte.
+ *
+ * Needs root, `ip` (iproute2), a built dist/ (`npm run build`) and the cloud test servers.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Chunkvault } from '../../src/app.js';
+import type { StoredChunk } from '../../src/domain/types.js';
+import { RESERVED_KEY_PREFIX } from '../../src/storage/storage-layout.js';
+import { Hosts, type Host } from '../hosts/hosts.js';
+import { CloudDeployment, type DeploymentOptions } from '../hosts/cloud-deployment.js';
+import { PasswordRedis } from '../hosts/password-redis.js';
+import { startServer, startWorker, type HostProcessEnv } from '../hosts/host-process.js';
+import { checkInvariants, expectInvariants } from './support/invariants.js';
+import { queuesDrained } from './support/scenario-run.js';
+import { Acknowledgements, scenarioSeed, Workload } from './support/workload.js';
+
+const FILE = 'test/faults/hosts.faults.ts';
+const reproduce = (seed: number, title: string) => `FAULT_SEED=${seed} npx vitest run --config vitest.faults.config.ts ${FILE} -t "${title}"`;
+/** Both clouds: a replica on S3 and one on Azure for every chunk. */
+const BOTH_CLOUDS = ['node-a:aws', 'node-b:azure'];
+
+let redis: PasswordRedis | undefined;
+/** Undone after each test, last first. */
+const teardown: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  redis = await PasswordRedis.start();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+});
+
+afterEach(async () => {
+  const problems: unknown[] = [];
+  for (const undo of teardown.splice(0).reverse()) {
+    try {
+      await undo();
+    } catch (error) {
+      problems.push(error);
+    }
+  }
+  if (problems.length) throw new AggregateError(problems, 'teardown failed');
+});
+
+interface Setup {
+  hosts: Hosts;
+  deployment: CloudDeployment;
+  /** The test process's own view of the deployment, on loopback. */
+  vault: Chunkvault;
+}
+
+/** A deployment and `count` hosts that reach its Redis and storage servers; all removed after the test. */
+async function setUp(count: number, options: DeploymentOptions): Promise<Setup> {
+  const deployment = await CloudDeployment.create(redis!, options);
+  teardown.push(() => deployment.remove());
+  const hosts = await Hosts.create(count, deployment.services);
+  teardown.push(() => hosts.close());
+  return { hosts, deployment, vault: await deployment.openVault(hosts.dir) };
+}
+
+/**
+ * `chunkvault put --wait --json` on the producer host: the workload's chunks as files of the
+ * host's own directory, one replica per placement. Returns what the producer was told.
+ */
+async function produce(host: Host, configPath: string, env: HostProcessEnv, workload: Workload, placements: readonly string[]): Promise<Acknowledgements> {
+  const dir = path.join(host.dir, 'chunks');
+  await mkdir(dir, { recursive: true });
+  const files = await Promise.all(workload.chunks.map(async (chunk) => {
+    const file = path.join(dir, chunk.chunkId);
+    await writeFile(file, workload.bytesOf(chunk.chunkId));
+    return file;
+  }));
+  const put = await host.cli(['put', ...files, ...placements.flatMap((p) => ['--replica', p]), '--wait', '--json', '--timeout', '120', '--config', configPath], env).done;
+  let results: StoredChunk[];
+  try {
+    results = JSON.parse(put.stdout) as StoredChunk[];
+  } catch {
+    throw new Error(`put on ${host.name} exited ${put.code ?? put.signal} without results:\n${put.stderr.slice(-3000)}`);
+  }
+  const acks = new Acknowledgements();
+  acks.track({ tracked: results });
+  acks.acknowledge(results);
+  return acks;
+}
+
+/** Replicas a worker host logged storing (LOG_LEVEL=debug), as `replicaId -> backend`. */
+function replicasStoredBy(worker: { logLines(): Array<Record<string, unknown>> }): Map<string, string> {
+  const stored = new Map<string, string>();
+  for (const line of worker.logLines()) if (line.msg === 'replica stored') stored.set(String(line.replicaId), String(line.backend));
+  return stored;
+}
+
+/** Staged chunk objects left in the staging bucket (not the storage marker). */
+async function stagedObjects(vault: Chunkvault): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const object of vault.staging.store.list('')) if (!object.key.startsWith(RESERVED_KEY_PREFIX)) keys.push(object.key);
+  return keys;
+}
+
+describe('a producer host and two worker hosts, staging in a bucket', () => {
+  const seed = scenarioSeed(17_0401);
+  it(`store every chunk on S3 and Azure; a fourth host reads each back byte-identical; the staging bucket ends empty (seed ${seed})`, async () => {
+    const { hosts, deployment, vault } = await setUp(4, { staging: 'azure_blob' });
+    const [producer, workerA, workerB, reader] = hosts.all as [Host, Host, Host, Host];
+    const workload = new Workload({ seed, chunks: 24, prefix: 'hc', maxBytes: 256 * 1024 });
+    const debug = { LOG_LEVEL: 'debug' };
+    const started = Date.now();
+    const workers = await Promise.all([workerA, workerB].map(async (host) => startWorker(host, await deployment.configFor(host, { 'storage.performance.max_concurrent_writes': 4 }), deployment.envFor(host, debug))));
+
+    const acks = await produce(producer, await deployment.configFor(producer), deployment.envFor(producer), workload, BOTH_CLOUDS);
+    expect(acks.failed.map((r) => `${r.replicaId}: ${r.error}`)).toEqual([]);
+    expect(acks.acknowledgedChunks.size).toBe(workload.chunks.length);
+
+    // Each worker host wrote some of the replicas, and between them every one, to its cloud.
+    const [byA, byB] = workers.map(replicasStoredBy) as [Map<string, string>, Map<string, string>];
+    expect(byA.size, 'replicas stored by the first worker host').toBeGreaterThan(0);
+    expect(byB.size, 'replicas stored by the second worker host').toBeGreaterThan(0);
+    const byReplica = new Map([...byA, ...byB]);
+    expect(byReplica.size).toBe(acks.submitted.length);
+    for (const [replicaId, backend] of byReplica) expect(backend, replicaId).toBe(replicaId.endsWith('_replica_0') ? 'aws_s3' : 'azure_blob');
+
+    // A host that took no part serves every chunk back (its API, on its own address).
+    const token = randomBytes(16).toString('hex');
+    const { server, origin } = await startServer(reader, await deployment.configFor(reader), deployment.envFor(reader), token);
+    for (const chunk of workload.chunks) {
+      const answer = await fetch(`${origin}/v1/chunks/${chunk.chunkId}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) });
+      expect(answer.status, `GET ${chunk.chunkId} from ${reader.name}`).toBe(200);
+      expect(Buffer.from(await answer.arrayBuffer()).equals(workload.bytesOf(chunk.chunkId)), `${chunk.chunkId} read back on ${reader.name}`).toBe(true);
+    }
+    await server.stop();
+    await queuesDrained(vault);
+    await Promise.all(workers.map((worker) => worker.stop()));
+    expect(await stagedObjects(vault)).toEqual([]);
+    const report = await checkInvariants(vault, workload, { acks, faultsInjected: 0 });
+    console.log(`[hosts] producer, two workers, reader; seed ${seed}: ${Date.now() - started} ms, replicas stored by the worker hosts ${byA.size} + ${byB.size}, ${JSON.stringify(report.counts)}`);
+    expectInvariants(report, reproduce(seed, 'two worker hosts'));
+    expect(report.counts.storedReplicas).toBe(workload.chunks.length * 2);
+    expect(report.counts.stagedOrphansSwept).toBe(0);
+  });
+});
