@@ -7,16 +7,19 @@
  *
  *  - three hosts:  a producer host stages chunks in a bucket, two worker hosts store them on
  *                  S3 and Azure, a fourth host reads every chunk back byte for byte.
+ *  - another disk: a worker host whose local backend is a directory of its own, on a
+ *                  deployment whose local backend another host used first, refuses to start.
  *
  * Needs root, `ip` (iproute2), a built dist/ (`npm run build`) and the cloud test servers.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../../src/app.js';
 import type { StoredChunk } from '../../src/domain/types.js';
 import { RESERVED_KEY_PREFIX } from '../../src/storage/storage-layout.js';
+import { STORAGE_IDENTITY_KEY, type StorageMarker } from '../../src/storage/storage-identity.js';
 import { Hosts, type Host } from '../hosts/hosts.js';
 import { CloudDeployment, type DeploymentOptions } from '../hosts/cloud-deployment.js';
 import { PasswordRedis } from '../hosts/password-redis.js';
@@ -54,20 +57,13 @@ afterEach(async () => {
   if (problems.length) throw new AggregateError(problems, 'teardown failed');
 });
 
-interface Setup {
-  hosts: Hosts;
-  deployment: CloudDeployment;
-  /** The test process's own view of the deployment, on loopback. */
-  vault: Chunkvault;
-}
-
 /** A deployment and `count` hosts that reach its Redis and storage servers; all removed after the test. */
-async function setUp(count: number, options: DeploymentOptions): Promise<Setup> {
+async function setUp(count: number, options: DeploymentOptions): Promise<{ hosts: Hosts; deployment: CloudDeployment }> {
   const deployment = await CloudDeployment.create(redis!, options);
   teardown.push(() => deployment.remove());
   const hosts = await Hosts.create(count, deployment.services);
   teardown.push(() => hosts.close());
-  return { hosts, deployment, vault: await deployment.openVault(hosts.dir) };
+  return { hosts, deployment };
 }
 
 /**
@@ -82,7 +78,7 @@ async function produce(host: Host, configPath: string, env: HostProcessEnv, work
     await writeFile(file, workload.bytesOf(chunk.chunkId));
     return file;
   }));
-  const put = await host.cli(['put', ...files, ...placements.flatMap((p) => ['--replica', p]), '--wait', '--json', '--timeout', '120', '--config', configPath], env).done;
+  const put = await host.cli(['put', ...files, ...placements.flatMap((p) => ['--replica', p]), '--wait', '--json', '--timeout', '120', '--config', configPath], env).exited(150_000);
   let results: StoredChunk[];
   try {
     results = JSON.parse(put.stdout) as StoredChunk[];
@@ -112,7 +108,8 @@ async function stagedObjects(vault: Chunkvault): Promise<string[]> {
 describe('a producer host and two worker hosts, staging in a bucket', () => {
   const seed = scenarioSeed(17_0401);
   it(`store every chunk on S3 and Azure; a fourth host reads each back byte-identical; the staging bucket ends empty (seed ${seed})`, async () => {
-    const { hosts, deployment, vault } = await setUp(4, { staging: 'azure_blob' });
+    const { hosts, deployment } = await setUp(4, { staging: 'azure_blob' });
+    const vault = await deployment.openVault(hosts.dir);
     const [producer, workerA, workerB, reader] = hosts.all as [Host, Host, Host, Host];
     const workload = new Workload({ seed, chunks: 24, prefix: 'hc', maxBytes: 256 * 1024 });
     const debug = { LOG_LEVEL: 'debug' };
@@ -148,5 +145,46 @@ describe('a producer host and two worker hosts, staging in a bucket', () => {
     expectInvariants(report, reproduce(seed, 'two worker hosts'));
     expect(report.counts.storedReplicas).toBe(workload.chunks.length * 2);
     expect(report.counts.stagedOrphansSwept).toBe(0);
+  });
+});
+
+describe('a worker host whose local directory is another disk', () => {
+  const seed = scenarioSeed(17_0402);
+  it(`refuses to start (exit 2), naming the marker of the host that first used the local backend; that host goes on storing (seed ${seed})`, async () => {
+    const { hosts, deployment } = await setUp(2, { staging: 'azure_blob', localStorage: true });
+    const [first, second] = hosts.all as [Host, Host];
+    const started = Date.now();
+    const worker = await startWorker(first, await deployment.configFor(first), deployment.envFor(first));
+    const firstDisk = path.join(first.dir, 'data');
+    const marker = JSON.parse(await readFile(path.join(firstDisk, ...STORAGE_IDENTITY_KEY.split('/')), 'utf8')) as StorageMarker;
+
+    // The same deployment (Redis, buckets), a disk of its own: refused before it writes anything.
+    const otherDisk = path.join(second.dir, 'data');
+    const refused = await second.cli(['worker', '--config', await deployment.configFor(second)], deployment.envFor(second, { LOG_LEVEL: 'info' })).exited();
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain(`backend local at ${otherDisk} is not the storage this deployment knows`);
+    expect(refused.stderr).toContain(`expected marker ${marker.id} (created `);
+    expect(refused.stderr).toContain(`at ${firstDisk})`);
+    expect(refused.stderr).toContain('found no marker');
+    expect(refused.stderr).not.toContain('worker pool started');
+    // The buckets it shares are the deployment's: only the disk is refused.
+    expect(refused.stderr).not.toMatch(/backend (aws_s3|azure_blob|staging-\S+) at/);
+    expect(await readdir(otherDisk)).toEqual([]);
+
+    // The first host's worker still stores replicas on its disk and in the bucket.
+    const workload = new Workload({ seed, chunks: 12, prefix: 'hd', maxBytes: 64 * 1024 });
+    const acks = await produce(first, await deployment.configFor(first), deployment.envFor(first), workload, ['node-a:local', 'node-b:aws']);
+    expect(acks.failed.map((r) => `${r.replicaId}: ${r.error}`)).toEqual([]);
+    expect(acks.acknowledgedChunks.size).toBe(workload.chunks.length);
+    expect(await readdir(otherDisk)).toEqual([]);
+
+    // The test process looks at the first host's disk, as that host would.
+    const vault = await deployment.openVault(hosts.dir, { 'storage.backends.local.base_path': firstDisk });
+    await queuesDrained(vault);
+    await worker.stop();
+    const report = await checkInvariants(vault, workload, { acks, faultsInjected: 1 });
+    console.log(`[hosts] another disk; seed ${seed}: ${Date.now() - started} ms, ${JSON.stringify(report.counts)}`);
+    expectInvariants(report, reproduce(seed, 'another disk'));
+    expect(report.counts.storedReplicas).toBe(workload.chunks.length * 2);
   });
 });

@@ -87,10 +87,13 @@ export class CloudDeployment {
     };
   }
 
-  /** The deployment as the test process sees it, on loopback (directories under `dir`). */
-  async openVault(dir: string): Promise<Chunkvault> {
+  /**
+   * The deployment as the test process sees it, on loopback (directories under `dir`, unless
+   * `settings` say otherwise: a local backend must be the disk of the host that first used it).
+   */
+  async openVault(dir: string, settings: Settings = {}): Promise<Chunkvault> {
     const configPath = path.join(dir, 'test-process.yml');
-    await writeFile(configPath, dump(this.#yaml({ s3: this.servers.s3.endpoint, azure: this.servers.azure.endpoint }, dir, {})));
+    await writeFile(configPath, dump(this.#yaml({ s3: this.servers.s3.endpoint, azure: this.servers.azure.endpoint }, dir, settings)));
     const { config } = loadConfig({ configPath, env: { REDIS_URL: this.#redis.url() } });
     const vault = await openChunkvault(config, { logger: createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as Config['chunkvault']['log_level']), announceUnimplemented: false });
     this.#vaults.push(vault);

@@ -72,6 +72,14 @@ export class HostProcess {
     }, timeoutMs, 25);
   }
 
+  /** Resolves with how the process ended; throws (and kills it) if it still runs after `timeoutMs`. */
+  async exited(timeoutMs = 30_000): Promise<CliRun> {
+    const run = await Promise.race([this.done, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
+    if (run) return run;
+    await this.kill();
+    throw new Error(`\`chunkvault ${this.args.join(' ')}\` on ${this.host.name} still ran after ${timeoutMs} ms:\n${this.#stderr.slice(-2000)}`);
+  }
+
   /** SIGTERM, then waits for the process's own graceful stop; throws unless it exits 0 within `timeoutMs`. */
   async stop(timeoutMs = 30_000): Promise<void> {
     if (!this.running) return;
