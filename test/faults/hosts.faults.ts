@@ -9,6 +9,8 @@
  *                  S3 and Azure, a fourth host reads every chunk back byte for byte.
  *  - another disk: a worker host whose local backend is a directory of its own, on a
  *                  deployment whose local backend another host used first, refuses to start.
+ *  - per-backend queues: one worker host per cloud, each serving only its backend's queue,
+ *                  writes exactly its backend's replicas; the other cloud's wait meanwhile.
  *
  * Needs root, `ip` (iproute2), a built dist/ (`npm run build`) and the cloud test servers.
  */
@@ -23,9 +25,10 @@ import { STORAGE_IDENTITY_KEY, type StorageMarker } from '../../src/storage/stor
 import { Hosts, type Host } from '../hosts/hosts.js';
 import { CloudDeployment, type DeploymentOptions } from '../hosts/cloud-deployment.js';
 import { PasswordRedis } from '../hosts/password-redis.js';
-import { startServer, startWorker, type HostProcessEnv } from '../hosts/host-process.js';
+import { startServer, startWorker, type HostProcess, type HostProcessEnv } from '../hosts/host-process.js';
 import { checkInvariants, expectInvariants } from './support/invariants.js';
 import { queuesDrained } from './support/scenario-run.js';
+import { waitFor } from '../support/harness.js';
 import { Acknowledgements, scenarioSeed, Workload } from './support/workload.js';
 
 const FILE = 'test/faults/hosts.faults.ts';
@@ -67,10 +70,10 @@ async function setUp(count: number, options: DeploymentOptions): Promise<{ hosts
 }
 
 /**
- * `chunkvault put --wait --json` on the producer host: the workload's chunks as files of the
- * host's own directory, one replica per placement. Returns what the producer was told.
+ * Starts `chunkvault put --wait --json` on the producer host: the workload's chunks as files of
+ * the host's own directory, one replica per placement. See `acknowledgementsOf`.
  */
-async function produce(host: Host, configPath: string, env: HostProcessEnv, workload: Workload, placements: readonly string[]): Promise<Acknowledgements> {
+async function startPut(host: Host, configPath: string, env: HostProcessEnv, workload: Workload, placements: readonly string[]): Promise<HostProcess> {
   const dir = path.join(host.dir, 'chunks');
   await mkdir(dir, { recursive: true });
   const files = await Promise.all(workload.chunks.map(async (chunk) => {
@@ -78,12 +81,17 @@ async function produce(host: Host, configPath: string, env: HostProcessEnv, work
     await writeFile(file, workload.bytesOf(chunk.chunkId));
     return file;
   }));
-  const put = await host.cli(['put', ...files, ...placements.flatMap((p) => ['--replica', p]), '--wait', '--json', '--timeout', '120', '--config', configPath], env).exited(150_000);
+  return host.cli(['put', ...files, ...placements.flatMap((p) => ['--replica', p]), '--wait', '--json', '--timeout', '120', '--config', configPath], env);
+}
+
+/** What the producer was told, once its `put --wait --json` ended. */
+async function acknowledgementsOf(put: HostProcess): Promise<Acknowledgements> {
+  const run = await put.exited(150_000);
   let results: StoredChunk[];
   try {
-    results = JSON.parse(put.stdout) as StoredChunk[];
+    results = JSON.parse(run.stdout) as StoredChunk[];
   } catch {
-    throw new Error(`put on ${host.name} exited ${put.code ?? put.signal} without results:\n${put.stderr.slice(-3000)}`);
+    throw new Error(`put on ${put.host.name} exited ${run.code ?? run.signal} without results:\n${run.stderr.slice(-3000)}`);
   }
   const acks = new Acknowledgements();
   acks.track({ tracked: results });
@@ -91,11 +99,24 @@ async function produce(host: Host, configPath: string, env: HostProcessEnv, work
   return acks;
 }
 
+async function produce(host: Host, configPath: string, env: HostProcessEnv, workload: Workload, placements: readonly string[]): Promise<Acknowledgements> {
+  return acknowledgementsOf(await startPut(host, configPath, env, workload, placements));
+}
+
 /** Replicas a worker host logged storing (LOG_LEVEL=debug), as `replicaId -> backend`. */
 function replicasStoredBy(worker: { logLines(): Array<Record<string, unknown>> }): Map<string, string> {
   const stored = new Map<string, string>();
   for (const line of worker.logLines()) if (line.msg === 'replica stored') stored.set(String(line.replicaId), String(line.backend));
   return stored;
+}
+
+/** The catalog status of every replica of the workload, by the backend it is bound for. */
+async function statusesByBackend(vault: Chunkvault, workload: Workload): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const chunk of workload.chunks) {
+    for (const replica of await vault.catalog.listReplicas(chunk.chunkId)) (out[replica.cloudProvider] ??= []).push(replica.status);
+  }
+  return out;
 }
 
 /** Staged chunk objects left in the staging bucket (not the storage marker). */
@@ -188,3 +209,44 @@ describe('a worker host whose local directory is another disk', () => {
     expect(report.counts.storedReplicas).toBe(workload.chunks.length * 2);
   });
 });
+
+describe('one worker host per cloud, with a replica queue per backend', () => {
+  const seed = scenarioSeed(17_0403);
+  it(`each host writes exactly its backend's replicas; while one is not up, only its backend's replicas wait (seed ${seed})`, async () => {
+    const { hosts, deployment } = await setUp(3, { staging: 'aws_s3', settings: { 'chunkvault.routing.queue_per_backend': true } });
+    const [producer, nearS3, nearAzure] = hosts.all as [Host, Host, Host];
+    const vault = await deployment.openVault(hosts.dir);
+    const started = Date.now();
+    const workload = new Workload({ seed, chunks: 16, prefix: 'hq', maxBytes: 128 * 1024 });
+    const debug = { LOG_LEVEL: 'debug' };
+    const s3Worker = await startWorker(nearS3, await deployment.configFor(nearS3), deployment.envFor(nearS3, debug), ['--backends', 'aws_s3']);
+
+    const put = await startPut(producer, await deployment.configFor(producer), deployment.envFor(producer), workload, BOTH_CLOUDS);
+    await waitFor('the S3 replicas to be stored', async () => (await statusesByBackend(vault, workload)).aws?.filter((s) => s === 'stored').length === workload.chunks.length, 60_000, 50);
+    // No host serves Azure yet: its replicas wait on their own queue, untouched.
+    expect((await statusesByBackend(vault, workload)).azure).toEqual(Array(workload.chunks.length).fill('queued'));
+    expect(await vault.queue('replicas-azure_blob').getWaitingCount()).toBe(workload.chunks.length);
+
+    const azureWorker = await startWorker(nearAzure, await deployment.configFor(nearAzure), deployment.envFor(nearAzure, debug), ['--backends', 'azure_blob']);
+    const acks = await acknowledgementsOf(put);
+    expect(acks.failed.map((r) => `${r.replicaId}: ${r.error}`)).toEqual([]);
+    expect(acks.acknowledgedChunks.size).toBe(workload.chunks.length);
+
+    // Each host wrote every replica of its backend and none of the other's.
+    const [byS3Host, byAzureHost] = [s3Worker, azureWorker].map(replicasStoredBy) as [Map<string, string>, Map<string, string>];
+    expect([...byS3Host.values()]).toEqual(Array(workload.chunks.length).fill('aws_s3'));
+    expect([...byAzureHost.values()]).toEqual(Array(workload.chunks.length).fill('azure_blob'));
+    for (const queue of ['replicas-aws_s3', 'replicas-azure_blob']) {
+      await waitFor(`every job on ${queue} completed`, async () => (await vault.queue(queue).getJobCounts('completed')).completed === workload.chunks.length);
+    }
+    expect(await vault.queue('replicas').getJobCounts('completed', 'failed')).toEqual({ completed: 0, failed: 0 });
+
+    await queuesDrained(vault);
+    await Promise.all([s3Worker.stop(), azureWorker.stop()]);
+    const report = await checkInvariants(vault, workload, { acks, faultsInjected: 0 });
+    console.log(`[hosts] per-backend queues; seed ${seed}: ${Date.now() - started} ms, ${JSON.stringify(report.counts)}`);
+    expectInvariants(report, reproduce(seed, 'per cloud'));
+    expect(report.counts.stagedOrphansSwept).toBe(0);
+  });
+});
+
