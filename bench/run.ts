@@ -21,124 +21,22 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { dump } from 'js-yaml';
 import { deleteKeys } from './redis-keys.js';
-import { loadConfig } from '../src/config/load-config.js';
-import { openChunkvault } from '../src/app.js';
-import { createLogger } from '../src/logging/logger.js';
-import type { DistributionTask } from '../src/domain/types.js';
+import { lines, markdownTable, median, parseFlags, percentile, REDIS_URL, ROOT, runChunkvault as runOne, summary, WORKLOADS, type Sample } from './chunkvault-run.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const WORKLOADS: Record<string, { count: number; size: number }> = {
-  W1: { count: 10_000, size: 4 * 1024 },
-  W2: { count: 2_000, size: 64 * 1024 },
-  W3: { count: 200, size: 1024 * 1024 },
-  W4: { count: 50, size: 16 * 1024 * 1024 },
-};
-
-const flags = Object.fromEntries(process.argv.slice(2).map((a) => {
-  const [k, v] = a.replace(/^--/, '').split('=');
-  return [k!, v ?? 'true'];
-}));
+const flags = parseFlags(process.argv.slice(2));
 const runs = Number(flags.runs ?? 3);
 const replicas = Number(flags.replicas ?? 2);
 const algorithm = (flags.algorithm ?? 'sha256') as 'md5' | 'sha256';
 const concurrencyFlag = flags.concurrency ? Number(flags.concurrency) : 20;
 
-interface Sample {
-  replicasPerS: number;
-  mbPerS: number;
-  p50Ms: number;
-  p99Ms: number;
-  cpuS: number;
-  peakRssMiB: number[];
-  loopStallMs?: number;
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
-
-function median(values: number[]): number {
-  return percentile(values, 50);
-}
-
-function makeTasks(count: number, size: number, tag: string): DistributionTask[] {
-  return Array.from({ length: count }, (_, i) => {
-    const chunkId = `b${tag}-${i}`;
-    return {
-      taskId: `t${i}`, chunkId, chunkData: randomBytes(size), status: 'completed',
-      replicas: Array.from({ length: replicas }, (_, j) => ({ replicaId: `${chunkId}_r${j}`, chunkId, targetNode: `node-${j}`, cloudProvider: j % 2 ? 'gcp' : 'aws', status: 'completed' })),
-    };
+function runChunkvault(count: number, size: number, workers: number): Promise<Sample> {
+  return runOne({
+    count, size, workers, replicas, algorithm, concurrency: concurrencyFlag, storeMetadata: flags.metadata !== 'false',
+    ...(flags['cpu-prof'] ? { cpuProfileDir: path.join(ROOT, 'bench/results/profiles') } : {}),
   });
-}
-
-function lines(child: ChildProcess, stream: 'stdout' | 'stderr', onLine: (line: string) => void): void {
-  createInterface({ input: child[stream]! }).on('line', onLine);
-}
-
-async function runChunkvault(count: number, size: number, workers: number): Promise<Sample> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cv-bench-'));
-  const prefix = `cvbench-${randomBytes(4).toString('hex')}`;
-  const configPath = path.join(dir, 'config.yml');
-  await writeFile(configPath, dump({
-    storage: {
-      backends: { local: { base_path: path.join(dir, 'data'), max_size_gb: 0 } },
-      integrity: { checksum_algorithm: algorithm, verify_on_write: true, store_metadata: flags.metadata !== 'false' },
-      cleanup: { enable_auto_cleanup: false },
-      performance: { max_concurrent_writes: concurrencyFlag },
-    },
-    chunkvault: { redis: { url: REDIS_URL, prefix }, staging: { dir: path.join(dir, 'staging') }, log_level: 'warn' },
-  }));
-  const { config } = loadConfig({ configPath, env: {} });
-  const children: ChildProcess[] = [];
-  const stats: Array<{ cpuUserMs: number; cpuSystemMs: number; maxRssKiB: number; eventLoopMaxMs: number }> = [];
-  for (let w = 0; w < workers; w++) {
-    const profile = flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.join(ROOT, 'bench/results/profiles')}`] : [];
-    const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist/cli/main.js'), 'worker', '--config', configPath], { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
-    children.push(child);
-    await new Promise<void>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
-      lines(child, 'stderr', (line) => {
-        if (line.includes('worker pool started')) resolve();
-        if (line.includes('"worker stopped"')) stats.push(JSON.parse(line));
-      });
-    });
-  }
-  const vault = await openChunkvault(config, { logger: createLogger('warn'), announceUnimplemented: false });
-  try {
-    const tasks = makeTasks(count, size, randomBytes(3).toString('hex'));
-    const cpuBefore = process.cpuUsage();
-    const t0 = Date.now();
-    const handle = await vault.producer.store(tasks);
-    const results = await handle.results({ pollIntervalMs: 20 });
-    const elapsedS = (Date.now() - t0) / 1000;
-    const producerCpu = process.cpuUsage(cpuBefore);
-    const failed = results.filter((r) => r.status !== 'stored');
-    if (failed.length) throw new Error(`${failed.length} replicas failed: ${failed[0]!.error}`);
-    const latencies = results.map((r) => Date.parse(r.storedAt) - t0);
-    await Promise.all(children.map((c) => new Promise((resolve) => { c.once('exit', resolve); c.kill('SIGTERM'); })));
-    const workerCpuS = stats.reduce((s, w) => s + (w.cpuUserMs + w.cpuSystemMs) / 1000, 0);
-    return {
-      replicasPerS: results.length / elapsedS,
-      mbPerS: (results.length * size) / 1e6 / elapsedS,
-      p50Ms: percentile(latencies, 50),
-      p99Ms: percentile(latencies, 99),
-      cpuS: workerCpuS + (producerCpu.user + producerCpu.system) / 1e6,
-      peakRssMiB: stats.map((w) => w.maxRssKiB / 1024),
-      loopStallMs: Math.max(...stats.map((w) => w.eventLoopMaxMs)),
-    };
-  } finally {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    await vault.close();
-    await deleteKeys(REDIS_URL, `{${prefix}}*`);
-    await rm(dir, { recursive: true, force: true });
-  }
 }
 
 /** Starts bench/limit-writer.ts: `ready` once it has its data, `done` with its last line (JSON) when it exits 0. */
@@ -235,12 +133,6 @@ async function runQueuedLimit(count: number, size: number, workers: number): Pro
   }
 }
 
-function summary(samples: Sample[], key: keyof Sample): string {
-  const values = samples.map((s) => (Array.isArray(s[key]) ? Math.max(...(s[key] as number[])) : (s[key] as number)));
-  const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
-  return `${fmt(median(values))} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`;
-}
-
 function queuedColumns(queued: Sample[], limit: Sample[], ratioKey: 'mbPerS' | 'replicasPerS'): Record<string, string> {
   const ratios = queued.map((s, i) => s[ratioKey] / limit[i]![ratioKey]);
   return {
@@ -305,8 +197,7 @@ const rows: Array<Record<string, string>> = [];
 for (const [name, w] of Object.entries(selected)) {
   for (const workers of flags.scale ? [1, 2] : [Number(flags.workers ?? 1)]) rows.push(await benchWorkload(name, w.count, w.size, workers));
 }
-const headers = Object.keys(rows[0]!);
-const table = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${headers.map((h) => r[h]).join(' | ')} |`)].join('\n');
+const table = markdownTable(rows);
 console.log(`\n${table}`);
 await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
 await writeFile(path.join(ROOT, 'bench/results/latest.md'), `${new Date().toISOString()} node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model})\n\`npm run bench -- ${process.argv.slice(2).join(' ')}\`\n\n${table}\n`);

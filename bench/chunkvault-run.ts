@@ -1,0 +1,170 @@
+/**
+ * One timed chunkvault run, shared by bench/run.ts (against the limit) and bench/staging.ts
+ * (local against bucket staging): the producer in this process, worker processes from dist/
+ * as deployed, timed from the producer call until every replica is durable, verified and
+ * catalogued. Each run has its own Redis prefix and temp directory and removes both.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { dump } from 'js-yaml';
+import { deleteKeys } from './redis-keys.js';
+import { loadConfig } from '../src/config/load-config.js';
+import { openChunkvault, type Chunkvault } from '../src/app.js';
+import { createLogger } from '../src/logging/logger.js';
+import type { DistributionTask } from '../src/domain/types.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '..');
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const WORKLOADS: Record<string, { count: number; size: number }> = {
+  W1: { count: 10_000, size: 4 * 1024 },
+  W2: { count: 2_000, size: 64 * 1024 },
+  W3: { count: 200, size: 1024 * 1024 },
+  W4: { count: 50, size: 16 * 1024 * 1024 },
+};
+
+export interface Sample {
+  replicasPerS: number;
+  mbPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** CPU of the producer (this process, during the run) and every worker process. */
+  cpuS: number;
+  peakRssMiB: number[];
+  loopStallMs?: number;
+  /** CPU of the processes `outsideCpuS` reads (e.g. the S3 server), from the start of the run until the workers exited. */
+  outsideCpuS?: number;
+}
+
+export interface ChunkvaultRun {
+  count: number;
+  size: number;
+  workers: number;
+  replicas: number;
+  algorithm: 'md5' | 'sha256';
+  /** storage.performance.max_concurrent_writes. */
+  concurrency: number;
+  storeMetadata: boolean;
+  /** Workers write V8 CPU profiles here. */
+  cpuProfileDir?: string;
+  /** Merged into the config's `storage.backends.cloud` (e.g. the aws_s3 block bucket staging names). */
+  cloud?: Record<string, unknown>;
+  /** Merged into `chunkvault.staging` (its `dir` is the run's temp directory). */
+  staging?: Record<string, unknown>;
+  /** CPU seconds so far of processes outside chunkvault that work for it; read before and after the run. */
+  outsideCpuS?: () => number | undefined;
+}
+
+/** `--name=value` arguments as { name: value }; a bare `--name` is 'true'. */
+export function parseFlags(args: string[]): Record<string, string> {
+  return Object.fromEntries(args.map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k!, v ?? 'true'];
+  }));
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+export function median(values: number[]): number {
+  return percentile(values, 50);
+}
+
+/** `median (min–max)` of one figure over the runs (the largest element of an array-valued one). */
+export function summary(samples: Sample[], key: keyof Sample): string {
+  const values = samples.map((s) => (Array.isArray(s[key]) ? Math.max(...(s[key] as number[])) : (s[key] as number)));
+  const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+  return `${fmt(median(values))} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`;
+}
+
+/** Rows as a Markdown table, columns in the first row's key order. */
+export function markdownTable(rows: Array<Record<string, string>>): string {
+  const headers = Object.keys(rows[0]!);
+  return [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${headers.map((h) => r[h]).join(' | ')} |`)].join('\n');
+}
+
+export function lines(child: ChildProcess, stream: 'stdout' | 'stderr', onLine: (line: string) => void): void {
+  createInterface({ input: child[stream]! }).on('line', onLine);
+}
+
+function makeTasks(count: number, size: number, replicas: number, tag: string): DistributionTask[] {
+  return Array.from({ length: count }, (_, i) => {
+    const chunkId = `b${tag}-${i}`;
+    return {
+      taskId: `t${i}`, chunkId, chunkData: randomBytes(size), status: 'completed',
+      replicas: Array.from({ length: replicas }, (_, j) => ({ replicaId: `${chunkId}_r${j}`, chunkId, targetNode: `node-${j}`, cloudProvider: j % 2 ? 'gcp' : 'aws', status: 'completed' })),
+    };
+  });
+}
+
+export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
+  const { count, size, workers, replicas, algorithm } = run;
+  const dir = await mkdtemp(path.join(tmpdir(), 'cv-bench-'));
+  const prefix = `cvbench-${randomBytes(4).toString('hex')}`;
+  const configPath = path.join(dir, 'config.yml');
+  await writeFile(configPath, dump({
+    storage: {
+      backends: { local: { base_path: path.join(dir, 'data'), max_size_gb: 0 }, ...(run.cloud ? { cloud: run.cloud } : {}) },
+      integrity: { checksum_algorithm: algorithm, verify_on_write: true, store_metadata: run.storeMetadata },
+      cleanup: { enable_auto_cleanup: false },
+      performance: { max_concurrent_writes: run.concurrency },
+    },
+    chunkvault: { redis: { url: REDIS_URL, prefix }, staging: { dir: path.join(dir, 'staging'), ...run.staging }, log_level: 'warn' },
+  }));
+  const { config } = loadConfig({ configPath, env: {} });
+  const children: ChildProcess[] = [];
+  const stats: Array<{ cpuUserMs: number; cpuSystemMs: number; maxRssKiB: number; eventLoopMaxMs: number }> = [];
+  let vault: Chunkvault | undefined;
+  // Everything from here is cleaned up however it ends: a worker that fails its checks at
+  // start (a storage server down) must not leave the run's keys and files behind.
+  try {
+    for (let w = 0; w < workers; w++) {
+      const profile = run.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${run.cpuProfileDir}`] : [];
+      const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist/cli/main.js'), 'worker', '--config', configPath], { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      children.push(child);
+      await new Promise<void>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
+        lines(child, 'stderr', (line) => {
+          if (line.includes('worker pool started')) resolve();
+          if (line.includes('"worker stopped"')) stats.push(JSON.parse(line));
+        });
+      });
+    }
+    vault = await openChunkvault(config, { logger: createLogger('warn'), announceUnimplemented: false });
+    const tasks = makeTasks(count, size, replicas, randomBytes(3).toString('hex'));
+    const outsideBefore = run.outsideCpuS?.();
+    const cpuBefore = process.cpuUsage();
+    const t0 = Date.now();
+    const handle = await vault.producer.store(tasks);
+    const results = await handle.results({ pollIntervalMs: 20 });
+    const elapsedS = (Date.now() - t0) / 1000;
+    const producerCpu = process.cpuUsage(cpuBefore);
+    const failed = results.filter((r) => r.status !== 'stored');
+    if (failed.length) throw new Error(`${failed.length} replicas failed: ${failed[0]!.error}`);
+    const latencies = results.map((r) => Date.parse(r.storedAt) - t0);
+    // The workers free staged bytes as chunks end and finish their jobs before they exit.
+    await Promise.all(children.map((c) => new Promise((resolve) => { c.once('exit', resolve); c.kill('SIGTERM'); })));
+    const outsideAfter = run.outsideCpuS?.();
+    const workerCpuS = stats.reduce((s, w) => s + (w.cpuUserMs + w.cpuSystemMs) / 1000, 0);
+    return {
+      replicasPerS: results.length / elapsedS,
+      mbPerS: (results.length * size) / 1e6 / elapsedS,
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+      cpuS: workerCpuS + (producerCpu.user + producerCpu.system) / 1e6,
+      peakRssMiB: stats.map((w) => w.maxRssKiB / 1024),
+      loopStallMs: Math.max(...stats.map((w) => w.eventLoopMaxMs)),
+      ...(outsideBefore !== undefined && outsideAfter !== undefined ? { outsideCpuS: outsideAfter - outsideBefore } : {}),
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await vault?.close().catch((error: unknown) => console.error('could not close the producer', error));
+    await deleteKeys(REDIS_URL, `{${prefix}}*`);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
