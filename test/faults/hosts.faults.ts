@@ -11,6 +11,9 @@
  *                  deployment whose local backend another host used first, refuses to start.
  *  - per-backend queues: one worker host per cloud, each serving only its backend's queue,
  *                  writes exactly its backend's replicas; the other cloud's wait meanwhile.
+ *  - cut off:      a worker host's link goes down while it writes; another host takes its
+ *                  jobs over once their locks expire; the late writes the first host makes
+ *                  once the link is back change nothing.
  *
  * Needs root, `ip` (iproute2), a built dist/ (`npm run build`) and the cloud test servers.
  */
@@ -19,7 +22,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../../src/app.js';
-import type { StoredChunk } from '../../src/domain/types.js';
+import type { ReplicaRecord, StoredChunk } from '../../src/domain/types.js';
 import { RESERVED_KEY_PREFIX } from '../../src/storage/storage-layout.js';
 import { STORAGE_IDENTITY_KEY, type StorageMarker } from '../../src/storage/storage-identity.js';
 import { Hosts, type Host } from '../hosts/hosts.js';
@@ -250,3 +253,82 @@ describe('one worker host per cloud, with a replica queue per backend', () => {
   });
 });
 
+describe('a worker host cut off mid-run', () => {
+  const seed = scenarioSeed(17_0404);
+  it(`has its active jobs taken over once their locks expire; its late writes after the link heals change nothing (seed ${seed})`, async () => {
+    const { hosts, deployment } = await setUp(3, { staging: 'azure_blob' });
+    const [producer, cutOff, rescuer] = hosts.all as [Host, Host, Host];
+    const vault = await deployment.openVault(hosts.dir);
+    const started = Date.now();
+    const workload = new Workload({ seed, chunks: 12, prefix: 'hx', maxBytes: 64 * 1024 });
+    const debug = { LOG_LEVEL: 'debug' };
+    const concurrency = 4;
+    const first = await startWorker(cutOff, await deployment.configFor(cutOff, { 'storage.performance.max_concurrent_writes': concurrency }), deployment.envFor(cutOff, debug));
+
+    // Its S3 requests are held from now on: its writes stay in flight, its job locks renewed.
+    const s3 = cutOff.forwarder('s3');
+    s3.hold();
+    const put = await startPut(producer, await deployment.configFor(producer), deployment.envFor(producer), workload, ['node-a:aws']);
+    const replicas = vault.queue('replicas');
+    await waitFor(`${concurrency} writes in flight on ${cutOff.name}`, async () => (await replicas.getActiveCount()) === concurrency, 30_000, 50);
+    const inFlight = await replicas.getJobs(['active']);
+    const inFlightReplicas = inFlight.map((job) => String((job.data as { replicaId: string }).replicaId)).sort();
+
+    await hosts.cut(cutOff.index);
+    const cutAt = Date.now();
+    const second = await startWorker(rescuer, await deployment.configFor(rescuer), deployment.envFor(rescuer, debug));
+    const acks = await acknowledgementsOf(put);
+    const takenOverAfterMs = Date.now() - cutAt;
+    expect(acks.failed.map((r) => `${r.replicaId}: ${r.error}`)).toEqual([]);
+    expect(acks.acknowledgedChunks.size).toBe(workload.chunks.length);
+    // The host that stayed wrote the jobs the cut-off host held, after BullMQ found them stalled.
+    const byRescuer = replicasStoredBy(second);
+    for (const replicaId of inFlightReplicas) expect(byRescuer.get(replicaId), `${replicaId} written by ${rescuer.name}`).toBe('aws_s3');
+    for (const job of inFlight) {
+      const after = await replicas.getJob(job.id!);
+      expect(after?.stalledCounter, `job ${job.id} (${inFlightReplicas.join(', ')}) found stalled`).toBeGreaterThanOrEqual(1);
+      expect(await after?.getState()).toBe('completed');
+    }
+    await queuesDrained(vault);
+    const before = await recordsOf(vault, workload);
+
+    // The link comes back and the held writes go through: late, to replicas already stored.
+    await hosts.heal(cutOff.index);
+    s3.release();
+    await waitFor(`the late writes of ${cutOff.name} to end`, () => inFlightReplicas.every((id) => first.logLines().some((line) => line.replicaId === id && /^replica (stored|already stored|write failed)/.test(String(line.msg)))), 60_000, 100);
+    const late = first.logLines().filter((line) => inFlightReplicas.includes(String(line.replicaId)) && String(line.msg).startsWith('replica '));
+    expect(await recordsOf(vault, workload)).toEqual(before);
+    // Not asserted (see the report of issue 17, item 4): a late write rewrites the replica's
+    // sidecar with the late writer's storedAt, which then disagrees with the catalog's.
+    const sidecarsRewritten = await sidecarsDisagreeingOnStoredAt(vault, 'aws_s3', before.filter((r) => inFlightReplicas.includes(r.replicaId)));
+
+    await queuesDrained(vault);
+    await Promise.all([first.stop(), second.stop()]);
+    expect(await recordsOf(vault, workload)).toEqual(before);
+    const report = await checkInvariants(vault, workload, { acks, faultsInjected: 1 });
+    console.log(`[hosts] cut off; seed ${seed}: ${Date.now() - started} ms, in flight when cut ${inFlightReplicas.length}, taken over and all stored ${takenOverAfterMs} ms after the cut, late outcomes ${JSON.stringify(late.map((l) => [l.msg, (l.err as { message?: string } | undefined)?.message]))}, sidecars whose storedAt the late writes changed ${sidecarsRewritten}, ${JSON.stringify(report.counts)}`);
+    expectInvariants(report, reproduce(seed, 'cut off'));
+    expect(report.counts.storedReplicas).toBe(workload.chunks.length);
+  });
+});
+
+/** Every replica record of the workload's chunks, in a fixed order. */
+async function recordsOf(vault: Chunkvault, workload: Workload): Promise<ReplicaRecord[]> {
+  const out: ReplicaRecord[] = [];
+  for (const chunk of workload.chunks) out.push(...(await vault.catalog.listReplicas(chunk.chunkId)).sort((a, b) => a.replicaId.localeCompare(b.replicaId)));
+  return out;
+}
+
+/** How many of `records` have a sidecar on `backendName` whose storedAt is not the record's. */
+async function sidecarsDisagreeingOnStoredAt(vault: Chunkvault, backendName: string, records: readonly ReplicaRecord[]): Promise<number> {
+  const backend = vault.backends.byName(backendName)!;
+  const keys: string[] = [];
+  for await (const object of backend.list('')) keys.push(object.key);
+  let disagreeing = 0;
+  for await (const entry of vault.metadata.of(backend).current(keys)) {
+    if ('problem' in entry) continue;
+    const record = records.find((r) => r.chunkId === entry.sidecar.chunkId && r.replicaId === entry.sidecar.replicaId);
+    if (record && record.storedAt !== entry.sidecar.storedAt) disagreeing += 1;
+  }
+  return disagreeing;
+}
