@@ -4,7 +4,8 @@
  * a fresh key prefix. Every host gets a config file of its own that names the servers at its
  * forwarders, and an environment holding the secrets (REDIS_URL with the password, the cloud
  * credentials): a config file never does. The test process opens the same deployment on
- * loopback to check the outcome.
+ * loopback to check the outcome. Bucket names carry the test process's RUN_ID, so the next
+ * test process deletes those of one that died.
  */
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -14,12 +15,15 @@ import { openChunkvault, type Chunkvault } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/config.schema.js';
 import { createLogger } from '../../src/logging/logger.js';
-import { cloudServers, createTestBuckets, exportCredentials, s3TestClient, type CloudServers } from '../support/cloud-servers.js';
+import { azureTestContainer, cloudServers, createTestBuckets, exportCredentials, s3TestClient, type CloudServers } from '../support/cloud-servers.js';
 import { deleteKeys } from '../support/harness.js';
 import { s3Keys } from '../faults/support/cloud-env.js';
 import type { Host } from './hosts.js';
 import type { HostProcessEnv } from './host-process.js';
 import type { PasswordRedis } from './password-redis.js';
+import { ownerAlive, RUN_ID } from './leftovers.js';
+
+const BUCKET_PREFIX = 'cv-hosts-';
 
 /** The services a host of a cloud deployment reaches, by the names Hosts.create is given. */
 export const CLOUD_SERVICES = ['redis', 's3', 'azure'] as const;
@@ -38,7 +42,8 @@ export type Settings = Readonly<Record<string, unknown>>;
 
 export class CloudDeployment {
   readonly prefix = `cvhosts-${randomBytes(5).toString('hex')}`;
-  readonly bucket = `cv-hosts-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  /** `cv-hosts-<runId>-<random>`: the owner's RUN_ID, for the sweep of a dead owner's buckets. */
+  readonly bucket = `${BUCKET_PREFIX}${RUN_ID}-${randomBytes(4).toString('hex')}`;
   readonly keyPrefix = `h-${randomBytes(4).toString('hex')}/`;
   readonly servers: CloudServers;
   readonly #redis: PasswordRedis;
@@ -52,11 +57,15 @@ export class CloudDeployment {
     this.#options = options;
   }
 
-  /** Creates the bucket and container; `remove()` deletes them with everything in them. */
+  /**
+   * Creates the bucket and container; `remove()` deletes them with everything in them. First
+   * deletes those of test processes that died without removing theirs.
+   */
   static async create(redis: PasswordRedis, options: DeploymentOptions): Promise<CloudDeployment> {
     const deployment = new CloudDeployment(redis, options);
     // The test process's own vault takes its credentials from its environment, as the hosts do.
     exportCredentials(deployment.servers);
+    await sweepOrphanedBuckets(deployment.servers);
     deployment.#removeBuckets = await createTestBuckets(deployment.servers, deployment.bucket);
     return deployment;
   }
@@ -105,16 +114,7 @@ export class CloudDeployment {
     for (const vault of this.#vaults.splice(0).reverse()) await vault.close().catch(() => undefined);
     await deleteKeys(this.#redis.url(), `{${this.prefix}}*`);
     if (!this.#removeBuckets) return;
-    const sdk = await import('@aws-sdk/client-s3');
-    const client = s3TestClient(sdk, this.servers);
-    try {
-      const keys = await s3Keys(this.servers, this.bucket);
-      for (let i = 0; i < keys.length; i += 1000) {
-        await client.send(new sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }));
-      }
-    } finally {
-      client.destroy();
-    }
+    await emptyBucket(this.servers, this.bucket);
     // Deleting the container deletes its blobs.
     await this.#removeBuckets();
     this.#removeBuckets = undefined;
@@ -149,6 +149,38 @@ export class CloudDeployment {
       },
     };
     return applySettings(applySettings(base, this.#options.settings ?? {}), settings);
+  }
+}
+
+/** Deletes every object of the S3 bucket `bucket` (directly on the server). */
+async function emptyBucket(servers: CloudServers, bucket: string): Promise<void> {
+  const sdk = await import('@aws-sdk/client-s3');
+  const client = s3TestClient(sdk, servers);
+  try {
+    const keys = await s3Keys(servers, bucket);
+    for (let i = 0; i < keys.length; i += 1000) {
+      await client.send(new sdk.DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }));
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+/** The buckets and containers `cv-hosts-<runId>-...` of test processes that are gone, with what they hold. */
+async function sweepOrphanedBuckets(servers: CloudServers): Promise<void> {
+  const sdk = await import('@aws-sdk/client-s3');
+  const client = s3TestClient(sdk, servers);
+  try {
+    const { Buckets = [] } = await client.send(new sdk.ListBucketsCommand({}));
+    for (const { Name: name } of Buckets) {
+      const runId = name?.startsWith(BUCKET_PREFIX) ? name.slice(BUCKET_PREFIX.length).split('-')[0] : undefined;
+      if (!name || !runId || ownerAlive(runId)) continue;
+      await emptyBucket(servers, name);
+      await client.send(new sdk.DeleteBucketCommand({ Bucket: name })).catch(() => undefined);
+      await (await azureTestContainer(servers, name)).deleteIfExists();
+    }
+  } finally {
+    client.destroy();
   }
 }
 
