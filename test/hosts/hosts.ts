@@ -115,12 +115,12 @@ export class Hosts {
         const name = `${NAME_PREFIX}${RUN_ID}-${i}`;
         const rootLink = `${name}a`;
         const { gateway, address } = subnets[i]!;
+        const dir = path.join(root, `host${i}`);
+        const forwarders = new Map<string, TcpForwarder>();
         await ip('netns', 'add', name);
         // Registered before the rest can fail, so a half-made host is deleted too.
-        const dir = path.join(root, `host${i}`);
-        await Promise.all(['home', 'tmp', 'data', 'staging'].map((sub) => mkdir(path.join(dir, sub), { recursive: true })));
-        const forwarders = new Map<string, TcpForwarder>();
         made.push(new Host(i, name, rootLink, gateway, address, dir, forwarders));
+        await Promise.all(['home', 'tmp', 'data', 'staging'].map((sub) => mkdir(path.join(dir, sub), { recursive: true })));
         await ip('link', 'add', rootLink, 'type', 'veth', 'peer', 'name', `${name}b`);
         await ip('link', 'set', `${name}b`, 'netns', name);
         await ip('addr', 'add', `${gateway}/30`, 'dev', rootLink);
