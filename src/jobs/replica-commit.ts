@@ -32,8 +32,17 @@ export async function commitReplica({ config, catalog, metadata, metrics }: Comm
       );
     }
   }
-  if (config.storage.integrity.store_metadata) {
+  // A write that comes back late (its worker was cut off while another took the job over and
+  // stored the replica) wrote the same bytes under the same key; its metadata would only
+  // disagree with the catalog's (another storedAt), so it records none.
+  if (config.storage.integrity.store_metadata && !(await storedAlready(catalog, record))) {
     await metadata.of(backend).record(record);
   }
   return catalog.recordStored(record);
+}
+
+/** Whether the catalog already records the replica stored where `record` puts it. */
+async function storedAlready(catalog: Catalog, record: StoredReplicaInput): Promise<boolean> {
+  const current = await catalog.getReplica(record.chunkId, record.replicaId);
+  return current?.status === 'stored' && current.backend === record.backend && current.path === record.path;
 }
