@@ -13,6 +13,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
 import type { DistributionTask } from '../src/domain/types.js';
+import { buildHttpServer } from '../src/http/server.js';
 import { makeTestEnv, openVault, runCli, waitFor, type TestEnv } from './support/harness.js';
 import { cloudServers, createTestBuckets, exportCredentials } from './support/cloud-servers.js';
 
@@ -83,6 +84,17 @@ describe('one replica queue per backend', () => {
     env = await perBackendEnv();
     const producer = await open(env);
     expect(producer.queueNames()).toEqual(['replicas', 'chunks', 'maintenance', 'replicas-local', 'replicas-aws_s3']);
+    // The statistics (and so the dashboard and /metrics) show every queue.
+    expect(Object.keys((await producer.getStatistics()).queues).sort()).toEqual(['chunks', 'maintenance', 'replicas', 'replicas-aws_s3', 'replicas-local']);
+    // And so does Bull Board.
+    const app = await buildHttpServer(producer, { readOnly: true, auth: undefined });
+    try {
+      const board = await app.inject({ url: '/admin/queues/api/queues', headers: { host: '127.0.0.1' } });
+      expect(board.statusCode).toBe(200);
+      expect((board.json() as { queues: Array<{ name: string }> }).queues.map((q) => q.name).sort()).toEqual(['chunks', 'maintenance', 'replicas', 'replicas-aws_s3', 'replicas-local']);
+    } finally {
+      await app.close();
+    }
     const handle = await producer.producer.store(tasks(6));
     expect(await producer.queue('replicas-local').getWaitingCount()).toBe(6);
     expect(await producer.queue('replicas-aws_s3').getWaitingCount()).toBe(6);
