@@ -158,6 +158,23 @@ describe('chunkvault CLI', () => {
     env = await makeTestEnv();
     const run = await runCli(['demo', '--chunks', '5', '--size', '1000', '--json', '--config', env.configPath]);
     expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ chunks: 5, replicas_stored: 10, chunks_stored: 5, replicas_failed: 0, failures: [], bytes: 10_000 });
+    const summary = JSON.parse(run.stdout) as { redis_prefix: string };
+    expect(summary).toMatchObject({ chunks: 5, replicas_stored: 10, chunks_stored: 5, replicas_failed: 0, failures: [], bytes: 10_000 });
+    // A deployment of its own per data directory: a demo from another checkout on the same Redis
+    // is not refused as a second storage of one deployment, and runs as the first did.
+    expect(summary.redis_prefix).toMatch(new RegExp(`^${env.prefix}-demo-[0-9a-f]{8}$`));
+    // Its data directory removed to start over, the demo starts its deployment afresh.
+    await rm(env.basePath, { recursive: true, force: true });
+    const fresh = await runCli(['demo', '--chunks', '5', '--size', '1000', '--json', '--config', env.configPath]);
+    expect(fresh.code, fresh.stderr).toBe(0);
+    expect(JSON.parse(fresh.stdout)).toMatchObject({ replicas_stored: 10, redis_prefix: summary.redis_prefix });
+    const otherCheckout = await makeTestEnv({ chunkvault: { redis: { prefix: env.prefix } } });
+    try {
+      const again = await runCli(['demo', '--chunks', '5', '--size', '1000', '--json', '--config', otherCheckout.configPath]);
+      expect(again.code, again.stderr).toBe(0);
+      expect((JSON.parse(again.stdout) as { redis_prefix: string }).redis_prefix).not.toBe(summary.redis_prefix);
+    } finally {
+      await otherCheckout.cleanup();
+    }
   });
 });

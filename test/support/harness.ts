@@ -66,7 +66,8 @@ export async function makeTestEnv(overrides: DeepPartial<Record<string, unknown>
     basePath: config.storage.backends.local.base_path,
     stagingDir: config.chunkvault.staging.dir,
     async cleanup() {
-      await deleteKeys(config.chunkvault.redis.url, `{${prefix}}*`);
+      // `{prefix` and what follows: the demo keeps its keys under a prefix of its own that starts so.
+      await deleteKeys(config.chunkvault.redis.url, `{${prefix}*`);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,15 +1,22 @@
 /**
  * The main job on embedded defaults: a worker pool in this process, a seed-like workload
  * (1,000 chunks of 64 KiB, 2 replicas each on aws/gcp nodes), progress, a summary (text or JSON).
+ *
+ * The demo is a deployment of its own per data directory: its Redis keys go under
+ * `<prefix>-demo-<8 hex of the base path>`. Demos run from several checkouts against one Redis
+ * would otherwise be one deployment over several directories, which the storage identity
+ * check refuses (storage/storage-identity.ts). A data directory that is gone (removed to start
+ * over) takes its demo deployment with it: the demo's keys are cleared before it starts.
  */
-import { randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { openChunkvault } from '../../app.js';
 import type { Config } from '../../config/config.schema.js';
 import type { DistributionTask } from '../../domain/types.js';
 import { ChunkvaultError } from '../../errors.js';
 import { redactUrl } from '../../logging/logger.js';
-import { assertRedisReachable } from '../../redis/redis-connection.js';
+import { existsSync } from 'node:fs';
+import { assertRedisReachable, keyRoot, openRedis } from '../../redis/redis-connection.js';
 import { onPath, startPrivateRedis, type PrivateRedis } from '../../redis/private-redis.js';
 import { configFor, positiveInteger, runCommand } from '../cli-support.js';
 import { startProgress } from '../progress.js';
@@ -50,7 +57,7 @@ export function registerDemo(program: Command): void {
           config = withRedisUrl(config, privateRedis.url);
         }
         try {
-          return await runDemo(config, { ...options, replicas: Math.min(options.replicas, PLACEMENTS.length) });
+          return await runDemo(ownDeployment(config), { ...options, replicas: Math.min(options.replicas, PLACEMENTS.length) });
         } finally {
           await privateRedis?.stop();
         }
@@ -59,6 +66,7 @@ export function registerDemo(program: Command): void {
 }
 
 async function runDemo(config: Config, options: DemoOptions): Promise<number> {
+  if (!existsSync(config.storage.backends.local.base_path)) await forgetDeployment(config);
   const vault = await openChunkvault(config);
   try {
     await vault.startWorkers();
@@ -91,6 +99,7 @@ async function runDemo(config: Config, options: DemoOptions): Promise<number> {
         failures: failed.map((r) => ({ chunkId: r.chunkId, replicaId: r.replicaId, error: r.error })),
         bytes, elapsed_seconds: seconds, replicas_per_second: stored.length / seconds, mib_per_second: bytes / 1024 ** 2 / seconds,
         base_path: config.storage.backends.local.base_path,
+        redis_prefix: config.chunkvault.redis.prefix,
       };
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       return failed.length ? 1 : 0;
@@ -101,13 +110,36 @@ async function runDemo(config: Config, options: DemoOptions): Promise<number> {
       `bytes:      ${bytes} (${(bytes / 1024 ** 2).toFixed(1)} MiB)`,
       `elapsed:    ${seconds.toFixed(2)} s`,
       `throughput: ${(stored.length / seconds).toFixed(0)} replicas/s, ${(bytes / 1024 ** 2 / seconds).toFixed(1)} MiB/s`,
-      `catalog:    chunkvault stats --json   (data under ${config.storage.backends.local.base_path})`,
+      `catalog:    CHUNKVAULT_REDIS_PREFIX=${config.chunkvault.redis.prefix} npx chunkvault stats --json   (data under ${config.storage.backends.local.base_path})`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
     return failed.length ? 1 : 0;
   } finally {
     await vault.close();
   }
+}
+
+/** Deletes every key of the demo's deployment (its prefix is the demo's own: see ownDeployment). */
+async function forgetDeployment(config: Config): Promise<void> {
+  const redis = openRedis(config.chunkvault.redis.url, 'chunkvault-demo');
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${keyRoot(config.chunkvault.redis.prefix)}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
+}
+
+/** `config` with the demo's own Redis prefix for its data directory (see the top of this file). */
+function ownDeployment(config: Config): Config {
+  const copy = structuredClone(config) as Config;
+  const directory = hash('sha256', config.storage.backends.local.base_path, 'hex').slice(0, 8);
+  copy.chunkvault.redis.prefix = `${config.chunkvault.redis.prefix.slice(0, 50)}-demo-${directory}`;
+  return copy;
 }
 
 function withRedisUrl(config: Config, url: string): Config {
