@@ -10,11 +10,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { access } from 'node:fs/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
 import type { DistributionTask } from '../src/domain/types.js';
 import { makeTestEnv, openVault, waitFor, type TestEnv } from './support/harness.js';
-import { cloudServers, createTestBuckets, exportCredentials } from './support/cloud-servers.js';
+import { cloudServers, useTestBuckets, exportCredentials } from './support/cloud-servers.js';
 import { mulberry32 } from './support/random.js';
 import { RESERVED_KEY_PREFIX } from '../src/storage/storage-layout.js';
 
@@ -28,15 +28,8 @@ const PROVIDER = { aws_s3: 'aws', gcp_gcs: 'gcp', azure_blob: 'azure' } as const
 
 let env: TestEnv | undefined;
 let vault: Chunkvault | undefined;
-let removeBuckets: () => Promise<void>;
 
-beforeAll(async () => {
-  removeBuckets = await createTestBuckets(servers, RUN);
-});
-
-afterAll(async () => {
-  await removeBuckets();
-});
+useTestBuckets(servers, RUN);
 
 afterEach(async () => {
   await vault?.close();

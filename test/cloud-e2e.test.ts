@@ -14,14 +14,14 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { openChunkvault, type Chunkvault } from '../src/app.js';
 import { createLogger } from '../src/logging/logger.js';
 import { ChunkCorruptError } from '../src/errors.js';
 import type { DistributionTask, StoredChunk } from '../src/domain/types.js';
 import { deleteKeys, makeTestEnv, openVault, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
 import { FaultyProxy } from './support/faulty-proxy.js';
-import { azureTestContainer, cloudServers, createTestBuckets, exportCredentials, REPO_ROOT, s3TestClient } from './support/cloud-servers.js';
+import { azureTestContainer, cloudServers, useTestBuckets, exportCredentials, REPO_ROOT, s3TestClient } from './support/cloud-servers.js';
 import { freeLoopbackPort } from '../src/redis/private-redis.js';
 
 const servers = cloudServers();
@@ -44,15 +44,8 @@ function azureContainer(connectionString?: string) {
   return azureTestContainer(servers, RUN, connectionString);
 }
 
-let removeBuckets: () => Promise<void>;
 
-beforeAll(async () => {
-  removeBuckets = await createTestBuckets(servers, RUN);
-});
-
-afterAll(async () => {
-  await removeBuckets();
-});
+useTestBuckets(servers, RUN);
 
 afterEach(async () => {
   await vault?.close();

@@ -10,12 +10,12 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
 import type { DistributionTask } from '../src/domain/types.js';
 import { buildHttpServer } from '../src/http/server.js';
 import { makeTestEnv, openVault, runCli, waitFor, type TestEnv } from './support/harness.js';
-import { cloudServers, createTestBuckets, exportCredentials } from './support/cloud-servers.js';
+import { cloudServers, useTestBuckets, exportCredentials } from './support/cloud-servers.js';
 
 const servers = cloudServers();
 exportCredentials(servers);
@@ -24,15 +24,8 @@ const RUN = `cv-queues-${Date.now().toString(36)}-${randomBytes(3).toString('hex
 
 let env: TestEnv | undefined;
 const vaults: Chunkvault[] = [];
-let removeBuckets: () => Promise<void>;
 
-beforeAll(async () => {
-  removeBuckets = await createTestBuckets(servers, RUN);
-});
-
-afterAll(async () => {
-  await removeBuckets();
-});
+useTestBuckets(servers, RUN);
 
 afterEach(async () => {
   for (const vault of vaults.splice(0).reverse()) await vault.close();

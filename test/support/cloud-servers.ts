@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 const ENV_FILE = path.join(REPO_ROOT, '.ci', 'cloud-servers.env');
@@ -76,6 +77,17 @@ export function s3TestClient(sdk: typeof import('@aws-sdk/client-s3'), servers: 
 export async function azureTestContainer(servers: CloudServers, name: string, connectionString = servers.azure.connectionString) {
   const { BlobServiceClient } = await import('@azure/storage-blob');
   return BlobServiceClient.fromConnectionString(connectionString).getContainerClient(name);
+}
+
+/** Makes the run's bucket and containers before this file's tests, and removes them after. */
+export function useTestBuckets(servers: CloudServers, name: string): void {
+  let remove: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    remove = await createTestBuckets(servers, name);
+  });
+  afterAll(async () => {
+    await remove?.();
+  });
 }
 
 /**
