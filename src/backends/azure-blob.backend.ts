@@ -18,7 +18,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
-import { z } from 'zod';
 import { BackendIoError, ConfigError } from '../errors.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
@@ -37,25 +36,6 @@ import {
 import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { serviceClientFromEnvironment } from './azure-credentials.js';
 import { assertSafeKey } from './storage-key.js';
-import { defineCloudBackend, objectStoreFields } from './cloud-backend-kind.js';
-
-/** The `storage.backends.cloud.azure_blob` block. */
-export const azureBlobBlockSchema = z
-  .object({
-    container: z.string().min(1),
-    /** Blob service URL (https://<account>.blob.core.windows.net, or Azurite's); else from AZURE_STORAGE_CONNECTION_STRING. */
-    endpoint: z.string().url().optional(),
-    ...objectStoreFields,
-  })
-  .strict();
-
-/** Azure Blob as a cloud backend kind (cloud-backend-kind.ts). */
-export const AZURE_BLOB_BACKEND_KIND = defineCloudBackend({
-  name: 'azure_blob',
-  provider: 'azure',
-  configSchema: azureBlobBlockSchema,
-  create: (block, name) => new AzureBlobBackend({ name, container: block.container, endpoint: block.endpoint, keyPrefix: block.key_prefix }),
-});
 
 export interface AzureBlobBackendOptions {
   /** Name recorded in the catalog for replicas on this backend. Default "azure_blob". */

@@ -3,9 +3,9 @@
  * config schema, the routing of `cloud_provider`s and the start-up checks derive from this
  * list; a new cloud backend is its own file (with its kind) and one entry here.
  */
-import { S3_BACKEND_KIND } from './s3.backend.js';
-import { GCS_BACKEND_KIND } from './gcs.backend.js';
-import { AZURE_BLOB_BACKEND_KIND } from './azure-blob.backend.js';
+import { S3_BACKEND_KIND } from './s3.kind.js';
+import { GCS_BACKEND_KIND } from './gcs.kind.js';
+import { AZURE_BLOB_BACKEND_KIND } from './azure-blob.kind.js';
 
 export const CLOUD_BACKEND_KINDS = [S3_BACKEND_KIND, GCS_BACKEND_KIND, AZURE_BLOB_BACKEND_KIND] as const;
 

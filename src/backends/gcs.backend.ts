@@ -20,7 +20,6 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
-import { z } from 'zod';
 import { BackendIoError, ConfigError } from '../errors.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
@@ -37,28 +36,6 @@ import {
 } from './cloud-support.js';
 import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { assertSafeKey } from './storage-key.js';
-import { defineCloudBackend, objectStoreFields } from './cloud-backend-kind.js';
-
-/** The `storage.backends.cloud.gcp_gcs` block. */
-export const gcsBlockSchema = z
-  .object({
-    bucket: z.string().min(1),
-    /** The bucket's location (informational: GCS buckets are global by name). */
-    region: z.string().min(1).optional(),
-    /** A GCS-compatible server (an emulator), e.g. "http://127.0.0.1:9199"; Google when absent. */
-    endpoint: z.string().url().optional(),
-    project_id: z.string().min(1).optional(),
-    ...objectStoreFields,
-  })
-  .strict();
-
-/** GCS as a cloud backend kind (cloud-backend-kind.ts). */
-export const GCS_BACKEND_KIND = defineCloudBackend({
-  name: 'gcp_gcs',
-  provider: 'gcp',
-  configSchema: gcsBlockSchema,
-  create: (block, name) => new GcsBackend({ name, bucket: block.bucket, region: block.region, endpoint: block.endpoint, projectId: block.project_id, keyPrefix: block.key_prefix }),
-});
 
 export interface GcsBackendOptions {
   /** Name recorded in the catalog for replicas on this backend. Default "gcp_gcs". */

@@ -16,7 +16,6 @@
  */
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { z } from 'zod';
 import { BackendIoError, ConfigError } from '../errors.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
 import {
@@ -37,28 +36,6 @@ import {
 } from './cloud-support.js';
 import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
 import { assertSafeKey } from './storage-key.js';
-import { defineCloudBackend, objectStoreFields } from './cloud-backend-kind.js';
-
-/** The `storage.backends.cloud.aws_s3` block. */
-export const s3BlockSchema = z
-  .object({
-    bucket: z.string().min(1),
-    region: z.string().min(1).default('us-east-1'),
-    /** An S3-compatible server (Ceph radosgw, MinIO...), e.g. "http://127.0.0.1:7480"; AWS when absent. */
-    endpoint: z.string().url().optional(),
-    /** Bucket in the path rather than the host name; most S3-compatible servers need it. */
-    force_path_style: z.boolean().default(false),
-    ...objectStoreFields,
-  })
-  .strict();
-
-/** S3 as a cloud backend kind (cloud-backend-kind.ts). */
-export const S3_BACKEND_KIND = defineCloudBackend({
-  name: 'aws_s3',
-  provider: 'aws',
-  configSchema: s3BlockSchema,
-  create: (block, name) => new S3Backend({ name, bucket: block.bucket, region: block.region, endpoint: block.endpoint, forcePathStyle: block.force_path_style, keyPrefix: block.key_prefix }),
-});
 
 export interface S3BackendOptions {
   /** Name recorded in the catalog for replicas on this backend. Default "aws_s3". */
