@@ -4,12 +4,13 @@
  * `close()` releases everything in reverse order.
  */
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from './config/config.schema.js';
 import { ConfigError } from './errors.js';
 import { unimplementedSettings } from './config/load-config.js';
-import { createLogger, redactUrl, type Logger } from './logging/logger.js';
-import { assertRedisReachable, keyRoot, openCatalogRedis, openRedis } from './redis/redis-connection.js';
+import { createLogger, type Logger } from './logging/logger.js';
+import { keyRoot } from './redis/redis-connection.js';
+import { RedisEndpoint, type RedisClient } from './redis/redis-endpoint.js';
+import { ReplicationBarrier } from './redis/replication-barrier.js';
 import { BackendRegistry } from './backends/backend-registry.js';
 import { Catalog } from './catalog/catalog.js';
 import { ReplicaMetadata } from './catalog/replica-metadata.js';
@@ -49,8 +50,8 @@ export class Chunkvault {
   readonly metrics = new ProcessMetrics();
   readonly #reader: ChunkReader;
   readonly #repairs: RepairScheduler;
-  readonly #redis: Redis;
-  readonly #catalogRedis: Redis;
+  readonly #redis: RedisClient;
+  readonly #catalogRedis: RedisClient;
   readonly #queues: Record<string, Queue>;
   readonly #replicaQueues: ReplicaQueues;
   readonly #stagedOrphans: StagedOrphans;
@@ -61,8 +62,9 @@ export class Chunkvault {
   constructor(
     readonly config: Config,
     readonly logger: Logger,
-    redis: Redis,
-    catalogRedis: Redis,
+    readonly redisEndpoint: RedisEndpoint,
+    redis: RedisClient,
+    catalogRedis: RedisClient,
     readonly catalog: Catalog,
     readonly metadata: ReplicaMetadata,
     readonly backends: BackendRegistry,
@@ -75,7 +77,11 @@ export class Chunkvault {
     const perBackend = config.chunkvault.routing.queue_per_backend ? backends.all().map((backend) => backend.name) : [];
     const queueNames = [...Object.values(QUEUE_NAMES), ...perBackend.map(replicaQueueName)];
     this.#queues = Object.fromEntries(queueNames.map((name) => [name, new Queue(name, { connection: redis, prefix })]));
-    this.#replicaQueues = new ReplicaQueues(this.#queues[QUEUE_NAMES.replicas]!, new Map(perBackend.map((backend) => [backend, this.#queues[replicaQueueName(backend)]!])));
+    // Queued jobs are as precious as catalog records: addBulk waits until Redis replicas hold them.
+    const queued = new ReplicationBarrier(redis, {
+      minReplicas: redisEndpoint.minReplicasAcked, timeoutMs: config.chunkvault.redis.replica_ack_timeout_ms, fenceKey: new CatalogKeys(`${prefix}:catalog`).replicationFence,
+    });
+    this.#replicaQueues = new ReplicaQueues(this.#queues[QUEUE_NAMES.replicas]!, new Map(perBackend.map((backend) => [backend, this.#queues[replicaQueueName(backend)]!])), queued);
     // BullMQ re-emits connection errors on each queue and prints them raw to stderr when no one
     // listens; the connection's own listener (openChunkvault) already logs them structured.
     const quiet = (error: Error): void => logger.debug({ err: error }, 'queue connection error');
@@ -147,7 +153,7 @@ export class Chunkvault {
       logger,
       queues,
       prefix: keyRoot(config.chunkvault.redis.prefix),
-      connect: (name) => openRedis(config.chunkvault.redis.url, name),
+      connect: (name) => this.redisEndpoint.connect(name, { role: 'worker' }),
       metrics,
       handlers: {
         'replica.write': (job, data) => writer.handle(job, data),
@@ -250,20 +256,21 @@ export class Chunkvault {
  */
 export async function openChunkvault(config: Config, options: OpenOptions = {}): Promise<Chunkvault> {
   const logger = options.logger ?? createLogger(config.chunkvault.log_level, 2, config.chunkvault.log_format);
-  await assertRedisReachable(config.chunkvault.redis.url);
+  const endpoint = new RedisEndpoint(config.chunkvault.redis);
+  await endpoint.assertReachable();
   const level = options.announceUnimplemented === false ? 'debug' : 'warn';
   for (const note of unimplementedSettings(config)) logger[level]({ setting: note }, 'configured but not implemented in this version');
-  const redis = openRedis(config.chunkvault.redis.url, 'chunkvault');
-  const catalogRedis = openCatalogRedis(config.chunkvault.redis.url, 'chunkvault-catalog');
+  const redis = endpoint.connect('chunkvault');
+  const catalogRedis = endpoint.connect('chunkvault-catalog', { autoPipelining: true });
   for (const connection of [redis, catalogRedis]) {
-    connection.on('error', (error) => logger.error({ err: error, redis: redactUrl(config.chunkvault.redis.url) }, 'redis connection error'));
+    connection.on('error', (error: Error) => logger.error({ err: error, redis: endpoint.describe() }, 'redis connection error'));
   }
   const backends = new BackendRegistry(config);
   const catalogPrefix = `${keyRoot(config.chunkvault.redis.prefix)}:catalog`;
-  const catalog = new Catalog(catalogRedis, catalogPrefix);
+  const catalog = new Catalog(catalogRedis, catalogPrefix, { minReplicas: endpoint.minReplicasAcked, timeoutMs: config.chunkvault.redis.replica_ack_timeout_ms });
   const staging = new StagingArea(stagingStoreOf(config));
   const metadata = new ReplicaMetadata({ staleAfterMs: config.chunkvault.worker.stale_temp_after_ms });
-  const vault = new Chunkvault(config, logger, redis, catalogRedis, catalog, metadata, backends, staging, new CheckpointIndex(redis, catalogPrefix));
+  const vault = new Chunkvault(config, logger, endpoint, redis, catalogRedis, catalog, metadata, backends, staging, new CheckpointIndex(redis, catalogPrefix));
   // Before any replica is written or read: refuse storage that is not the deployment's (another
   // disk, bucket or prefix), which would split the data between hosts (storage/storage-identity.ts).
   try {

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'E_CONFLICT'
   | 'E_BACKEND_IO'
   | 'E_REDIS_UNAVAILABLE'
+  | 'E_REDIS_REPLICATION'
   | 'E_CORRUPT'
   | 'E_STORAGE_IDENTITY';
 

@@ -67,10 +67,32 @@ describe('configuration', () => {
       cwd: '/srv',
       env: { REDIS_URL: 'redis://127.0.0.1:6390', LOG_LEVEL: 'debug', CHUNKVAULT_REDIS_PREFIX: 'cv2', CHUNKVAULT_BASE_PATH: 'elsewhere', CHUNKVAULT_STAGING_DIR: '/stage' },
     });
-    expect(config.chunkvault.redis).toEqual({ url: 'redis://127.0.0.1:6390', prefix: 'cv2' });
+    expect(config.chunkvault.redis).toMatchObject({ mode: 'standalone', url: 'redis://127.0.0.1:6390', prefix: 'cv2', nodes: [] });
     expect(config.chunkvault.log_level).toBe('debug');
     expect(config.storage.backends.local.base_path).toBe('/srv/elsewhere');
     expect(config.chunkvault.staging.dir).toBe('/stage');
+    const sentinel = loadConfig({
+      configPath: SEED_FILE,
+      env: { CHUNKVAULT_REDIS_MODE: 'sentinel', CHUNKVAULT_REDIS_NODES: '10.0.0.1:26379, sentinel-2:26379,[::1]:26380', CHUNKVAULT_REDIS_SENTINEL_MASTER: 'cv' },
+    }).config.chunkvault.redis;
+    expect(sentinel).toMatchObject({ mode: 'sentinel', nodes: ['10.0.0.1:26379', 'sentinel-2:26379', '[::1]:26380'], sentinel_master: 'cv' });
+  });
+
+  it('reaches Redis standalone, through Sentinels or as a cluster, refusing settings that do not fit the mode', async () => {
+    const load = async (redis: string) => {
+      const configPath = await configFile(`chunkvault:\n  redis: ${redis}\n`);
+      return () => loadConfig({ configPath, env: {} }).config.chunkvault.redis;
+    };
+    const problems = async (redis: string) => problemsOf(await load(redis));
+    expect((await load('{}'))()).toMatchObject({ mode: 'standalone', nodes: [], tls: { enabled: false }, replica_ack_timeout_ms: 2000 });
+    expect((await load('{}'))().min_replicas_acked).toBeUndefined();
+    expect((await load('{ mode: cluster, nodes: ["127.0.0.1:7001"], min_replicas_acked: 2 }'))()).toMatchObject({ mode: 'cluster', min_replicas_acked: 2 });
+    expect(await problems('{ mode: sentinel, nodes: ["127.0.0.1:26379"] }')).toEqual([expect.stringMatching(/^chunkvault\.redis\.sentinel_master: mode sentinel needs/)]);
+    expect(await problems('{ mode: cluster }')).toEqual([expect.stringMatching(/^chunkvault\.redis\.nodes: mode cluster needs/)]);
+    expect(await problems('{ nodes: ["127.0.0.1:7001"] }')).toEqual([expect.stringMatching(/^chunkvault\.redis\.nodes: only read in sentinel and cluster modes/)]);
+    expect(await problems('{ mode: cluster, nodes: ["127.0.0.1"] }')).toEqual([expect.stringMatching(/^chunkvault\.redis\.nodes\.0: must be host:port/)]);
+    expect(await problems('{ mode: ring }')).toEqual([expect.stringMatching(/^chunkvault\.redis\.mode: /)]);
+    expect(await problems('{ tls: { enabled: true, cert_file: /c.pem } }')).toEqual([expect.stringMatching(/^chunkvault\.redis\.tls: cert_file and key_file go together/)]);
   });
 
   it('reads the file named by CHUNKVAULT_CONFIG, and an explicit path wins over it', async () => {

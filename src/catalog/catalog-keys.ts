@@ -26,6 +26,7 @@
  *   P:checkpoint:lock           string  token of the process sealing a checkpoint
  *   P:identity                  hash    marker each backend must hold, by backend name (storage-identity.ts)
  *   P:identity:lock:<backend>   string  token of the process creating or adopting that backend's marker
+ *   P:replication:fence         string  written by a replication fence (redis/replication-barrier.ts)
  */
 export class CatalogKeys {
   readonly stats: string;
@@ -39,6 +40,7 @@ export class CatalogKeys {
   readonly checkpointHead: string;
   readonly checkpointLock: string;
   readonly identity: string;
+  readonly replicationFence: string;
   /** Key base of chunk records: `chunkBase + chunkId` is a chunk's record. */
   readonly chunkBase: string;
 
@@ -55,6 +57,7 @@ export class CatalogKeys {
     this.checkpointHead = `${prefix}:checkpoint:head`;
     this.checkpointLock = `${prefix}:checkpoint:lock`;
     this.identity = `${prefix}:identity`;
+    this.replicationFence = `${prefix}:replication:fence`;
     this.chunkBase = `${prefix}:c:`;
   }
 

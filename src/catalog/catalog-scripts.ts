@@ -11,7 +11,7 @@
  * (the chunk keys, refresh_chunk, the stored counters), once per script.
  */
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import { CHUNK_STATUSES, type ChunkStatus } from '../domain/types.js';
 
 /** Each script: its file under scripts/ and how many KEYS it takes. */
@@ -31,7 +31,7 @@ export const CATALOG_SCRIPTS = {
 
 export type CatalogScript = keyof typeof CATALOG_SCRIPTS;
 
-type ScriptedRedis = Redis & { [name in CatalogScript]: (...args: string[]) => Promise<unknown> };
+type ScriptedRedis = RedisClient & { [name in CatalogScript]: (...args: string[]) => Promise<unknown> };
 
 const SCRIPT_DIR = new URL('./scripts/', import.meta.url);
 
@@ -59,7 +59,7 @@ export class UnexpectedReplyError extends Error {
 export class CatalogScripts {
   readonly #redis: ScriptedRedis;
 
-  constructor(redis: Redis) {
+  constructor(redis: RedisClient) {
     const scripted = redis as ScriptedRedis;
     for (const [name, { file, keys }] of Object.entries(CATALOG_SCRIPTS)) {
       if (typeof scripted[name as CatalogScript] !== 'function') redis.defineCommand(name, { numberOfKeys: keys, lua: scriptSource(file) });

@@ -4,7 +4,8 @@
  * index from it. All state changes go through the scripts of catalog-scripts.ts; every key
  * comes from catalog-keys.ts.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis-endpoint.js';
+import { ReplicationBarrier } from '../redis/replication-barrier.js';
 import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
 import { CatalogKeys } from './catalog-keys.js';
@@ -78,15 +79,21 @@ export interface CatalogCounters {
 }
 
 export class Catalog {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #scripts: CatalogScripts;
   readonly #keys: CatalogKeys;
+  readonly #replication: ReplicationBarrier;
 
-  /** `keyPrefix` is the hash-tagged prefix shared by all chunkvault keys, e.g. "{chunkvault}". */
-  constructor(redis: Redis, keyPrefix: string) {
+  /**
+   * `keyPrefix` is the hash-tagged prefix shared by all chunkvault keys, e.g. "{chunkvault}".
+   * `replication`: how many Redis replicas must hold a stored replica's record before
+   * recordStored returns (none by default).
+   */
+  constructor(redis: RedisClient, keyPrefix: string, replication: { minReplicas: number; timeoutMs: number } = { minReplicas: 0, timeoutMs: 0 }) {
     this.#redis = redis;
     this.#scripts = new CatalogScripts(redis);
     this.#keys = new CatalogKeys(keyPrefix);
+    this.#replication = new ReplicationBarrier(redis, { ...replication, fenceKey: this.#keys.replicationFence });
   }
 
   /**
@@ -114,7 +121,11 @@ export class Catalog {
     return { createdAtMs: integerReply('cvRegisterChunk', reply[1]), replicas };
   }
 
-  /** Marks a replica stored; idempotent. Returns the chunk's status afterwards. */
+  /**
+   * Marks a replica stored; idempotent. Returns the chunk's status afterwards, once the Redis
+   * replicas min_replicas_acked asks for hold the record (ReplicationLagError, retryable, when
+   * they do not in time: the record stands on the master, but is not yet safe from a failover).
+   */
   async recordStored(r: StoredReplicaInput): Promise<ChunkStatus> {
     const reply = await this.#scripts.run('cvRecordStored', [...this.#keys.replicaScriptKeys(r.chunkId, r.replicaId), this.#keys.verified, this.#keys.reserved(r.backend)], {
       chunkId: r.chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, checksum: r.checksum, algorithm: r.algorithm,
@@ -122,7 +133,18 @@ export class Catalog {
       attempts: r.attempts, createdAt: new Date(r.createdAtMs).toISOString(), createdAtMs: r.createdAtMs,
       verifiedAtMs: r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()), codec: r.codec ?? '', storedBytes: r.storedBytes ?? r.sizeBytes,
     });
-    return chunkStatusReply('cvRecordStored', reply);
+    const status = chunkStatusReply('cvRecordStored', reply);
+    await this.#replication.confirm();
+    return status;
+  }
+
+  /**
+   * Resolves once the Redis replicas min_replicas_acked asks for hold everything the master
+   * has applied so far, whichever process wrote it (a replication fence); throws
+   * ReplicationLagError when they do not in time. At once when none are asked for.
+   */
+  confirmReplicated(): Promise<void> {
+    return this.#replication.fence();
   }
 
   /** Points a stored replica at its compressed object if it is still at `expectedPath`. */

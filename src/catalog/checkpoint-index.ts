@@ -3,7 +3,7 @@
  * sealed checkpoints, and the lock that lets one process at a time seal. The manifests
  * themselves live on the backend (see checkpoints/checkpoint-service.ts).
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import { CatalogKeys } from './catalog-keys.js';
 import { CatalogScripts, integerReply, oneOf } from './catalog-scripts.js';
 import { RedisLock } from '../redis/redis-lock.js';
@@ -32,13 +32,13 @@ export interface LedgerState {
 }
 
 export class CheckpointIndex {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #scripts: CatalogScripts;
   readonly #keys: CatalogKeys;
   /** One process seals at a time; commit-checkpoint.lua checks this lock's token. */
   readonly lock: RedisLock;
 
-  constructor(redis: Redis, keyPrefix: string, lockTtlMs = 10_000) {
+  constructor(redis: RedisClient, keyPrefix: string, lockTtlMs = 10_000) {
     this.#redis = redis;
     this.#scripts = new CatalogScripts(redis);
     this.#keys = new CatalogKeys(keyPrefix);

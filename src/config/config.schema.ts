@@ -15,6 +15,10 @@ const nonNegativeInt = z.number().int().nonnegative();
 /** A filesystem path: no NUL byte, which no file name can hold (every fs call would throw). */
 const pathSchema = z.string().min(1).regex(/^[^\0]*$/, 'must not contain a NUL byte');
 
+export const REDIS_MODES = ['standalone', 'sentinel', 'cluster'] as const;
+/** `host:port`, the host a name, an IPv4 address or a bracketed IPv6 address. */
+const hostPort = z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/, 'must be host:port (an IPv6 host in brackets)');
+
 export const PARTITION_STRATEGIES = ['date', 'cloud', 'node', 'chunk_size', 'flat'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -106,7 +110,39 @@ const chunkvaultSchema = z
   .object({
     redis: z
       .object({
+        /**
+         * How Redis is reached: one server at `url` (standalone), the master a set of Sentinels
+         * names (sentinel), or a Redis Cluster (cluster). Credentials come from the environment
+         * only (REDIS_URL's user and password; REDIS_USERNAME / REDIS_PASSWORD, and
+         * REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD for the Sentinels).
+         */
+        mode: z.enum(REDIS_MODES).default('standalone'),
         url: z.string().url().default('redis://127.0.0.1:6379'),
+        /** sentinel: the Sentinels; cluster: some of the cluster's nodes. `host:port` each. */
+        nodes: z.array(hostPort).default([]),
+        /** sentinel: the name the Sentinels monitor the master under. */
+        sentinel_master: z.string().min(1).optional(),
+        /** TLS to every Redis node (and Sentinel); a `rediss://` url turns it on too. */
+        tls: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** PEM file of the CA that signed the servers' certificates (default: the system's CAs). */
+            ca_file: pathSchema.optional(),
+            /** Client certificate and key (PEM), for servers that ask for one. */
+            cert_file: pathSchema.optional(),
+            key_file: pathSchema.optional(),
+            /** The name the servers' certificates are checked against, when it is not the host connected to. */
+            server_name: z.string().min(1).optional(),
+          })
+          .strict()
+          .prefault({}),
+        /**
+         * Replicas that must hold a replica's catalog record (Redis WAIT) before its job
+         * completes; default 1 in sentinel and cluster modes, 0 standalone.
+         */
+        min_replicas_acked: nonNegativeInt.max(16).optional(),
+        /** How long a job waits for those replicas before its attempt fails (and is retried). */
+        replica_ack_timeout_ms: positiveInt.max(60_000).default(2000),
         /** Every Redis key chunkvault writes starts with `{prefix}`: one hash slot on a Redis Cluster. */
         prefix: z
           .string()

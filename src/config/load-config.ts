@@ -5,12 +5,18 @@
  * Environment overrides (the whole list):
  *   CHUNKVAULT_CONFIG        path of the YAML file (the CLI's --config wins over it)
  *   REDIS_URL                chunkvault.redis.url
+ *   CHUNKVAULT_REDIS_MODE    chunkvault.redis.mode
+ *   CHUNKVAULT_REDIS_NODES   chunkvault.redis.nodes (comma-separated host:port)
+ *   CHUNKVAULT_REDIS_SENTINEL_MASTER chunkvault.redis.sentinel_master
  *   CHUNKVAULT_REDIS_PREFIX  chunkvault.redis.prefix
  *   CHUNKVAULT_BASE_PATH     storage.backends.local.base_path
  *   CHUNKVAULT_STAGING_DIR   chunkvault.staging.dir
  *   CHUNKVAULT_STAGING_BACKEND chunkvault.staging.backend
  *   LOG_LEVEL                chunkvault.log_level
  *   LOG_FORMAT               chunkvault.log_format (the CLI's --pretty sets it to pretty)
+ *
+ * Redis credentials are read from the environment where the connection is made
+ * (redis/redis-endpoint.ts), never through the configuration.
  */
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -38,8 +44,11 @@ export interface LoadedConfig {
   source: string | undefined;
 }
 
-const ENV_OVERRIDES: ReadonlyArray<[variable: string, keyPath: readonly string[]]> = [
+const ENV_OVERRIDES: ReadonlyArray<[variable: string, keyPath: readonly string[], parse?: (value: string) => unknown]> = [
   ['REDIS_URL', ['chunkvault', 'redis', 'url']],
+  ['CHUNKVAULT_REDIS_MODE', ['chunkvault', 'redis', 'mode']],
+  ['CHUNKVAULT_REDIS_NODES', ['chunkvault', 'redis', 'nodes'], (value) => value.split(',').map((node) => node.trim()).filter(Boolean)],
+  ['CHUNKVAULT_REDIS_SENTINEL_MASTER', ['chunkvault', 'redis', 'sentinel_master']],
   ['CHUNKVAULT_REDIS_PREFIX', ['chunkvault', 'redis', 'prefix']],
   ['CHUNKVAULT_BASE_PATH', ['storage', 'backends', 'local', 'base_path']],
   ['CHUNKVAULT_STAGING_DIR', ['chunkvault', 'staging', 'dir']],
@@ -74,9 +83,9 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     throw new ConfigError(`invalid configuration in ${source}`, ['chunkvault.redis.url: must not hold a password; set REDIS_URL in the environment instead']);
   }
   const overridden = structuredClone(raw) as Record<string, unknown>;
-  for (const [variable, keyPath] of ENV_OVERRIDES) {
+  for (const [variable, keyPath, parse] of ENV_OVERRIDES) {
     const value = nonEmpty(env[variable]);
-    if (value !== undefined) setPath(overridden, keyPath, value);
+    if (value !== undefined) setPath(overridden, keyPath, parse ? parse(value) : value);
   }
 
   const parsed = configSchema.safeParse(overridden);
@@ -89,6 +98,11 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
 
   config.storage.backends.local.base_path = path.resolve(cwd, config.storage.backends.local.base_path);
   config.chunkvault.staging.dir = path.resolve(cwd, config.chunkvault.staging.dir);
+  const tls = config.chunkvault.redis.tls;
+  for (const file of ['ca_file', 'cert_file', 'key_file'] as const) {
+    const value = tls[file];
+    if (value !== undefined) tls[file] = path.resolve(cwd, value);
+  }
   return { config: deepFreeze(config), source };
 }
 
@@ -107,7 +121,7 @@ export function unimplementedSettings(config: Config): string[] {
 }
 
 function crossFieldProblems(config: Config): string[] {
-  const problems: string[] = [];
+  const problems: string[] = [...redisProblems(config.chunkvault.redis)];
   const { compression_codec: codec, compression_level: level } = config.chunkvault.maintenance;
   const badLevel = level === undefined ? undefined : levelProblem(codec, level);
   if (badLevel) problems.push(`chunkvault.maintenance.compression_level: ${badLevel}`);
@@ -132,6 +146,23 @@ function crossFieldProblems(config: Config): string[] {
   const ownFolder = stagingPrefix.startsWith(`${RESERVED_KEY_PREFIX}staging`) && stagingPrefix.endsWith('/') && !stagingPrefix.includes('//');
   if (staging.backend !== 'local' && !ownFolder) {
     problems.push(`chunkvault.staging.key_prefix: ${JSON.stringify(staging.key_prefix)} must be a folder whose name starts with "${RESERVED_KEY_PREFIX}staging", like "${RESERVED_KEY_PREFIX}staging/"`);
+  }
+  return problems;
+}
+
+function redisProblems(redis: Config['chunkvault']['redis']): string[] {
+  const problems: string[] = [];
+  if (redis.mode !== 'standalone' && redis.nodes.length === 0) {
+    problems.push(`chunkvault.redis.nodes: mode ${redis.mode} needs the ${redis.mode === 'sentinel' ? "Sentinels'" : "cluster nodes'"} host:port (at least one)`);
+  }
+  if (redis.mode === 'standalone' && redis.nodes.length > 0) {
+    problems.push('chunkvault.redis.nodes: only read in sentinel and cluster modes (standalone connects to chunkvault.redis.url); set chunkvault.redis.mode');
+  }
+  if (redis.mode === 'sentinel' && redis.sentinel_master === undefined) {
+    problems.push('chunkvault.redis.sentinel_master: mode sentinel needs the name the Sentinels monitor the master under');
+  }
+  if ((redis.tls.cert_file === undefined) !== (redis.tls.key_file === undefined)) {
+    problems.push('chunkvault.redis.tls: cert_file and key_file go together (a client certificate and its key)');
   }
   return problems;
 }

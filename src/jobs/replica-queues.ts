@@ -7,6 +7,7 @@
  */
 import type { Queue, JobsOptions, JobState } from 'bullmq';
 import { QUEUE_NAMES } from './job-table.js';
+import type { ReplicationBarrier } from '../redis/replication-barrier.js';
 
 /** The queue of replica jobs for `backend` when queues are per backend. */
 export function replicaQueueName(backend: string): string {
@@ -30,11 +31,16 @@ export interface ReplicaJob {
 export class ReplicaQueues {
   readonly #shared: Queue;
   readonly #byBackend: ReadonlyMap<string, Queue>;
+  readonly #replication: ReplicationBarrier | undefined;
 
-  /** `byBackend`: the per-backend queues, by backend name (empty when queues are not per backend). */
-  constructor(shared: Queue, byBackend: ReadonlyMap<string, Queue>) {
+  /**
+   * `byBackend`: the per-backend queues, by backend name (empty when queues are not per backend).
+   * `replication`: the barrier of the queues' connection, which addBulk waits on.
+   */
+  constructor(shared: Queue, byBackend: ReadonlyMap<string, Queue>, replication?: ReplicationBarrier) {
     this.#shared = shared;
     this.#byBackend = byBackend;
+    this.#replication = replication;
   }
 
   /** The queue a replica job for `backend` goes to. */
@@ -47,7 +53,11 @@ export class ReplicaQueues {
     return [this.#shared, ...this.#byBackend.values()];
   }
 
-  /** Adds `jobs`, each to its backend's queue (one addBulk per queue). Job ids are fixed, so adding again adds nothing. */
+  /**
+   * Adds `jobs`, each to its backend's queue (one addBulk per queue), and returns once the Redis
+   * replicas min_replicas_acked asks for hold them (ReplicationLagError when they do not in
+   * time). Job ids are fixed, so adding again adds nothing.
+   */
   async addBulk(jobs: readonly ReplicaJob[]): Promise<void> {
     const byQueue = new Map<Queue, ReplicaJob[]>();
     for (const job of jobs) {
@@ -57,6 +67,7 @@ export class ReplicaQueues {
       else byQueue.set(queue, [job]);
     }
     await Promise.all([...byQueue].map(([queue, batch]) => queue.addBulk(batch.map(({ name, data, opts }) => ({ name, data, opts })))));
+    await this.#replication?.confirm();
   }
 
   /** The state of the job `jobId` on whichever replica queue holds it ('unknown' when none does). */

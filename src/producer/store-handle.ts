@@ -5,6 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Catalog } from '../catalog/catalog.js';
+import { retryAcrossReconnects } from '../redis/redis-connection.js';
 import type { ReplicaRecord, ReplicaStatus, StoredChunk } from '../domain/types.js';
 
 export interface ReplicaRef {
@@ -76,6 +77,9 @@ export class StoreHandle {
       if (ended.size < window.length) await sleep(interval);
     }
     const records = await this.#catalog.getReplicas(this.tracked);
+    // What is reported stored must survive a failover: the Redis replicas must hold it too.
+    const remaining = deadline === Infinity ? undefined : Math.max(1, deadline - Date.now());
+    await retryAcrossReconnects(() => this.#catalog.confirmReplicated(), 'confirming that Redis replicas hold the results', remaining);
     return [...this.rejected, ...records.map((record, i) => toResult(record, this.tracked[i]!))];
   }
 }

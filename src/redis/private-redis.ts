@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertRedisReachable } from './redis-connection.js';
+import { RedisEndpoint } from './redis-endpoint.js';
 
 export interface PrivateRedis {
   url: string;
@@ -38,11 +38,11 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
  */
 export async function spawnRedisServer(port: number, args: readonly string[] = []): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes', ...args], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}`;
+  const endpoint = RedisEndpoint.standalone(`redis://127.0.0.1:${port}`);
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      await assertRedisReachable(url, 500);
+      await endpoint.assertReachable(500);
       return child;
     } catch (error) {
       if (child.exitCode !== null || Date.now() > deadline) {

@@ -1,61 +1,50 @@
 /**
- * Redis connections. Every chunkvault key lives under the hash tag `{prefix}`, so a Redis
+ * What every Redis user in chunkvault shares: the key root, and riding out a Redis that
+ * restarts or fails over under an idempotent operation. Connections come from
+ * redis-endpoint.ts. Every chunkvault key lives under the hash tag `{prefix}`, so a Redis
  * Cluster keeps all of them (queues and catalog) in one slot.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import { ChunkvaultError } from '../errors.js';
-import { redactUrl } from '../logging/logger.js';
+import { ReplicationLagError } from './replication-barrier.js';
 
 /** `{prefix}`: the BullMQ prefix and the root of every chunkvault key. */
 export function keyRoot(prefix: string): string {
   return `{${prefix}}`;
 }
 
-/** A connection fit for BullMQ workers and blocking commands (no per-request retry limit). */
-export function openRedis(url: string, connectionName: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, connectionName, lazyConnect: false });
-}
+/** Messages of errors a client reports while its Redis restarts or fails over (ioredis's wording). */
+const INTERRUPTIONS = [
+  /connection close/i, // a pipeline or transaction cut in half (AbortError)
+  /^Connection is closed/, // sent on a connection that ended
+  /^Socket timeout/, // a connection that stopped answering (a master paused or gone)
+  /^Command timed out/,
+  /^Too many Cluster redirections/, // a cluster failover that outlasted the client's retries
+  /^CLUSTERDOWN/,
+  /^TRYAGAIN/,
+  /^READONLY/, // reached a master that was demoted
+  /^LOADING/, // a restarted node still loading its data
+  /^MASTERDOWN/,
+  /^Failed to refresh slots cache/,
+  /^None of startup nodes is available/,
+  /^All sentinels are unreachable/,
+];
 
 /**
- * The catalog's own connection: commands issued in one event-loop turn by concurrent jobs
- * go out in one write (ioredis auto-pipelining), which saves a socket write per command.
- * Only for chunkvault's own non-blocking commands and scripts, never for BullMQ's
- * connections (auto-pipelining there has been reported to break job handling).
- */
-export function openCatalogRedis(url: string, connectionName: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, connectionName, lazyConnect: false, enableAutoPipelining: true });
-}
-
-/**
- * Fails fast with a clear error when nothing answers at `url`, instead of letting ioredis
- * retry forever. Resolves when Redis answers PING.
- */
-export async function assertRedisReachable(url: string, timeoutMs = 2000): Promise<void> {
-  const probe = new Redis(url, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    await probe.ping();
-  } catch (error) {
-    throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `no Redis answers at ${redactUrl(url)} (${(error as Error).message}). Start one (e.g. \`redis-server --port 6379 --bind 127.0.0.1\`, or \`docker compose up -d redis\`) or set REDIS_URL.`, { cause: error, retryable: true });
-  } finally {
-    probe.disconnect();
-  }
-}
-
-/**
- * Whether `error` is a command ioredis gave up on because the connection closed under it.
+ * Whether `error` came from Redis restarting or failing over under the command, rather than
+ * from the command: the same idempotent command may succeed once the client has reconnected.
  * Single commands are resent after a reconnect by ioredis itself; pipelines and transactions
- * cut in half (BullMQ's addBulk, auto-pipelined catalog calls) are aborted with this error.
+ * cut in half (BullMQ's addBulk, auto-pipelined catalog calls) are aborted, and a cluster
+ * client gives up on a command after its retries.
  */
-export function abortedByReconnect(error: unknown): boolean {
-  return error instanceof Error && error.name === 'AbortError' && /connection close/.test(error.message);
+export function interruptedByRedis(error: unknown): boolean {
+  if (error instanceof ReplicationLagError) return true;
+  return error instanceof Error && INTERRUPTIONS.some((pattern) => pattern.test(error.message));
 }
 
 /**
- * Runs the idempotent `op` again while it is aborted by a Redis reconnect (a restart, a
- * failover), waiting a little longer each time, for up to `withinMs`; then throws saying so.
+ * Runs the idempotent `op` again while Redis interrupts it (a restart, a failover), waiting a
+ * little longer each time, for up to `withinMs`; then throws saying so.
  */
 export async function retryAcrossReconnects<T>(op: () => Promise<T>, what: string, withinMs = 60_000): Promise<T> {
   const deadline = Date.now() + withinMs;
@@ -63,9 +52,9 @@ export async function retryAcrossReconnects<T>(op: () => Promise<T>, what: strin
     try {
       return await op();
     } catch (error) {
-      if (!abortedByReconnect(error)) throw error;
+      if (!interruptedByRedis(error)) throw error;
       if (Date.now() >= deadline) {
-        throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `${what}: the Redis connection kept closing for ${Math.round(withinMs / 1000)} s (${(error as Error).message})`, { cause: error, retryable: true });
+        throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `${what}: Redis kept failing over or reconnecting for ${Math.round(withinMs / 1000)} s (${(error as Error).message})`, { cause: error, retryable: true });
       }
       await sleep(delay);
     }

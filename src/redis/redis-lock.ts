@@ -4,12 +4,12 @@
  * renew or release it.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-endpoint.js';
 
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
-type LockRedis = Redis & {
+type LockRedis = RedisClient & {
   cvLockRenew(key: string, token: string, ttlMs: number): Promise<number>;
   cvLockRelease(key: string, token: string): Promise<number>;
 };
@@ -17,7 +17,7 @@ type LockRedis = Redis & {
 export class RedisLock {
   readonly #redis: LockRedis;
 
-  constructor(redis: Redis, readonly key: string, readonly ttlMs: number) {
+  constructor(redis: RedisClient, readonly key: string, readonly ttlMs: number) {
     const scripted = redis as LockRedis;
     if (typeof scripted.cvLockRenew !== 'function') {
       redis.defineCommand('cvLockRenew', { numberOfKeys: 1, lua: RENEW });

@@ -29,7 +29,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { CatalogKeys } from '../catalog/catalog-keys.js';
@@ -81,7 +81,7 @@ class BackendUnavailable extends Error {}
  * StorageIdentityError naming every backend that is not the deployment's, with the expected and
  * the found marker and what to do. Redis errors are thrown as they are.
  */
-export async function verifyStorageIdentity(redis: Redis, keys: CatalogKeys, backends: readonly Backend[], logger: Logger): Promise<Record<string, IdentityOutcome>> {
+export async function verifyStorageIdentity(redis: RedisClient, keys: CatalogKeys, backends: readonly Backend[], logger: Logger): Promise<Record<string, IdentityOutcome>> {
   const settled = await Promise.allSettled(backends.map((backend) => withinDeadline(verifyBackend(redis, keys, backend, logger), backend, logger)));
   const mismatches: IdentityMismatch[] = [];
   const outcomes: Record<string, IdentityOutcome> = {};
@@ -124,7 +124,7 @@ async function withinDeadline<T extends { outcome: IdentityOutcome } | IdentityM
   }
 }
 
-async function verifyBackend(redis: Redis, keys: CatalogKeys, backend: Backend, logger: Logger): Promise<{ outcome: IdentityOutcome } | IdentityMismatch> {
+async function verifyBackend(redis: RedisClient, keys: CatalogKeys, backend: Backend, logger: Logger): Promise<{ outcome: IdentityOutcome } | IdentityMismatch> {
   const lock = new RedisLock(redis, keys.identityLock(backend.name), LOCK_TTL_MS);
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
@@ -143,7 +143,7 @@ async function verifyBackend(redis: Redis, keys: CatalogKeys, backend: Backend, 
 }
 
 /** Holding the backend's lock: adopts the marker the backend holds, or creates one, and records it. */
-async function createOrAdopt(redis: Redis, keys: CatalogKeys, backend: Backend, logger: Logger): Promise<{ outcome: IdentityOutcome } | IdentityMismatch> {
+async function createOrAdopt(redis: RedisClient, keys: CatalogKeys, backend: Backend, logger: Logger): Promise<{ outcome: IdentityOutcome } | IdentityMismatch> {
   // Another process may have finished between our look and our lock.
   const known = await recorded(redis, keys, backend.name);
   const found = await readMarker(backend);
@@ -157,7 +157,7 @@ async function createOrAdopt(redis: Redis, keys: CatalogKeys, backend: Backend, 
   }
   logger.info(
     { backend: backend.name, location: backend.location, markerId: marker.id, createdAt: marker.createdAt, createdOn: marker.host },
-    outcome === 'adopted' ? 'adopted the storage marker this backend holds (Redis recorded none)' : 'created the storage marker of this backend',
+    outcome === 'adopted' ? 'adopted the storage marker this backend holds (RedisClient recorded none)' : 'created the storage marker of this backend',
   );
   return { outcome };
 }
@@ -168,12 +168,12 @@ function compare(backend: Backend, known: StorageMarker, found: Found, outcome: 
   return { backend: backend.name, location: backend.location, expected: { id, location, host, createdAt }, found: 'marker' in found ? `marker ${found.marker.id}` : found.none };
 }
 
-async function recorded(redis: Redis, keys: CatalogKeys, backendName: string): Promise<StorageMarker | undefined> {
+async function recorded(redis: RedisClient, keys: CatalogKeys, backendName: string): Promise<StorageMarker | undefined> {
   const value = await redis.hget(keys.identity, backendName);
   if (value === null) return undefined;
   const parsed = markerSchema.safeParse(safeJson(value));
   if (!parsed.success) {
-    throw new ChunkvaultError('E_CORRUPT', `the storage identity Redis records for backend ${backendName} (${keys.identity}, field ${backendName}) is not a marker: ${value.slice(0, 200)}`);
+    throw new ChunkvaultError('E_CORRUPT', `the storage identity RedisClient records for backend ${backendName} (${keys.identity}, field ${backendName}) is not a marker: ${value.slice(0, 200)}`);
   }
   return parsed.data;
 }
@@ -220,10 +220,10 @@ function refusalMessage(mismatches: readonly IdentityMismatch[], keys: CatalogKe
       "a cloud backend must name the deployment's bucket (or container) and key_prefix.",
   ];
   for (const m of mismatches.filter((m) => m.found === UNREADABLE_MARKER)) {
-    const restore = m.expected ? `if this is the deployment's storage, write the JSON Redis records (redis-cli HGET '${keys.identity}' ${m.backend}) back to it, else ` : '';
+    const restore = m.expected ? `if this is the deployment's storage, write the JSON RedisClient records (redis-cli HGET '${keys.identity}' ${m.backend}) back to it, else ` : '';
     advice.push(`The marker ${STORAGE_IDENTITY_KEY} of backend ${m.backend} was damaged or written by something else: ${restore}remove it.`);
   }
   const forget = mismatches.filter((m) => m.expected).map((m) => `redis-cli HDEL '${keys.identity}' ${m.backend}`);
-  if (forget.length > 0) advice.push(`If the deployment's storage really was replaced, forget the identity Redis records (${forget.join('; ')}); the next start then marks the new storage.`);
+  if (forget.length > 0) advice.push(`If the deployment's storage really was replaced, forget the identity RedisClient records (${forget.join('; ')}); the next start then marks the new storage.`);
   return [`storage identity: ${lines.join('\n  ')}`, ...advice].join('\n');
 }

@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import type { Config } from '../config/config.schema.js';
 import type { Logger } from '../logging/logger.js';
 import { JOBS, QUEUE_NAMES, type JobHandlers, type JobName, type QueueName } from '../jobs/job-table.js';
@@ -26,7 +26,7 @@ export interface WorkerPoolOptions {
   /** The queues to serve, each with the family of QUEUE_NAMES whose jobs it holds (the per-backend replica queues: `replicas`). */
   queues: ReadonlyArray<{ name: string; family: QueueName }>;
   /** Makes a fresh connection per Worker (BullMQ blocks on it). */
-  connect: (name: string) => Redis;
+  connect: (name: string) => RedisClient;
   handlers: JobHandlers;
   /** Where each job's duration and outcome are recorded. */
   metrics: ProcessMetrics;
@@ -37,7 +37,7 @@ export interface WorkerPoolOptions {
 export class WorkerPool {
   readonly #options: WorkerPoolOptions;
   readonly #workers: Worker[] = [];
-  readonly #connections: Redis[] = [];
+  readonly #connections: RedisClient[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: WorkerPoolOptions) {

@@ -16,7 +16,9 @@ import type { DistributionTask } from '../../domain/types.js';
 import { ChunkvaultError } from '../../errors.js';
 import { redactUrl } from '../../logging/logger.js';
 import { existsSync } from 'node:fs';
-import { assertRedisReachable, keyRoot, openRedis } from '../../redis/redis-connection.js';
+import { Cluster } from 'ioredis';
+import { keyRoot } from '../../redis/redis-connection.js';
+import { RedisEndpoint } from '../../redis/redis-endpoint.js';
 import { onPath, startPrivateRedis, type PrivateRedis } from '../../redis/private-redis.js';
 import { configFor, positiveInteger, runCommand } from '../cli-support.js';
 import { startProgress } from '../progress.js';
@@ -47,8 +49,10 @@ export function registerDemo(program: Command): void {
         let { config } = configFor(command);
         let privateRedis: PrivateRedis | undefined;
         try {
-          await assertRedisReachable(config.chunkvault.redis.url);
+          await new RedisEndpoint(config.chunkvault.redis).assertReachable();
         } catch (error) {
+          // A private server stands in for a missing standalone Redis only: a configured Sentinel or cluster is meant.
+          if (config.chunkvault.redis.mode !== 'standalone') throw error;
           if (!(await onPath('redis-server'))) {
             throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `${(error as Error).message}\nThe demo can also start a private Redis itself when a redis-server binary is on PATH (Debian: apt-get install redis-server).`);
           }
@@ -121,14 +125,18 @@ async function runDemo(config: Config, options: DemoOptions): Promise<number> {
 
 /** Deletes every key of the demo's deployment (its prefix is the demo's own: see ownDeployment). */
 async function forgetDeployment(config: Config): Promise<void> {
-  const redis = openRedis(config.chunkvault.redis.url, 'chunkvault-demo');
+  const redis = new RedisEndpoint(config.chunkvault.redis).connect('chunkvault-demo');
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${keyRoot(config.chunkvault.redis.prefix)}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
+    await redis.ping(); // a cluster client knows its masters once ready
+    // All of a deployment's keys share one hash slot, so on a cluster they are all on one master.
+    for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${keyRoot(config.chunkvault.redis.prefix)}*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await node.del(...keys);
+      } while (cursor !== '0');
+    }
   } finally {
     await redis.quit().catch(() => redis.disconnect());
   }
