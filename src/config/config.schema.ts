@@ -199,6 +199,10 @@ const chunkvaultSchema = z
          * (every stale_temp_after_ms) for staged bytes no job needs.
          */
         housekeeping_interval_ms: positiveInt.default(15_000),
+        /** How often each worker process checks that its BullMQ workers still take jobs (worker/worker-watchdog.ts). */
+        watchdog_interval_ms: positiveInt.min(100).default(5_000),
+        /** A worker that fetched no job while jobs waited and it had room, this long, is replaced. */
+        stuck_after_ms: positiveInt.min(500).default(15_000),
       })
       .strict()
       .prefault({}),

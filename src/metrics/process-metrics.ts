@@ -38,6 +38,7 @@ export class ProcessMetrics {
   readonly #mismatches: Counter<'backend' | 'trigger'>;
   readonly #repairs: Counter<'backend' | 'outcome'>;
   readonly #jobSeconds: Histogram<'queue' | 'job' | 'outcome'>;
+  readonly #workerRestarts: Counter<'queue'>;
 
   constructor() {
     const registers = [this.registry];
@@ -81,6 +82,11 @@ export class ProcessMetrics {
       help: 'Time this process spent on a job, by queue, job name and outcome (completed, failed: this attempt threw)',
       labelNames: ['queue', 'job', 'outcome'], buckets: LATENCY_BUCKETS, registers,
     });
+    this.#workerRestarts = new Counter({
+      name: 'chunkvault_worker_restarts_total',
+      help: 'BullMQ workers this process replaced because they stopped taking jobs (connection ended, fetch loop stopped, or jobs waited while none was fetched), by queue',
+      labelNames: ['queue'], registers,
+    });
   }
 
   /** A put that succeeded: its duration and the bytes it stored. */
@@ -113,6 +119,10 @@ export class ProcessMetrics {
 
   job(queue: string, job: string, outcome: JobOutcome, seconds: number): void {
     this.#jobSeconds.observe({ queue, job, outcome }, seconds);
+  }
+
+  workerRestarted(queue: string): void {
+    this.#workerRestarts.inc({ queue });
   }
 }
 

@@ -52,8 +52,8 @@ export type ConnectionRole =
   | 'commands';
 
 /** A blocking fetch waits up to 10 s (BullMQ's ceiling); a worker connection silent much longer hangs. */
-const WORKER_SOCKET_TIMEOUT_MS = 20_000;
-const COMMAND_SOCKET_TIMEOUT_MS = 10_000;
+const WORKER_SOCKET_TIMEOUT_MS = 15_000;
+const COMMAND_SOCKET_TIMEOUT_MS = 5_000;
 /** Cluster: retry a command that met a failover every 300 ms for up to ~20 s. */
 const CLUSTER_RETRY_DELAY_MS = 300;
 const CLUSTER_MAX_REDIRECTIONS = 64;

@@ -1,8 +1,9 @@
 /**
  * The worker pool: one BullMQ Worker per queue, dispatching each job by name to the one
- * handler registered for it in the job table. `close()` stops taking jobs, lets active ones
- * finish within a time bound, and then closes regardless (unfinished jobs are picked up
- * again as stalled: every job is idempotent).
+ * handler registered for it in the job table. A watchdog (worker-watchdog.ts) replaces a
+ * Worker that stops taking jobs, as after a Redis failover. `close()` stops taking jobs, lets
+ * active ones finish within a time bound, and then closes regardless (unfinished jobs are
+ * picked up again as stalled: every job is idempotent).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
@@ -12,6 +13,7 @@ import type { Logger } from '../logging/logger.js';
 import { JOBS, QUEUE_NAMES, type JobHandlers, type JobName, type QueueName } from '../jobs/job-table.js';
 import { describeIssues } from '../jobs/job-data.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
+import { WorkerWatchdog, type WatchedWorker } from './worker-watchdog.js';
 
 /** How long a forced close of the workers may take before their connections are dropped. */
 const FORCED_CLOSE_MS = 5_000;
@@ -34,67 +36,34 @@ export interface WorkerPoolOptions {
   periodic?: { everyMs: number; run: () => Promise<unknown> };
 }
 
+/** One served queue's Worker, its connection, and what the watchdog reads of it. */
+interface Slot extends WatchedWorker {
+  readonly family: QueueName;
+  readonly worker: Worker;
+  readonly connection: RedisClient;
+}
+
 export class WorkerPool {
   readonly #options: WorkerPoolOptions;
-  readonly #workers: Worker[] = [];
-  readonly #connections: RedisClient[] = [];
+  readonly #slots = new Map<string, Slot>();
+  /** Workers replaced by the watchdog, closing in the background. */
+  readonly #retiring = new Set<Promise<unknown>>();
+  #watchdog: WorkerWatchdog | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #closing = false;
 
   constructor(options: WorkerPoolOptions) {
     assertEveryJobHasAHandler(options.handlers);
     this.#options = options;
   }
 
-  /** Starts one Worker per queue served. */
+  /** Starts one Worker per queue served, and the watchdog that replaces any that stops taking jobs. */
   async start(): Promise<void> {
-    const { config, logger, prefix, connect, handlers, metrics, queues } = this.#options;
-    const concurrency: Record<QueueName, number> = {
-      [QUEUE_NAMES.replicas]: config.storage.performance.max_concurrent_writes,
-      [QUEUE_NAMES.chunks]: Math.max(10, config.storage.performance.max_concurrent_writes),
-      [QUEUE_NAMES.maintenance]: 1,
-    };
-    for (const { name: queue, family } of queues) {
-      const connection = connect(`chunkvault-worker-${queue}`);
-      this.#connections.push(connection);
-      const processor: Processor = async (job) => {
-        const entry = Object.hasOwn(JOBS, job.name) ? JOBS[job.name as JobName] : undefined;
-        if (!entry || entry.queue !== family) throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
-        const handler = handlers[job.name as JobName] as (job: Job, data: unknown) => Promise<unknown>;
-        const elapsed = startTimer();
-        try {
-          const parsed = entry.schema.safeParse(job.data);
-          if (!parsed.success) throw new UnrecoverableError(`invalid ${entry.what} job data: ${describeIssues(parsed.error)}`);
-          const result = await handler(job, parsed.data);
-          metrics.job(queue, job.name, 'completed', elapsed());
-          return result;
-        } catch (error) {
-          metrics.job(queue, job.name, 'failed', elapsed());
-          throw error;
-        }
-      };
-      const worker = new Worker(queue, processor, {
-        connection,
-        prefix,
-        concurrency: concurrency[family],
-        lockDuration: config.chunkvault.worker.lock_duration_ms,
-        stalledInterval: config.chunkvault.worker.stalled_interval_ms,
-        // A job stalls when its worker dies (SIGKILL, OOM, a host lost): a transient fault like
-        // any other, so it may recur as often as a write may be retried. BullMQ's default (1)
-        // failed a replica for good after two worker crashes, leaving its complete object on
-        // the backend with a failed record (found by the worker-kill fault scenario, seed 101).
-        // One more than a replica write allows (see stallsOf): the write gives up itself first,
-        // recording why in the catalog; BullMQ fails a job past this without running it.
-        maxStalledCount: config.chunkvault.retry.attempts + 1,
-        // Defaults for jobs that do not set their own: a replica write does not carry them, to
-        // keep each queued job small in Redis.
-        removeOnComplete: { age: config.chunkvault.jobs.keep_completed_seconds },
-        removeOnFail: { age: config.chunkvault.jobs.keep_failed_seconds },
-        autorun: false,
-      });
-      worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
-      this.#workers.push(worker);
-      void worker.run().catch((error: unknown) => logger.error({ err: error, queue }, 'worker stopped'));
-      await worker.waitUntilReady();
+    const { config, logger, prefix, connect, queues } = this.#options;
+    for (const { name, family } of queues) {
+      const slot = this.#startWorker(name, family);
+      this.#slots.set(name, slot);
+      await slot.worker.waitUntilReady();
     }
     const periodic = this.#options.periodic;
     if (periodic) {
@@ -103,7 +72,96 @@ export class WorkerPool {
       }, periodic.everyMs);
       this.#timer.unref();
     }
-    logger.info({ queues: queues.map((q) => q.name), concurrency }, 'worker pool started');
+    const { watchdog_interval_ms: intervalMs, stuck_after_ms: stuckAfterMs } = config.chunkvault.worker;
+    this.#watchdog = new WorkerWatchdog({
+      prefix, connect, intervalMs, stuckAfterMs, logger,
+      workers: () => [...this.#slots.values()],
+      restart: (queue, reason) => this.#restart(queue, reason),
+    });
+    this.#watchdog.start();
+    logger.info({ queues: queues.map((q) => q.name), concurrency: Object.fromEntries([...this.#slots.values()].map((s) => [s.queue, s.concurrency])) }, 'worker pool started');
+  }
+
+  #startWorker(queue: string, family: QueueName): Slot {
+    const { config, logger, prefix, connect, handlers, metrics } = this.#options;
+    const concurrency: Record<QueueName, number> = {
+      [QUEUE_NAMES.replicas]: config.storage.performance.max_concurrent_writes,
+      [QUEUE_NAMES.chunks]: Math.max(10, config.storage.performance.max_concurrent_writes),
+      [QUEUE_NAMES.maintenance]: 1,
+    };
+    const connection = connect(`chunkvault-worker-${queue}`);
+    let running = 0;
+    let lastFetchAt = Date.now();
+    let loopStopped = false;
+    const processor: Processor = async (job) => {
+      running += 1;
+      lastFetchAt = Date.now();
+      const entry = Object.hasOwn(JOBS, job.name) ? JOBS[job.name as JobName] : undefined;
+      const elapsed = startTimer();
+      try {
+        if (!entry || entry.queue !== family) throw new UnrecoverableError(`no handler for job "${job.name}" on queue ${queue}`);
+        const handler = handlers[job.name as JobName] as (job: Job, data: unknown) => Promise<unknown>;
+        const parsed = entry.schema.safeParse(job.data);
+        if (!parsed.success) throw new UnrecoverableError(`invalid ${entry.what} job data: ${describeIssues(parsed.error)}`);
+        const result = await handler(job, parsed.data);
+        metrics.job(queue, job.name, 'completed', elapsed());
+        return result;
+      } catch (error) {
+        metrics.job(queue, job.name, 'failed', elapsed());
+        throw error;
+      } finally {
+        running -= 1;
+      }
+    };
+    const worker = new Worker(queue, processor, {
+      connection,
+      prefix,
+      concurrency: concurrency[family],
+      lockDuration: config.chunkvault.worker.lock_duration_ms,
+      stalledInterval: config.chunkvault.worker.stalled_interval_ms,
+      // A job stalls when its worker dies (SIGKILL, OOM, a host lost): a transient fault like
+      // any other, so it may recur as often as a write may be retried. BullMQ's default (1)
+      // failed a replica for good after two worker crashes, leaving its complete object on
+      // the backend with a failed record (found by the worker-kill fault scenario, seed 101).
+      // One more than a replica write allows (see stallsOf): the write gives up itself first,
+      // recording why in the catalog; BullMQ fails a job past this without running it.
+      maxStalledCount: config.chunkvault.retry.attempts + 1,
+      // Defaults for jobs that do not set their own: a replica write does not carry them, to
+      // keep each queued job small in Redis.
+      removeOnComplete: { age: config.chunkvault.jobs.keep_completed_seconds },
+      removeOnFail: { age: config.chunkvault.jobs.keep_failed_seconds },
+      autorun: false,
+    });
+    worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
+    void worker.run().catch((error: unknown) => logger.error({ err: error, queue }, 'worker stopped'))
+      .finally(() => {
+        loopStopped = true;
+      });
+    return {
+      queue, family, worker, connection, concurrency: concurrency[family],
+      running: () => running,
+      lastFetchAt: () => lastFetchAt,
+      connectionEnded: () => connection.status === 'end',
+      fetchLoopStopped: () => loopStopped && !this.#closing,
+    };
+  }
+
+  /**
+   * Replaces the worker of `queue` with a new one on a new connection, logging why. The old one
+   * stops fetching and lets its active jobs finish within shutdown_timeout_ms, in the background;
+   * a job it cannot finish (its connection is gone) is re-run once its lock lapses.
+   */
+  async #restart(queue: string, reason: string): Promise<void> {
+    const old = this.#slots.get(queue);
+    if (!old || this.#closing) return;
+    this.#options.logger.warn({ queue, reason, active: old.running() }, 'worker stopped taking jobs; restarting it on a new connection');
+    this.#options.metrics.workerRestarted(queue);
+    const fresh = this.#startWorker(queue, old.family);
+    this.#slots.set(queue, fresh);
+    const retiring = retire([old], this.#options.config.chunkvault.worker.shutdown_timeout_ms, this.#options.logger);
+    this.#retiring.add(retiring);
+    void retiring.finally(() => this.#retiring.delete(retiring));
+    await fresh.worker.waitUntilReady().catch((error: unknown) => this.#options.logger.warn({ err: error, queue }, 'restarted worker not ready yet'));
   }
 
   /**
@@ -112,27 +170,39 @@ export class WorkerPool {
    * active jobs finished in time.
    */
   async close(timeoutMs: number): Promise<boolean> {
+    this.#closing = true;
     clearInterval(this.#timer);
-    const graceful = Promise.all(this.#workers.map((w) => w.close())).then(() => true);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
-    });
-    const finished = await Promise.race([graceful, timeout]);
-    clearTimeout(timer);
-    if (!finished) {
-      this.#options.logger.warn({ timeoutMs }, 'active jobs did not finish in time; closing anyway (they will be re-run)');
-      // A forced close can itself hang (seen after Redis lost its data under running jobs): bounded too.
-      const forced = Promise.all(this.#workers.map((w) => w.close(true).catch(() => undefined))).then(() => true);
-      if (!(await Promise.race([forced, sleep(FORCED_CLOSE_MS).then(() => false)]))) {
-        this.#options.logger.warn({ timeoutMs: FORCED_CLOSE_MS }, 'workers did not close when forced; dropping their connections');
-      }
-      for (const connection of this.#connections) connection.disconnect();
-      return false;
-    }
-    await Promise.all(this.#connections.map((c) => c.quit().catch(() => c.disconnect())));
+    await this.#watchdog?.stop();
+    const finished = await retire([...this.#slots.values()], timeoutMs, this.#options.logger);
+    await Promise.all(this.#retiring);
     return finished;
   }
+}
+
+/**
+ * Closes `slots`' workers, letting active jobs finish for up to `timeoutMs`, then forcing them
+ * (bounded too), then their connections. Resolves with whether every active job finished.
+ */
+async function retire(slots: readonly Slot[], timeoutMs: number, logger: Logger): Promise<boolean> {
+  const graceful = Promise.all(slots.map((slot) => slot.worker.close())).then(() => true);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  const finished = await Promise.race([graceful, timeout]);
+  clearTimeout(timer);
+  if (!finished) {
+    logger.warn({ timeoutMs }, 'active jobs did not finish in time; closing anyway (they will be re-run)');
+    // A forced close can itself hang (seen after Redis lost its data under running jobs): bounded too.
+    const forced = Promise.all(slots.map((slot) => slot.worker.close(true).catch(() => undefined))).then(() => true);
+    if (!(await Promise.race([forced, sleep(FORCED_CLOSE_MS).then(() => false)]))) {
+      logger.warn({ timeoutMs: FORCED_CLOSE_MS }, 'workers did not close when forced; dropping their connections');
+    }
+    for (const slot of slots) slot.connection.disconnect();
+    return false;
+  }
+  await Promise.all(slots.map(({ connection }) => connection.quit().catch(() => connection.disconnect())));
+  return true;
 }
 
 function assertEveryJobHasAHandler(handlers: JobHandlers): void {

@@ -6,7 +6,9 @@
  *
  * `hold()` stops reading from the host's side of every connection (the kernel buffers what the
  * host sends, the host sees a server that does not answer) until `release()`: a way to keep a
- * host's requests in flight at a moment the scenario chooses.
+ * host's requests in flight at a moment the scenario chooses. `holdOpen()` does it to the
+ * connections open now only, while new ones are forwarded: a server that hangs under its
+ * clients' connections, as a failed-over master, while another answers.
  */
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
@@ -15,6 +17,7 @@ export class TcpForwarder {
   connections = 0;
   readonly #server: Server;
   readonly #open = new Set<{ client: Socket; upstream: Socket }>();
+  readonly #heldPairs = new Set<{ client: Socket; upstream: Socket }>();
   #held = false;
 
   private constructor(server: Server) {
@@ -45,8 +48,17 @@ export class TcpForwarder {
     for (const pair of this.#open) stopReading(pair);
   }
 
+  /** Stops reading what the host sends on the connections open now only, until `release()`. */
+  holdOpen(): void {
+    for (const pair of this.#open) {
+      this.#heldPairs.add(pair);
+      stopReading(pair);
+    }
+  }
+
   release(): void {
     this.#held = false;
+    this.#heldPairs.clear();
     for (const { client, upstream } of this.#open) client.pipe(upstream);
   }
 
