@@ -6,6 +6,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { openChunkvault } from '../src/app.js';
@@ -39,7 +42,8 @@ describe('the worker watchdog', () => {
     const port = Number(new URL(REDIS_URL).port || 6379);
     const forwarder = await TcpForwarder.start('127.0.0.1', port);
     cleanups.push(() => forwarder.close());
-    const env = await makeTestEnv({ chunkvault: { worker: { watchdog_interval_ms: 200, stuck_after_ms: 1000 } } }, `redis://127.0.0.1:${forwarder.port}`);
+    // A replaced worker whose connection hangs cannot finish its jobs: a short shutdown bound ends it soon.
+    const env = await makeTestEnv({ chunkvault: { worker: { watchdog_interval_ms: 200, stuck_after_ms: 1000, shutdown_timeout_ms: 1000 } } }, `redis://127.0.0.1:${forwarder.port}`);
     cleanups.push(() => env.cleanup());
     const workers = await openVault(env);
     cleanups.push(() => workers.close());
@@ -51,7 +55,7 @@ describe('the worker watchdog', () => {
     for (const batch of ['a', 'b']) {
       const handle = await producer.producer.store(seedTasks(10, 2, `watchdog-${batch}`));
       expect((await handle.results({ timeoutMs: 20_000 })).filter((r) => r.status !== 'stored')).toEqual([]);
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await new Promise((resolve) => setTimeout(resolve, 1200));
     }
     expect(await metricValue(workers, 'chunkvault_worker_restarts_total')).toBe(0);
 
@@ -68,9 +72,12 @@ describe('the worker watchdog', () => {
 describe('replication before acknowledgement (min_replicas_acked)', () => {
   async function masterWithReplica(): Promise<{ url: string; replica: ChildProcess }> {
     const [masterPort, replicaPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
-    const master = await spawnRedisServer(masterPort, ['--appendonly', 'no']);
+    // A replica's first sync goes through an RDB file in the server's directory: a temporary one.
+    const dir = await mkdtemp(path.join(tmpdir(), 'chunkvault-test-replication-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const master = await spawnRedisServer(masterPort, ['--appendonly', 'no', '--dir', dir, '--repl-diskless-sync-delay', '0']);
     cleanups.push(() => master.kill('SIGKILL'));
-    const replica = await spawnRedisServer(replicaPort, ['--appendonly', 'no', '--replicaof', '127.0.0.1', String(masterPort)]);
+    const replica = await spawnRedisServer(replicaPort, ['--appendonly', 'no', '--dir', dir, '--replicaof', '127.0.0.1', String(masterPort)]);
     cleanups.push(() => {
       replica.kill('SIGCONT');
       replica.kill('SIGKILL');
