@@ -124,7 +124,11 @@ export class RedisEndpoint {
    */
   async assertReachable(timeoutMs = 2000): Promise<void> {
     const probe = this.#probe(timeoutMs);
-    probe.on('error', () => undefined);
+    // The cause (refused, NOAUTH, an untrusted certificate) comes as an event; the command only hears the connection closed.
+    let cause: Error | undefined;
+    probe.on('error', (error: Error) => {
+      cause ??= error;
+    });
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
@@ -137,7 +141,8 @@ export class RedisEndpoint {
         }),
       ]);
     } catch (error) {
-      throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `no Redis answers at ${this.describe()} (${(error as Error).message}). ${this.#hint()}`, { cause: error, retryable: true });
+      const why = cause?.message ?? (error as Error).message;
+      throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `no Redis answers at ${this.describe()} (${why}). ${this.#hint()}`, { cause: cause ?? error, retryable: true });
     } finally {
       clearTimeout(timer);
       probe.disconnect();
@@ -164,6 +169,11 @@ export class RedisEndpoint {
   }
 
   #hint(): string {
+    const tls = this.#tlsOptions() ? ' Over TLS: the servers\' certificates must be signed by chunkvault.redis.tls.ca_file (or a system CA) for the name connected to (or tls.server_name).' : '';
+    return this.#modeHint() + tls;
+  }
+
+  #modeHint(): string {
     switch (this.#settings.mode) {
       case 'standalone':
         return 'Start one (e.g. `redis-server --port 6379 --bind 127.0.0.1`, or `docker compose up -d redis`) or set REDIS_URL.';
