@@ -4,17 +4,26 @@ import { defineConfig } from 'vitest/config';
  * The fault-injection suite (`npm run test:faults`): real workloads against real worker
  * processes, Redis servers and storage, with faults injected, then the same invariants checked
  * (test/faults/support/invariants.ts). Kept apart from `npm test`, whose glob is *.test.ts.
+ *
+ * Two projects: `failover` (the Redis failover scenarios, which mostly wait on failover timers)
+ * and `faults` (the rest, bound by the disk and the CPU). Within each, one scenario at a time:
+ * each owns worker processes, a Redis and the disk's fsyncs. scripts/test-faults.sh runs the two
+ * projects side by side; a file named on the command line runs alone as before.
  */
+const FAILOVER = ['test/faults/redis-failover.faults.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/faults/**/*.faults.ts'],
     // Scenarios run thousands of chunks through worker processes they kill and restart.
     testTimeout: 300_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
     pool: 'forks',
-    // One scenario at a time: each one owns worker processes, a Redis and the disk's fsyncs.
     fileParallelism: false,
     reporters: ['default'],
+    projects: [
+      { extends: true, test: { name: 'faults', include: ['test/faults/**/*.faults.ts'], exclude: FAILOVER } },
+      { extends: true, test: { name: 'failover', include: FAILOVER } },
+    ],
   },
 });
