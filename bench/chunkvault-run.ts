@@ -1,8 +1,9 @@
 /**
- * One timed chunkvault run, shared by bench/run.ts (against the limit) and bench/staging.ts
- * (local against bucket staging): the producer in this process, worker processes from dist/
- * as deployed, timed from the producer call until every replica is durable, verified and
- * catalogued. Each run has its own Redis prefix and temp directory and removes both.
+ * One timed chunkvault run, shared by bench/run.ts (against the limit), bench/staging.ts
+ * (local against bucket staging) and bench/redis-wait.ts (with and without Redis WAIT): the
+ * producer in this process, worker processes from dist/ as deployed, timed from the producer
+ * call until every replica is durable, verified and catalogued. Each run has its own Redis
+ * prefix and temp directory and removes both.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -54,6 +55,10 @@ export interface ChunkvaultRun {
   cloud?: Record<string, unknown>;
   /** Merged into `chunkvault.staging` (its `dir` is the run's temp directory). */
   staging?: Record<string, unknown>;
+  /** Merged into `chunkvault.redis` (e.g. a Sentinel topology's mode, nodes and master name). */
+  redis?: Record<string, unknown>;
+  /** The Redis the run's keys are removed from at the end (e.g. a Sentinel topology's master); REDIS_URL when unset. */
+  redisUrl?: string;
   /** CPU seconds so far of processes outside chunkvault that work for it; read before and after the run. */
   outsideCpuS?: () => number | undefined;
 }
@@ -104,6 +109,7 @@ function makeTasks(count: number, size: number, replicas: number, tag: string): 
 
 export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
   const { count, size, workers, replicas, algorithm } = run;
+  const redisUrl = run.redisUrl ?? REDIS_URL;
   const dir = await mkdtemp(path.join(tmpdir(), 'cv-bench-'));
   const prefix = `cvbench-${randomBytes(4).toString('hex')}`;
   const configPath = path.join(dir, 'config.yml');
@@ -114,7 +120,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
       cleanup: { enable_auto_cleanup: false },
       performance: { max_concurrent_writes: run.concurrency },
     },
-    chunkvault: { redis: { url: REDIS_URL, prefix }, staging: { dir: path.join(dir, 'staging'), ...run.staging }, log_level: 'warn' },
+    chunkvault: { redis: { url: redisUrl, prefix, ...run.redis }, staging: { dir: path.join(dir, 'staging'), ...run.staging }, log_level: 'warn' },
   }));
   const { config } = loadConfig({ configPath, env: {} });
   const children: ChildProcess[] = [];
@@ -164,7 +170,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await vault?.close().catch((error: unknown) => console.error('could not close the producer', error));
-    await deleteKeys(REDIS_URL, `{${prefix}}*`);
+    await deleteKeys(redisUrl, `{${prefix}}*`);
     await rm(dir, { recursive: true, force: true });
   }
 }
