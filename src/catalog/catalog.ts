@@ -144,7 +144,7 @@ export class Catalog {
    * ReplicationLagError when they do not in time. At once when none are asked for.
    */
   confirmReplicated(): Promise<void> {
-    return this.#replication.fence();
+    return this.#replication.confirm();
   }
 
   /** Points a stored replica at its compressed object if it is still at `expectedPath`. */

@@ -23,6 +23,9 @@ const INTERRUPTIONS = [
   /^CLUSTERDOWN/,
   /^TRYAGAIN/,
   /^READONLY/, // reached a master that was demoted
+  /^UNBLOCKED/, // a blocking command (WAIT) on a master that was demoted under it
+  /^MOVED /, // a cluster slot that moved, met by a command the client does not redirect itself (a pipeline's)
+  /WAIT cannot be used with replica instances/, // WAIT sent to a master demoted since
   /^LOADING/, // a restarted node still loading its data
   /^MASTERDOWN/,
   /^Failed to refresh slots cache/,

@@ -1,12 +1,16 @@
 /**
  * Redis replicates asynchronously: a master that fails over may take with it writes it had
- * already acknowledged. A barrier waits (Redis WAIT) until `minReplicas` replicas hold a
- * connection's writes, so what chunkvault acknowledges survives the failover of one node.
+ * already acknowledged. A barrier waits until `minReplicas` replicas hold every write the
+ * master applied before the call, whichever connection made it, so what chunkvault
+ * acknowledges survives the failover of one node.
  *
- * WAIT covers every write its connection made before it, so callers that wait at the same time
- * share one WAIT (group commit): a call joins the next WAIT sent after it, never one already
- * on its way. On a cluster the WAIT goes to the master of chunkvault's hash slot, beside a
- * command naming a key there (ioredis routes a pipeline by its keys).
+ * A fence: a small write (INCR of `fenceKey`), then Redis WAIT on the same connection, which
+ * returns once replicas have acknowledged the replication stream up to that write, and so
+ * everything before it. Callers that wait at the same time share one fence (group commit): a
+ * call joins the next fence sent after it, never one already on its way. The written key is in
+ * chunkvault's hash slot, so on a cluster the pair goes to the master of that slot (ioredis
+ * routes a pipeline by its keys), and a pipeline that writes is never re-sent by the cluster
+ * client on its own.
  */
 import { ChunkvaultError } from '../errors.js';
 import type { RedisClient } from './redis-endpoint.js';
@@ -26,7 +30,7 @@ export interface ReplicationBarrierOptions {
   /** Replicas that must hold the writes; 0 makes every wait return at once. */
   minReplicas: number;
   timeoutMs: number;
-  /** A key in chunkvault's hash slot, written by `fence` (it routes the WAIT on a cluster). */
+  /** A key in chunkvault's hash slot, written by each fence (it routes the WAIT on a cluster). */
   fenceKey: string;
 }
 
@@ -46,28 +50,14 @@ export class ReplicationBarrier {
   }
 
   /**
-   * Resolves once `minReplicas` replicas hold every write this connection made before the call;
-   * throws ReplicationLagError (retryable) when they do not within the timeout.
+   * Resolves once `minReplicas` replicas hold every write the master applied before the call;
+   * throws ReplicationLagError (retryable) when they do not within the timeout. At once when
+   * no replica is asked for.
    */
   confirm(): Promise<void> {
     if (!this.enabled) return Promise.resolve();
-    return this.#join(false);
-  }
-
-  /**
-   * As confirm, for every write any connection made before the call (whatever the master has
-   * applied is in its replication stream): one small write of its own, then WAIT.
-   */
-  fence(): Promise<void> {
-    if (!this.enabled) return Promise.resolve();
-    return this.#join(true);
-  }
-
-  #join(fence: boolean): Promise<void> {
-    // A fence must be a fence of its own: a confirm's WAIT does not cover other connections' writes.
-    if (fence) return this.#wait(true);
     if (this.#inFlight === undefined) {
-      this.#inFlight = this.#wait(false).finally(() => {
+      this.#inFlight = this.#fence().finally(() => {
         this.#inFlight = undefined;
       });
       return this.#inFlight;
@@ -79,13 +69,9 @@ export class ReplicationBarrier {
     return this.#next;
   }
 
-  async #wait(fence: boolean): Promise<void> {
+  async #fence(): Promise<void> {
     const { minReplicas, timeoutMs, fenceKey } = this.#options;
-    const pipeline = this.#client.pipeline();
-    if (fence) pipeline.incr(fenceKey);
-    else pipeline.exists(fenceKey);
-    pipeline.wait(minReplicas, timeoutMs);
-    const replies = (await pipeline.exec()) ?? [];
+    const replies = (await this.#client.pipeline().incr(fenceKey).wait(minReplicas, timeoutMs).exec()) ?? [];
     for (const [error] of replies) if (error) throw error;
     const acked = Number(replies[1]?.[1] ?? 0);
     if (acked < minReplicas) throw new ReplicationLagError(acked, minReplicas, timeoutMs);
