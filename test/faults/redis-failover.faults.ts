@@ -7,14 +7,16 @@
  *
  * What must hold: processing resumes within 30 s of the fault; no worker is left stuck (both
  * worker processes, started before the fault and never restarted, store replicas of a batch
- * queued after it); store() calls made during the failover complete; no replica acknowledged to the producer is lost (min_replicas_acked 1: the
+ * queued after it); store() calls made during the failover complete; `serve`, started before
+ * the fault, reads an acknowledged chunk and is ready after it; no replica acknowledged to the producer is lost (min_replicas_acked 1: the
  * record was on the replica before it was acknowledged); and every invariant of the suite.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Chunkvault } from '../../src/app.js';
 import { keyRoot } from '../../src/redis/redis-connection.js';
-import { makeTestEnv, openVault, startWorkerProcess, type TestEnv } from '../support/harness.js';
+import { freeLoopbackPort } from '../../src/redis/private-redis.js';
+import { makeTestEnv, openVault, spawnCli, startWorkerProcess, waitFor, type TestEnv } from '../support/harness.js';
 import { startClusterTopology, startSentinelTopology, type HostPort } from '../support/redis-topologies.js';
 import { Acknowledgements, Workload, scenarioSeed } from './support/workload.js';
 import { checkInvariants, expectInvariants } from './support/invariants.js';
@@ -127,6 +129,11 @@ describe.each(cases)('%s: the master %s mid-run', (kind, fault, defaultSeed) => 
     vault = await openVault(env);
     // Debug logs name each replica a process stores: how the scenario tells both workers work after the failover.
     workers = await Promise.all([0, 1].map(() => startWorkerProcess(env!, { LOG_LEVEL: 'debug' })));
+    // `serve`, up before the fault, must answer reads after it on the connections it had.
+    const servePort = await freeLoopbackPort();
+    const serve = spawnCli(['serve', '--port', String(servePort), '--config', env.configPath], { LOG_LEVEL: 'warn' });
+    workers.push(serve);
+    await waitFor('serve to listen', () => serve.output().stdout.includes('chunkvault serving on'), 30_000);
     const workload = new Workload({ seed, chunks: CHUNKS, maxBytes: 64 * 1024 });
     const acks = new Acknowledgements();
     const probeFrom = CHUNKS - 40;
@@ -182,6 +189,14 @@ describe.each(cases)('%s: the master %s mid-run', (kind, fault, defaultSeed) => 
     await ingest;
     // store() calls that were in flight while the master was gone and none had taken over.
     const storesAcrossFailover = storeCalls.filter((call) => call.startedAt < failedOverAt! && call.endedAt > faultAt!).length;
+
+    // serve rode out the failover: it reads a chunk acknowledged before the fault, and is ready.
+    const early = workload.chunks[0]!.chunkId;
+    const read = await fetch(`http://127.0.0.1:${servePort}/v1/chunks/${early}`);
+    expect(read.status).toBe(200);
+    expect(Buffer.from(await read.arrayBuffer()).equals(workload.bytesOf(early))).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${servePort}/readyz`)).status).toBe(200);
+    await stopWorker(workers.pop()!);
 
     // No worker left stuck: a batch queued after the failover is served by both worker processes.
     const before = workers.map((worker) => worker.output().stderr.length);
