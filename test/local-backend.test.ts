@@ -13,8 +13,8 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../src/backends/local.backend.js';
 import { syncDirectory } from '../src/backends/directory-sync.js';
-import { BackendIoError, InvalidInputError } from '../src/errors.js';
-import { UNSAFE_KEYS, itBehavesLikeABackend, keysOf, optionsFor, readAll, rejectionOf, streamOf } from './backend-contract.suite.js';
+import { BackendIoError, ChecksumMismatchError, InvalidInputError, NotFoundError, SizeMismatchError } from '../src/errors.js';
+import { UNSAFE_KEYS, digestOf, itBehavesLikeABackend, keysOf, optionsFor, readAll, rejectionOf, streamOf } from './backend-contract.suite.js';
 
 const TEMP_MARK = '.cvtmp~';
 const STALE_TEMP_AFTER_MS = 60 * 60_000;
@@ -59,6 +59,56 @@ describe('local filesystem backend', () => {
       await writeFile(backend.pathOf(key), onDisk);
       expect(await backend.checksumOf(key, 'sha256')).toEqual({ checksum: createHash('sha256').update(onDisk).digest('hex'), sizeBytes: size });
     }
+  });
+
+  it('returns the digest of its read-back of a large object, which is what reads back from the final file', async () => {
+    const bytes = randomBytes(3 * (1 << 20) + 5);
+    const receipt = await backend.put('receipt/large.bin', streamOf(bytes, 100_000), optionsFor(bytes, 'sha256'));
+    expect(receipt?.readBack).toMatchObject({ checksum: digestOf(bytes, 'sha256'), sizeBytes: bytes.byteLength });
+    expect(await backend.checksumOf('receipt/large.bin', 'sha256')).toEqual({ checksum: digestOf(bytes, 'sha256'), sizeBytes: bytes.byteLength });
+  });
+
+  describe('putFile', () => {
+    let source: string;
+    let bytes: Buffer;
+    beforeEach(async () => {
+      bytes = randomBytes(2 * (1 << 20) + 3);
+      source = path.join(root, 'staged.bin');
+      await writeFile(source, bytes);
+    });
+
+    it('stores a copy of a local file made by the kernel: its own file, the source untouched', async () => {
+      const receipt = await backend.putFile('copies/a.bin', source, optionsFor(bytes, 'md5'));
+      expect(receipt.readBack).toMatchObject({ checksum: digestOf(bytes, 'md5'), sizeBytes: bytes.byteLength });
+      expect(await readFile(backend.pathOf('copies/a.bin'))).toEqual(bytes);
+      const [copy, original] = [await stat(backend.pathOf('copies/a.bin')), await stat(source)];
+      expect(copy.ino).not.toBe(original.ino);
+      expect(original.nlink).toBe(1);
+      expect(await tempFilesUnder(basePath)).toEqual([]);
+    });
+
+    it('with link, is the source file itself (no byte written) and stays when the source is removed', async () => {
+      await backend.putFile('links/a.bin', source, { ...optionsFor(bytes, 'sha256'), link: true });
+      const [linked, original] = [await stat(backend.pathOf('links/a.bin')), await stat(source)];
+      expect(linked.ino).toBe(original.ino);
+      expect(original.nlink).toBe(2);
+      await rm(source);
+      expect(await readFile(backend.pathOf('links/a.bin'))).toEqual(bytes);
+    });
+
+    it('stores nothing when the file does not match, and says the source is gone when it is', async () => {
+      for (const link of [false, true]) {
+        const wrong = { ...optionsFor(bytes, 'sha256'), checksum: '0'.repeat(64), link };
+        expect(await rejectionOf(backend.putFile('rejected/a.bin', source, wrong))).toBeInstanceOf(ChecksumMismatchError);
+        const short = { ...optionsFor(bytes, 'sha256'), sizeBytes: bytes.byteLength + 1, link };
+        expect(await rejectionOf(backend.putFile('rejected/a.bin', source, short))).toBeInstanceOf(SizeMismatchError);
+      }
+      expect(await filesUnder(basePath)).toEqual([]);
+      expect((await stat(source)).nlink).toBe(1);
+      const gone = await rejectionOf(backend.putFile('rejected/b.bin', path.join(root, 'never-staged.bin'), optionsFor(bytes, 'md5')));
+      expect(gone).toBeInstanceOf(NotFoundError);
+      expect(await tempFilesUnder(basePath)).toEqual([]);
+    });
   });
 
   it('stores the object at basePath joined with the key segments and leaves no temp file behind', async () => {

@@ -295,6 +295,25 @@ describe('staging', () => {
     await env.cleanup();
   });
 
+  it('makes one replica of a large chunk the staged file itself (a hard link), the others kernel copies, no two sharing a file', async () => {
+    const bytes = randomBytes(1 << 20);
+    const task = { ...seedTasks(1, 3, 'linked')[0]!, chunkData: bytes };
+    const handle = await vault.producer.store([task]);
+    const [staged] = await stagedFiles(env.stagingDir);
+    const stagedInode = (await stat(path.join(env.stagingDir, staged!))).ino;
+    await vault.startWorkers();
+    const results = await handle.results({ timeoutMs: 30_000 });
+    expect(results.map((r) => r.status)).toEqual(['stored', 'stored', 'stored']);
+    const files = results.map((r) => path.join(env.basePath, r.storagePath));
+    const inodes = await Promise.all(files.map(async (file) => (await stat(file)).ino));
+    expect(inodes.filter((inode) => inode === stagedInode)).toHaveLength(1);
+    expect(new Set(inodes).size).toBe(3);
+    for (const file of files) expect((await readFile(file)).equals(bytes)).toBe(true);
+    // Once the chunk ended its staged name is gone: each replica is a file of its own.
+    await waitFor('the staged file to be freed', async () => (await stagedFiles(env.stagingDir)).length === 0);
+    for (const file of files) expect((await stat(file)).nlink).toBe(1);
+  });
+
   it('stages small chunks many to a file and frees each file with the last of its chunks', async () => {
     const tasks = seedTasks(60, 2);
     const handle = await vault.producer.store(tasks);

@@ -21,6 +21,16 @@ export interface PutOptions {
   algorithm: ChecksumAlgorithm;
 }
 
+/** What a put knows of the object it made. */
+export interface PutReceipt {
+  /**
+   * The object's digest and size as its bytes read back from the backend once durable (the
+   * file renamed into place afterwards, unchanged): what verify_on_write checks, so the caller
+   * need not read the object again. Absent when the put did not read it back.
+   */
+  readBack?: { checksum: string; sizeBytes: number; /** Time the read-back took. */ seconds: number };
+}
+
 export interface ObjectInfo {
   key: string;
   sizeBytes: number;
@@ -63,7 +73,18 @@ export interface Backend {
    * Throws ChecksumMismatchError / SizeMismatchError (not retryable) when the body does not
    * match `options`, leaving the key as it was; BackendIoError on I/O failure.
    */
-  put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void>;
+  put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<PutReceipt | void>;
+
+  /**
+   * Optional, where the backend holds local files: stores a copy of the local file
+   * `sourcePath` under `key` as `put` stores a body (atomic, durable, checked against
+   * `options`), without its bytes passing through this process: a copy the kernel makes (a
+   * reflink where the filesystem has them). With `link`, the object is a hard link to the
+   * source instead when both are on one filesystem (a copy otherwise): no byte is written, so
+   * the source must be durable already and must never change or be written again (staged
+   * files are neither). Throws as `put` does, and NotFoundError when the source is gone.
+   */
+  putFile?(key: string, sourcePath: string, options: PutOptions & { link?: boolean }): Promise<PutReceipt>;
 
   /** Streams the object. Throws NotFoundError when there is none; BackendIoError otherwise. */
   get(key: string): Promise<Readable>;

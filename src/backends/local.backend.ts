@@ -8,15 +8,15 @@ import {
   closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, type Dirent,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { access, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, copyFile, link, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { BackendIoError, ChecksumMismatchError, InvalidInputError, SizeMismatchError } from '../errors.js';
+import { BackendIoError, ChecksumMismatchError, InvalidInputError, NotFoundError, SizeMismatchError } from '../errors.js';
 import { HASH_SLICE_BYTES, newHash } from '../integrity/checksum.js';
 import { hashFileOnThread } from '../integrity/hash-threads.js';
 import type { ChecksumAlgorithm } from '../domain/types.js';
-import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, assertByteRange, piecesOf, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, type PutReceipt, assertByteRange, piecesOf, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
 import { TEMP_MARK, isErrno, mkdirs, processAlive, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
@@ -69,7 +69,7 @@ export class LocalBackend implements Backend {
     return full;
   }
 
-  async put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
+  async put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<PutReceipt | void> {
     const finalPath = this.pathOf(key);
     const dir = path.dirname(finalPath);
     const tempPath = path.join(dir, tempNameFor(path.basename(finalPath)));
@@ -84,16 +84,10 @@ export class LocalBackend implements Backend {
         await writeAll(handle, piece);
       }
       if (written !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, written);
-      // The temp file as written is hashed on a hashing thread (it reads the file itself: no
-      // byte is copied on this thread), and nothing is renamed into place before it matches.
-      const actual = await hashFileOnThread(tempPath, options.algorithm);
-      if (actual.checksum !== options.checksum) throw new ChecksumMismatchError(`storage key ${key}`, options.checksum, actual.checksum);
-      if (actual.sizeBytes !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, actual.sizeBytes);
       await handle.datasync();
       await handle.close();
       handle = undefined;
-      await rename(tempPath, finalPath);
-      await syncDirectory(dir);
+      return await this.#checkAndRename(key, tempPath, finalPath, options);
     } catch (error) {
       if (!(body instanceof Uint8Array)) body.destroy();
       await handle?.close().catch(() => undefined);
@@ -102,6 +96,55 @@ export class LocalBackend implements Backend {
       if (isErrno(error, 'ENOENT')) throw new BackendIoError(`put ${key}: ${(error as Error).message}`, { cause: error, retryable: true });
       throw wrapFsError(error, `put ${key}`);
     }
+  }
+
+  /**
+   * As `put`, from the local file `sourcePath` (Backend.putFile): a hard link to it with
+   * `link` (a copy when it is on another filesystem), else a copy the kernel makes
+   * (copy_file_range, or a reflink), fdatasynced. Either way the temp file is then read back
+   * and checked, renamed into place and its directory fsynced.
+   */
+  async putFile(key: string, sourcePath: string, options: PutOptions & { link?: boolean }): Promise<PutReceipt> {
+    const finalPath = this.pathOf(key);
+    const dir = path.dirname(finalPath);
+    const tempPath = path.join(dir, tempNameFor(path.basename(finalPath)));
+    try {
+      if (!this.#knownDirs.has(dir)) await this.#rememberDir(dir);
+      if (!(options.link && (await linkOnSameFilesystem(sourcePath, tempPath)))) {
+        await copyFile(sourcePath, tempPath, fsConstants.COPYFILE_FICLONE);
+        const handle = await open(tempPath, 'r');
+        try {
+          await handle.datasync();
+        } finally {
+          await handle.close();
+        }
+      }
+      return await this.#checkAndRename(key, tempPath, finalPath, options);
+    } catch (error) {
+      await unlink(tempPath).catch(() => undefined);
+      if (isErrno(error, 'ENOENT')) {
+        if (!(await exists(sourcePath))) throw new NotFoundError(`put ${key}: ${sourcePath} is gone`, { cause: error });
+        this.#knownDirs.delete(dir);
+        throw new BackendIoError(`put ${key}: ${(error as Error).message}`, { cause: error, retryable: true });
+      }
+      throw wrapFsError(error, `put ${key}`);
+    }
+  }
+
+  /**
+   * The last steps of a put, once the temp file is durable: read it back and hash it on a
+   * hashing thread (no byte copied on this thread), rename it into place only if it matches,
+   * fsync the directory. The read-back is the receipt's (verify_on_write needs no other).
+   */
+  async #checkAndRename(key: string, tempPath: string, finalPath: string, options: PutOptions): Promise<PutReceipt> {
+    const started = process.hrtime.bigint();
+    const actual = await hashFileOnThread(tempPath, options.algorithm);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    if (actual.checksum !== options.checksum) throw new ChecksumMismatchError(`storage key ${key}`, options.checksum, actual.checksum);
+    if (actual.sizeBytes !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, actual.sizeBytes);
+    await rename(tempPath, finalPath);
+    await syncDirectory(path.dirname(finalPath));
+    return { readBack: { ...actual, seconds } };
   }
 
   async get(key: string): Promise<Readable> {
@@ -369,4 +412,19 @@ export class LocalBackend implements Backend {
       }
     }
   }
+}
+
+/** Hard-links `source` as `target`; false (nothing done) when they are on different filesystems. */
+async function linkOnSameFilesystem(source: string, target: string): Promise<boolean> {
+  try {
+    await link(source, target);
+    return true;
+  } catch (error) {
+    if (isErrno(error, 'EXDEV')) return false;
+    throw error;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return access(file).then(() => true, () => false);
 }

@@ -30,6 +30,12 @@ export const replicaWriteDataSchema = z
     stagedKey: stagedKeySchema,
     /** Where the chunk's sizeBytes start in that file when it holds many chunks (a segment); absent: the whole file. */
     stagedOffset: z.number().int().nonnegative().optional(),
+    /**
+     * This replica may be a hard link to the chunk's staged file, where the backend and the
+     * staging directory are one local filesystem (no byte written again). The producer sets it
+     * on at most one replica of a chunk, so no two replicas share a file.
+     */
+    linkStaged: z.literal(true).optional(),
     /** When the chunk was first queued (ms since epoch, UTC); fixes the date partition across retries. */
     createdAtMs: z.number().int().positive().max(MAX_TIME_MS, 'must be a time before the year 10000'),
   })

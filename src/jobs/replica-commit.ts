@@ -1,11 +1,12 @@
 /**
  * The last steps of making a replica durable, shared by writes and repairs: read the object
- * back and check it (verify_on_write), store its metadata (store_metadata: a sidecar object, or a line in a local backend's journal), and
+ * back and check it (verify_on_write; the put's own read-back of the durable object where it
+ * made one), store its metadata (store_metadata: a sidecar object, or a line in a local backend's journal), and
  * record it stored in the catalog. Called only after the backend's put succeeded. Returns the
  * chunk's status afterwards.
  */
 import type { Config } from '../config/config.schema.js';
-import { checksumOfObject, type Backend } from '../backends/backend.js';
+import { checksumOfObject, type Backend, type PutReceipt } from '../backends/backend.js';
 import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
 import type { ChunkStatus } from '../domain/types.js';
 import { BackendIoError } from '../errors.js';
@@ -19,11 +20,14 @@ export interface CommitDeps {
   metrics: ProcessMetrics;
 }
 
-export async function commitReplica({ config, catalog, metadata, metrics }: CommitDeps, backend: Backend, record: StoredReplicaInput): Promise<ChunkStatus> {
+export async function commitReplica(
+  { config, catalog, metadata, metrics }: CommitDeps, backend: Backend, record: StoredReplicaInput, putReadBack?: PutReceipt['readBack'],
+): Promise<ChunkStatus> {
   if (config.storage.integrity.verify_on_write) {
     const elapsed = startTimer();
-    const readBack = await checksumOfObject(backend, record.path, record.algorithm);
-    metrics.verified(backend.name, 'write', elapsed(), readBack.sizeBytes);
+    // The put's own read-back of the durable bytes (the same file, renamed since) is the check: reading it again would read the same pages.
+    const readBack = putReadBack ?? (await checksumOfObject(backend, record.path, record.algorithm));
+    metrics.verified(backend.name, 'write', putReadBack?.seconds ?? elapsed(), readBack.sizeBytes);
     if (readBack.checksum !== record.checksum || readBack.sizeBytes !== record.sizeBytes) {
       metrics.mismatch(backend.name, 'verify');
       // The write was acknowledged but reads back wrong: the medium, not the input, is at fault.

@@ -20,12 +20,12 @@ import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { UNROUTED_BACKEND, type BackendRegistry } from '../backends/backend-registry.js';
-import type { Backend } from '../backends/backend.js';
+import type { Backend, PutReceipt } from '../backends/backend.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
 import type { ChunkStatus, StoredChunk } from '../domain/types.js';
 import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
-import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
+import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, NotFoundError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
 import type { ReplicaWriteData } from './job-data.js';
@@ -137,6 +137,26 @@ export class ReplicaWriter {
     this.#deps.checkpoints.sealSoon();
   }
 
+  /**
+   * Puts the chunk's staged bytes on `backend` under `key`: from the staged file itself where
+   * the backend takes local files (a kernel copy, or a hard link for the one replica
+   * `linkStaged` names), else streamed or read from the staging area.
+   */
+  async #put(backend: Backend, key: string, data: ReplicaWriteData): Promise<PutReceipt | void> {
+    const { staging } = this.#deps;
+    const options = { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm };
+    const stagedFile = backend.putFile ? staging.localFileOf(data.stagedKey) : undefined;
+    if (stagedFile === undefined || !backend.putFile) {
+      return backend.put(key, await staging.open(data.stagedKey, data.chunkId, data.stagedOffset, data.sizeBytes), options);
+    }
+    try {
+      return await backend.putFile(key, stagedFile, { ...options, link: data.linkStaged === true });
+    } catch (error) {
+      if (error instanceof NotFoundError) throw new NotFoundError(`staged bytes of chunk ${data.chunkId} are gone (${data.stagedKey} in ${staging.location})`, { cause: error });
+      throw error;
+    }
+  }
+
   async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<WriteOutcome> {
     const { config, catalog, staging, metrics } = this.#deps;
     const key = dataKeyOf(config.storage.organization.partition_by, data);
@@ -169,10 +189,10 @@ export class ReplicaWriter {
     const storedAt = new Date().toISOString();
     let chunkStatus: ChunkStatus;
     try {
-      const body = await staging.open(data.stagedKey, data.chunkId, data.stagedOffset, data.sizeBytes);
       const elapsed = startTimer();
+      let receipt: PutReceipt | void;
       try {
-        await backend.put(key, body, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm });
+        receipt = await this.#put(backend, key, data);
       } catch (error) {
         if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError) metrics.mismatch(backend.name, 'write');
         throw error;
@@ -184,7 +204,7 @@ export class ReplicaWriter {
         checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
         targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
         storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
-      });
+      }, receipt?.readBack);
     } finally {
       giveBack();
     }

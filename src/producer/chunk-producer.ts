@@ -220,6 +220,8 @@ export class ChunkProducer {
       // A file of its own is named once per (bytes, set of jobs): the same call repeated stages to the same name.
       const stageTag = hash('sha256', `${checksum}\0${jobIds.join('\0')}`, 'hex').slice(0, 16);
       const { retry } = config.chunkvault;
+      // At most one replica may be the staged file itself (a hard link): two would share one file.
+      const linker = toWrite.find((r) => backends.byName(byIdOf(replicas, r.replicaId).backend)?.putFile !== undefined)?.replicaId;
       const chunk: PendingChunk = {
         chunkId: task.chunkId, bytes, checksum, algorithm, ownFileKey: `${task.chunkId}@${stageTag}`, fail,
         jobsAt: (stagedKey, stagedOffset) => toWrite.map((r, i): QueuedJob => {
@@ -228,6 +230,7 @@ export class ChunkProducer {
             chunkId: task.chunkId, replicaId: r.replicaId, taskId: task.taskId, targetNode: placement.targetNode,
             cloudProvider: placement.cloudProvider, checksum, algorithm, sizeBytes: bytes.byteLength, stagedKey,
             ...(stagedOffset === undefined ? {} : { stagedOffset }), createdAtMs: registration.createdAtMs,
+            ...(stagedOffset === undefined && r.replicaId === linker ? { linkStaged: true as const } : {}),
           };
           // How long finished jobs are kept is the workers' setting (chunkvault.jobs), not stored in every job.
           const opts: JobsOptions = { jobId: jobIds[i], attempts: retry.attempts, backoff: { type: 'exponential', delay: retry.backoff_ms } };

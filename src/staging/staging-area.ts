@@ -109,6 +109,16 @@ export class StagingArea {
     }
   }
 
+  /**
+   * The local file holding a chunk's own staged bytes, when staging is a local directory;
+   * undefined for a segment or a bucket. For a backend's putFile: the bytes need not pass
+   * through the worker. The file is durable, checked, and never written again.
+   */
+  localFileOf(stagedKey: string): string | undefined {
+    if (isSegment(stagedKey) || !(this.#store instanceof LocalBackend)) return undefined;
+    return this.#store.pathOf(stagedKey);
+  }
+
   /** Frees a chunk's staged bytes; does nothing if they are already gone. */
   async release(stagedKey: string): Promise<void> {
     await this.#store.delete(stagedKey);
