@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # `npm run test:faults`: the fault suite's two projects (vitest.faults.config.ts) side by side.
-# The Redis failover scenarios spend most of their time waiting on failover timers, so they
-# overlap the disk- and CPU-bound scenarios at little cost; each project still runs one scenario
-# at a time. Each project's output is prefixed with its name; the exit code is the first failure's.
+# The Redis scenarios (failovers spend most of their time waiting on failover timers) overlap
+# the disk- and CPU-bound ones at little cost; each project still runs one scenario at a time. Each project's output is prefixed with its name; the exit code is the first failure's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,11 +10,11 @@ run() {
   return "${PIPESTATUS[0]}"
 }
 
-run failover "$@" &
-failover=$!
+run redis "$@" &
+redis=$!
 run faults "$@"
 faults=$?
-wait "$failover"
-failover=$?
-echo "[test:faults] faults: exit $faults, failover: exit $failover"
-exit $(( faults != 0 ? faults : failover ))
+wait "$redis"
+redis=$?
+echo "[test:faults] faults: exit $faults, redis: exit $redis"
+exit $(( faults != 0 ? faults : redis ))
