@@ -10,7 +10,6 @@ import { unimplementedSettings } from './config/load-config.js';
 import { createLogger, type Logger } from './logging/logger.js';
 import { keyRoot } from './redis/redis-connection.js';
 import { RedisEndpoint, type RedisClient } from './redis/redis-endpoint.js';
-import { ReplicationBarrier } from './redis/replication-barrier.js';
 import { BackendRegistry } from './backends/backend-registry.js';
 import { Catalog } from './catalog/catalog.js';
 import { ReplicaMetadata } from './catalog/replica-metadata.js';
@@ -78,10 +77,8 @@ export class Chunkvault {
     const queueNames = [...Object.values(QUEUE_NAMES), ...perBackend.map(replicaQueueName)];
     this.#queues = Object.fromEntries(queueNames.map((name) => [name, new Queue(name, { connection: redis, prefix })]));
     // Queued jobs are as precious as catalog records: addBulk waits until Redis replicas hold them.
-    const queued = new ReplicationBarrier(redis, {
-      minReplicas: redisEndpoint.minReplicasAcked, timeoutMs: config.chunkvault.redis.replica_ack_timeout_ms, fenceKey: new CatalogKeys(`${prefix}:catalog`).replicationFence,
-    });
-    this.#replicaQueues = new ReplicaQueues(this.#queues[QUEUE_NAMES.replicas]!, new Map(perBackend.map((backend) => [backend, this.#queues[replicaQueueName(backend)]!])), queued);
+    // A replication fence covers every write the master applied before it, so the catalog's covers the queues' too.
+    this.#replicaQueues = new ReplicaQueues(this.#queues[QUEUE_NAMES.replicas]!, new Map(perBackend.map((backend) => [backend, this.#queues[replicaQueueName(backend)]!])), () => catalog.confirmReplicated());
     // BullMQ re-emits connection errors on each queue and prints them raw to stderr when no one
     // listens; the connection's own listener (openChunkvault) already logs them structured.
     const quiet = (error: Error): void => logger.debug({ err: error }, 'queue connection error');

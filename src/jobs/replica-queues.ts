@@ -7,7 +7,6 @@
  */
 import type { Queue, JobsOptions, JobState } from 'bullmq';
 import { QUEUE_NAMES } from './job-table.js';
-import type { ReplicationBarrier } from '../redis/replication-barrier.js';
 
 /** The queue of replica jobs for `backend` when queues are per backend. */
 export function replicaQueueName(backend: string): string {
@@ -31,16 +30,16 @@ export interface ReplicaJob {
 export class ReplicaQueues {
   readonly #shared: Queue;
   readonly #byBackend: ReadonlyMap<string, Queue>;
-  readonly #replication: ReplicationBarrier | undefined;
+  readonly #replicated: (() => Promise<void>) | undefined;
 
   /**
    * `byBackend`: the per-backend queues, by backend name (empty when queues are not per backend).
-   * `replication`: the barrier of the queues' connection, which addBulk waits on.
+   * `replicated`: resolves once Redis replicas hold what was written before it (Catalog.confirmReplicated); addBulk waits on it.
    */
-  constructor(shared: Queue, byBackend: ReadonlyMap<string, Queue>, replication?: ReplicationBarrier) {
+  constructor(shared: Queue, byBackend: ReadonlyMap<string, Queue>, replicated?: () => Promise<void>) {
     this.#shared = shared;
     this.#byBackend = byBackend;
-    this.#replication = replication;
+    this.#replicated = replicated;
   }
 
   /** The queue a replica job for `backend` goes to. */
@@ -67,7 +66,7 @@ export class ReplicaQueues {
       else byQueue.set(queue, [job]);
     }
     await Promise.all([...byQueue].map(([queue, batch]) => queue.addBulk(batch.map(({ name, data, opts }) => ({ name, data, opts })))));
-    await this.#replication?.confirm();
+    await this.#replicated?.();
   }
 
   /** The state of the job `jobId` on whichever replica queue holds it ('unknown' when none does). */
