@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { freeLoopbackPort } from '../src/redis/private-redis.js';
+import { mastersOf } from '../src/redis/redis-endpoint.js';
 import { makeTestEnv, openVault, runCli, seedTasks, spawnCli, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
 import { startClusterTopology, startSentinelTopology, startTlsRedis } from './support/redis-topologies.js';
 
@@ -17,9 +18,8 @@ const PASSWORD = 'cv-test-secret';
 async function keyCountsByMaster(nodes: readonly string[], pattern: string): Promise<Record<string, number>> {
   const cluster = new Cluster(nodes.map((node) => ({ host: node.split(':')[0]!, port: Number(node.split(':')[1]) })), { redisOptions: { password: PASSWORD } });
   try {
-    await cluster.ping();
     const counts: Record<string, number> = {};
-    for (const master of cluster.nodes('master')) {
+    for (const master of await mastersOf(cluster)) {
       let count = 0;
       let cursor = '0';
       do {

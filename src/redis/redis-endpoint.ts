@@ -19,7 +19,7 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { Config } from '../config/config.schema.js';
+import { configSchema, type Config } from '../config/config.schema.js';
 import { ChunkvaultError } from '../errors.js';
 import { redactUrl } from '../logging/logger.js';
 
@@ -66,7 +66,7 @@ export class RedisEndpoint {
 
   /** The one Redis server at `url`, with the settings' defaults otherwise. */
   static standalone(url: string): RedisEndpoint {
-    return new RedisEndpoint({ mode: 'standalone', url, nodes: [], tls: { enabled: false }, replica_ack_timeout_ms: 2000, prefix: 'chunkvault' }, {});
+    return new RedisEndpoint(configSchema.parse({ chunkvault: { redis: { url } } }).chunkvault.redis, {});
   }
 
   /** No I/O here: TLS files are read at the first connection. */
@@ -104,7 +104,7 @@ export class RedisEndpoint {
       maxRetriesPerRequest: null,
       socketTimeout: options.role === 'worker' ? WORKER_SOCKET_TIMEOUT_MS : COMMAND_SOCKET_TIMEOUT_MS,
       reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false),
-      ...definedOnly({ username: this.#credentials.username, password: this.#credentials.password, tls: this.#tlsOptions() }),
+      ...this.#access(),
     };
     const autoPipelining = options.autoPipelining === true;
     switch (this.#settings.mode) {
@@ -152,7 +152,7 @@ export class RedisEndpoint {
   #probe(timeoutMs: number): RedisClient {
     const once: RedisOptions = {
       lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false,
-      ...definedOnly({ username: this.#credentials.username, password: this.#credentials.password, tls: this.#tlsOptions() }),
+      ...this.#access(),
     };
     switch (this.#settings.mode) {
       case 'standalone':
@@ -162,7 +162,7 @@ export class RedisEndpoint {
       case 'cluster':
         return new Cluster(this.#clusterNodes(), {
           lazyConnect: true, enableOfflineQueue: false, clusterRetryStrategy: () => null, slotsRefreshTimeout: timeoutMs,
-          redisOptions: { connectTimeout: timeoutMs, maxRetriesPerRequest: 0, ...definedOnly({ username: once.username, password: once.password, tls: once.tls }) },
+          redisOptions: { connectTimeout: timeoutMs, maxRetriesPerRequest: 0, ...this.#access() },
           ...this.#clusterAddressing(),
         });
     }
@@ -184,6 +184,11 @@ export class RedisEndpoint {
     }
   }
 
+  /** The data nodes' credentials and TLS, as every connection to them carries them. */
+  #access(): Pick<RedisOptions, 'username' | 'password' | 'tls'> {
+    return definedOnly({ username: this.#credentials.username, password: this.#credentials.password, tls: this.#tlsOptions() });
+  }
+
   #sentinelOptions(): RedisOptions {
     const tls = this.#tlsOptions();
     return {
@@ -202,7 +207,7 @@ export class RedisEndpoint {
   }
 
   #clusterOptions(common: RedisOptions, autoPipelining: boolean): ClusterOptions {
-    const { connectionName, maxRetriesPerRequest, socketTimeout, reconnectOnError, username, password, tls } = common;
+    const { connectionName, maxRetriesPerRequest, socketTimeout, reconnectOnError } = common;
     return {
       enableAutoPipelining: autoPipelining,
       retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
@@ -210,7 +215,7 @@ export class RedisEndpoint {
       retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
       maxRedirections: CLUSTER_MAX_REDIRECTIONS,
       slotsRefreshInterval: CLUSTER_SLOTS_REFRESH_MS,
-      redisOptions: { connectionName, maxRetriesPerRequest, socketTimeout, reconnectOnError, ...definedOnly({ username, password, tls }) },
+      redisOptions: { connectionName, maxRetriesPerRequest, socketTimeout, reconnectOnError, ...this.#access() },
       ...this.#clusterAddressing(),
     };
   }
@@ -242,6 +247,16 @@ export class RedisEndpoint {
     });
     return this.#tls;
   }
+}
+
+/**
+ * The connections to every master `client` reaches, once it is ready: itself, or a cluster's
+ * masters (each key of a deployment is on the master of its one slot). For commands that take
+ * no key, as SCAN.
+ */
+export async function mastersOf(client: RedisClient): Promise<Redis[]> {
+  await client.ping();
+  return client instanceof Cluster ? client.nodes('master') : [client];
 }
 
 function parseHostPort(node: string): { host: string; port: number } {

@@ -16,9 +16,8 @@ import type { DistributionTask } from '../../domain/types.js';
 import { ChunkvaultError } from '../../errors.js';
 import { redactUrl } from '../../logging/logger.js';
 import { existsSync } from 'node:fs';
-import { Cluster } from 'ioredis';
 import { keyRoot } from '../../redis/redis-connection.js';
-import { RedisEndpoint } from '../../redis/redis-endpoint.js';
+import { RedisEndpoint, mastersOf } from '../../redis/redis-endpoint.js';
 import { onPath, startPrivateRedis, type PrivateRedis } from '../../redis/private-redis.js';
 import { configFor, positiveInteger, runCommand } from '../cli-support.js';
 import { startProgress } from '../progress.js';
@@ -127,9 +126,7 @@ async function runDemo(config: Config, options: DemoOptions): Promise<number> {
 async function forgetDeployment(config: Config): Promise<void> {
   const redis = new RedisEndpoint(config.chunkvault.redis).connect('chunkvault-demo');
   try {
-    await redis.ping(); // a cluster client knows its masters once ready
-    // All of a deployment's keys share one hash slot, so on a cluster they are all on one master.
-    for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+    for (const node of await mastersOf(redis)) {
       let cursor = '0';
       do {
         const [next, keys] = await node.scan(cursor, 'MATCH', `${keyRoot(config.chunkvault.redis.prefix)}*`, 'COUNT', 1000);

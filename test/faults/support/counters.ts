@@ -5,12 +5,12 @@
  * counters that describe the present should hold. Counters of the past (corruptions found,
  * repairs done, replicas expired or compressed, ever) have no record to be recounted from.
  */
-import { Cluster, type Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../../../src/config/config.schema.js';
 import { CatalogKeys } from '../../../src/catalog/catalog-keys.js';
 import type { CatalogCounters } from '../../../src/catalog/catalog.js';
 import { keyRoot } from '../../../src/redis/redis-connection.js';
-import { RedisEndpoint } from '../../../src/redis/redis-endpoint.js';
+import { RedisEndpoint, mastersOf } from '../../../src/redis/redis-endpoint.js';
 
 /** The counters of the present, as Catalog.counters() reports them. */
 export type PresentCounters = Pick<CatalogCounters, 'replicasStored' | 'replicasFailed' | 'replicasCorrupt' | 'bytesStored' | 'chunks' | 'byCloud' | 'byNode' | 'backendBytes' | 'backendCount'>;
@@ -31,9 +31,7 @@ export async function recountCatalog(config: Config): Promise<PresentCounters> {
     byCloud: {}, byNode: {}, backendBytes: {}, backendCount: {},
   };
   try {
-    await client.ping();
-    // On a cluster every key of the deployment is on the master of its one slot.
-    for (const redis of client instanceof Cluster ? client.nodes('master') : [client]) await recountNode(redis, keys, counted);
+    for (const redis of await mastersOf(client)) await recountNode(redis, keys, counted);
   } finally {
     client.disconnect();
   }
