@@ -1,5 +1,5 @@
 /** Small helpers shared by the code that works on local files. */
-import { mkdir, stat, type FileHandle } from 'node:fs/promises';
+import { access, link, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -106,4 +106,19 @@ export function wrapFsError(error: unknown, operation: string): Error {
     cause: error,
     retryable: !(code !== undefined && PERMANENT_ERRNOS.has(code)),
   });
+}
+
+/** Hard-links `source` as `target`; false (nothing done) when they are on different filesystems. */
+export async function linkOnSameFilesystem(source: string, target: string): Promise<boolean> {
+  try {
+    await link(source, target);
+    return true;
+  } catch (error) {
+    if (isErrno(error, 'EXDEV')) return false;
+    throw error;
+  }
+}
+
+export async function exists(file: string): Promise<boolean> {
+  return access(file).then(() => true, () => false);
 }

@@ -8,7 +8,7 @@ import {
   closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, type Dirent,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { access, copyFile, link, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, copyFile, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,10 +19,9 @@ import type { ChecksumAlgorithm } from '../domain/types.js';
 import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, type PutReceipt, assertByteRange, piecesOf, usageFromListing } from './backend.js';
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
-import { TEMP_MARK, isErrno, mkdirs, processAlive, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
+import { DurableDirectories } from './durable-directories.js';
+import { TEMP_MARK, exists, isErrno, linkOnSameFilesystem, processAlive, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
 
-/** Bound on the remembered directories (partitions, and per-chunk directories of ids too long for one file name). */
-const KNOWN_DIRS_MAX = 4096;
 /** Objects up to this size are written and read with synchronous calls (see #putSmall). */
 const SMALL_IO_BYTES = 256 * 1024;
 const fdatasyncAsync = promisify(fdatasync);
@@ -43,9 +42,7 @@ export class LocalBackend implements Backend {
   readonly basePath: string;
   readonly #staleTempAfterMs: number;
   readonly #host = hostname();
-  readonly #creatingDirs = new Map<string, Promise<void>>();
-  /** Directories this instance made sure exist (and are durable), so most puts skip mkdir. */
-  readonly #knownDirs = new Set<string>();
+  readonly #dirs = new DurableDirectories();
   readonly capabilities: BackendCapabilities;
 
   constructor(options: LocalBackendOptions) {
@@ -109,9 +106,9 @@ export class LocalBackend implements Backend {
     const dir = path.dirname(finalPath);
     const tempPath = path.join(dir, tempNameFor(path.basename(finalPath)));
     try {
-      if (!this.#knownDirs.has(dir)) await this.#rememberDir(dir);
-      if (!(options.link && (await linkOnSameFilesystem(sourcePath, tempPath)))) {
-        await copyFile(sourcePath, tempPath, fsConstants.COPYFILE_FICLONE);
+      const linked = await this.#dirs.creatingIn(dir, async () => options.link === true && (await linkOnSameFilesystem(sourcePath, tempPath)));
+      if (!linked) {
+        await this.#dirs.creatingIn(dir, () => copyFile(sourcePath, tempPath, fsConstants.COPYFILE_FICLONE));
         const handle = await open(tempPath, 'r');
         try {
           await handle.datasync();
@@ -124,7 +121,6 @@ export class LocalBackend implements Backend {
       await unlink(tempPath).catch(() => undefined);
       if (isErrno(error, 'ENOENT')) {
         if (!(await exists(sourcePath))) throw new NotFoundError(`put ${key}: ${sourcePath} is gone`, { cause: error });
-        this.#knownDirs.delete(dir);
         throw new BackendIoError(`put ${key}: ${(error as Error).message}`, { cause: error, retryable: true });
       }
       throw wrapFsError(error, `put ${key}`);
@@ -308,15 +304,7 @@ export class LocalBackend implements Backend {
     let fd: number | undefined;
     try {
       const bytes = await bytesOf();
-      if (!this.#knownDirs.has(dir)) await this.#rememberDir(dir);
-      try {
-        fd = openSync(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
-      } catch (error) {
-        if (!isErrno(error, 'ENOENT')) throw error;
-        this.#knownDirs.delete(dir); // removed since: create it again
-        await this.#rememberDir(dir);
-        fd = openSync(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
-      }
+      fd = await this.#dirs.creatingIn(dir, () => openSync(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644));
       for (let offset = 0; offset < bytes.byteLength; ) offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
       await fdatasyncAsync(fd);
       closeSync(fd);
@@ -336,44 +324,9 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async #rememberDir(dir: string): Promise<void> {
-    await this.#ensureDir(dir);
-    if (this.#knownDirs.size >= KNOWN_DIRS_MAX) this.#knownDirs.clear();
-    this.#knownDirs.add(dir);
-  }
-
-  /** Opens a new temp file in `dir`, creating `dir` first unless it is known to exist. */
-  async #createTemp(dir: string, tempPath: string): Promise<FileHandle> {
-    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
-    if (this.#knownDirs.has(dir)) {
-      try {
-        return await open(tempPath, flags, 0o644);
-      } catch (error) {
-        if (!isErrno(error, 'ENOENT')) throw error;
-        this.#knownDirs.delete(dir); // removed since: create it again
-      }
-    }
-    await this.#rememberDir(dir);
-    return open(tempPath, flags, 0o644);
-  }
-
-  /**
-   * mkdir -p that also fsyncs the parent of every directory it creates, so new paths survive
-   * a crash. Writers in this process that need the same new directory wait for its creator's
-   * fsyncs, so none of them renames into a directory that is not durable yet.
-   */
-  #ensureDir(dir: string): Promise<void> {
-    const inProgress = this.#creatingDirs.get(dir);
-    if (inProgress) return inProgress;
-    const creating = (async () => {
-      const firstCreated = await mkdirs(dir);
-      if (firstCreated === undefined) return;
-      const created: string[] = [];
-      for (let current = dir; current.length >= firstCreated.length; current = path.dirname(current)) created.push(current);
-      await Promise.all(created.map((made) => syncDirectory(path.dirname(made))));
-    })().finally(() => this.#creatingDirs.delete(dir));
-    this.#creatingDirs.set(dir, creating);
-    return creating;
+  /** Opens a new temp file in `dir`, making `dir` first where needed. */
+  #createTemp(dir: string, tempPath: string): Promise<FileHandle> {
+    return this.#dirs.creatingIn(dir, () => open(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644));
   }
 
   /**
@@ -412,19 +365,4 @@ export class LocalBackend implements Backend {
       }
     }
   }
-}
-
-/** Hard-links `source` as `target`; false (nothing done) when they are on different filesystems. */
-async function linkOnSameFilesystem(source: string, target: string): Promise<boolean> {
-  try {
-    await link(source, target);
-    return true;
-  } catch (error) {
-    if (isErrno(error, 'EXDEV')) return false;
-    throw error;
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  return access(file).then(() => true, () => false);
 }
