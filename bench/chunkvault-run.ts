@@ -5,12 +5,14 @@
  * call until every replica is durable, verified and catalogued. Each run has its own Redis
  * prefix and temp directory and removes both.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { Redis } from 'ioredis';
 import { dump } from 'js-yaml';
 import { deleteKeys } from './redis-keys.js';
 import { loadConfig } from '../src/config/load-config.js';
@@ -32,8 +34,19 @@ export interface Sample {
   mbPerS: number;
   p50Ms: number;
   p99Ms: number;
-  /** CPU of the producer (this process, during the run) and every worker process. */
+  /**
+   * CPU of all chunkvault's processes during the run, measured as the limit's is (from the
+   * moment it is ready to work): the producer (this process, from its store() call), every
+   * worker process from the moment its pool started, and the Redis server of the run (INFO's
+   * used_cpu, unless `redisCpu` is false). What the workers spent starting is workerStartCpuS.
+   */
   cpuS: number;
+  /** chunkvault's runs only: the parts of cpuS, and the workers' start. */
+  producerCpuS?: number;
+  workerCpuS?: number;
+  redisCpuS?: number;
+  /** What the worker processes spent before their pools started (loading, connecting, probing): paid once per process, not per workload. */
+  workerStartCpuS?: number;
   peakRssMiB: number[];
   loopStallMs?: number;
   /** CPU of the processes `outsideCpuS` reads (e.g. the S3 server), from the start of the run until the workers exited. */
@@ -61,6 +74,8 @@ export interface ChunkvaultRun {
   redisUrl?: string;
   /** CPU seconds so far of processes outside chunkvault that work for it; read before and after the run. */
   outsideCpuS?: () => number | undefined;
+  /** Whether cpuS counts the CPU of the Redis at `redisUrl` (default true; false where outsideCpuS reads the Redis servers). */
+  redisCpu?: boolean;
 }
 
 /** `--name=value` arguments as { name: value }; a bare `--name` is 'true'. */
@@ -91,6 +106,32 @@ export function summary(samples: Sample[], key: keyof Sample): string {
 export function markdownTable(rows: Array<Record<string, string>>): string {
   const headers = Object.keys(rows[0]!);
   return [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${headers.map((h) => r[h]).join(' | ')} |`)].join('\n');
+}
+
+const CLOCK_TICKS_PER_S = Number(execSync('getconf CLK_TCK').toString().trim());
+
+/** CPU seconds so far (user and system) of the processes `pids`, from /proc. */
+export function cpuSecondsOf(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS_PER_S;
+}
+
+/** CPU seconds so far of the Redis server at `url` (INFO's used_cpu_user + used_cpu_sys). */
+export async function redisCpuSecondsOf(url: string): Promise<number> {
+  const redis = new Redis(url, { lazyConnect: true });
+  try {
+    const info = await redis.info('cpu');
+    const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+    return field('used_cpu_user') + field('used_cpu_sys');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 export function lines(child: ChildProcess, stream: 'stdout' | 'stderr', onLine: (line: string) => void): void {
@@ -125,6 +166,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
   const { config } = loadConfig({ configPath, env: {} });
   const children: ChildProcess[] = [];
   const stats: Array<{ cpuUserMs: number; cpuSystemMs: number; maxRssKiB: number; eventLoopMaxMs: number }> = [];
+  const startCpuS: number[] = [];
   let vault: Chunkvault | undefined;
   // Everything from here is cleaned up however it ends: a worker that fails its checks at
   // start (a storage server down) must not leave the run's keys and files behind.
@@ -136,7 +178,10 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
       await new Promise<void>((resolve, reject) => {
         child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
         lines(child, 'stderr', (line) => {
-          if (line.includes('worker pool started')) resolve();
+          if (line.includes('worker pool started')) {
+            startCpuS.push(cpuSecondsOf([child.pid!]));
+            resolve();
+          }
           if (line.includes('"worker stopped"')) stats.push(JSON.parse(line));
         });
       });
@@ -144,6 +189,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
     vault = await openChunkvault(config, { logger: createLogger('warn'), announceUnimplemented: false });
     const tasks = makeTasks(count, size, replicas, randomBytes(3).toString('hex'));
     const outsideBefore = run.outsideCpuS?.();
+    const redisBefore = run.redisCpu === false ? undefined : await redisCpuSecondsOf(redisUrl);
     const cpuBefore = process.cpuUsage();
     const t0 = Date.now();
     const handle = await vault.producer.store(tasks);
@@ -156,13 +202,18 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
     // The workers free staged bytes as chunks end and finish their jobs before they exit.
     await Promise.all(children.map((c) => new Promise((resolve) => { c.once('exit', resolve); c.kill('SIGTERM'); })));
     const outsideAfter = run.outsideCpuS?.();
-    const workerCpuS = stats.reduce((s, w) => s + (w.cpuUserMs + w.cpuSystemMs) / 1000, 0);
+    const redisCpuS = redisBefore === undefined ? undefined : (await redisCpuSecondsOf(redisUrl)) - redisBefore;
+    const workerStartCpuS = startCpuS.reduce((a, b) => a + b, 0);
+    const workerCpuS = stats.reduce((s, w) => s + (w.cpuUserMs + w.cpuSystemMs) / 1000, 0) - workerStartCpuS;
+    const producerCpuS = (producerCpu.user + producerCpu.system) / 1e6;
     return {
       replicasPerS: results.length / elapsedS,
       mbPerS: (results.length * size) / 1e6 / elapsedS,
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
-      cpuS: workerCpuS + (producerCpu.user + producerCpu.system) / 1e6,
+      cpuS: producerCpuS + workerCpuS + (redisCpuS ?? 0),
+      producerCpuS, workerCpuS, workerStartCpuS,
+      ...(redisCpuS === undefined ? {} : { redisCpuS }),
       peakRssMiB: stats.map((w) => w.maxRssKiB / 1024),
       loopStallMs: Math.max(...stats.map((w) => w.eventLoopMaxMs)),
       ...(outsideBefore !== undefined && outsideAfter !== undefined ? { outsideCpuS: outsideAfter - outsideBefore } : {}),

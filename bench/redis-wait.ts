@@ -17,12 +17,11 @@
  */
 import { execSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { markdownTable, median, parseFlags, percentile, ROOT, runChunkvault, summary, WORKLOADS, type Sample } from './chunkvault-run.js';
+import { cpuSecondsOf, markdownTable, median, parseFlags, percentile, ROOT, runChunkvault, summary, WORKLOADS, type Sample } from './chunkvault-run.js';
 import { startSentinelTopology, type HostPort, type SentinelTopology } from '../test/support/redis-topologies.js';
 
 const flags = parseFlags(process.argv.slice(2));
@@ -34,25 +33,12 @@ const workers = Number(flags.workers ?? cpus().length);
 // W1's 4 KiB replicas cost the least each, so a fixed cost per replica shows most there; W3 for 1 MiB.
 const selected = !flags.workload || flags.workload === 'all' ? ['W1', 'W3'] : flags.workload.split(',');
 for (const name of selected) if (!WORKLOADS[name]) throw new Error(`no workload ${name} (there are ${Object.keys(WORKLOADS).join(', ')})`);
-const CLOCK_TICKS_PER_S = Number(execSync('getconf CLK_TCK').toString().trim());
 
 type Acked = 0 | 1;
 interface Measured {
   sample: Sample;
   /** WAIT commands the master ran during the run. */
   waits: number;
-}
-
-/** CPU seconds (user + system) the processes `pids` have used so far. */
-function cpuSecondsOf(pids: readonly number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks / CLOCK_TICKS_PER_S;
 }
 
 async function processIdOf(client: Redis): Promise<number> {
@@ -119,6 +105,7 @@ async function runOnce(topology: SentinelTopology, nodes: DataNodes, acked: Acke
     redis: { ...topology.config, min_replicas_acked: acked },
     redisUrl: `redis://${nodes.master.host}:${nodes.master.port}`,
     outsideCpuS: () => cpuSecondsOf(nodes.pids),
+    redisCpu: false,
   });
   const waits = (await waitCallsOn(nodes.masterClient)) - before;
   // A failover in a run would measure it, not WAIT (and the counters above would be another node's).

@@ -14,7 +14,9 @@
  * chunkvault: producer in this process, worker pool in its own process(es) built from
  * dist/ as deployed; from the producer call until every replica is durable, verified and
  * catalogued. The limit: bench/limit-writer.ts, one process per core, at the best of a few
- * concurrencies tried first on the same workload.
+ * concurrencies tried first on the same workload. CPU is counted alike for both, from the
+ * moment a process is ready to work: chunkvault's producer, workers and Redis (Sample.cpuS);
+ * what the worker processes spent starting is a column of its own.
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -166,6 +168,7 @@ async function benchWorkload(name: string, count: number, size: number, workers:
   }
   const ratioKey: 'mbPerS' | 'replicasPerS' = size >= 1024 * 1024 ? 'mbPerS' : 'replicasPerS';
   const ratios = cv.map((s, i) => (s[ratioKey] as number) / (limit[i]![ratioKey] as number));
+  const cpuRatios = cv.map((s, i) => s.cpuS / limit[i]!.cpuS);
   const row = {
     workload: `${name} ${count}x${size >= 1048576 ? `${size / 1048576}MiB` : `${size / 1024}KiB`} x${replicas} ${algorithm} w${workers}`,
     'cv replicas/s': summary(cv, 'replicasPerS'),
@@ -177,6 +180,10 @@ async function benchWorkload(name: string, count: number, size: number, workers:
     'limit p50/p99 ms': `${median(limit.map((s) => s.p50Ms)).toFixed(1)}/${median(limit.map((s) => s.p99Ms)).toFixed(1)}`,
     'cv CPU s': summary(cv, 'cpuS'),
     'limit CPU s': summary(limit, 'cpuS'),
+    'cv CPU s: producer / workers / Redis': `${summary(cv, 'producerCpuS')} / ${summary(cv, 'workerCpuS')} / ${summary(cv, 'redisCpuS')}`,
+    'CPU cv / limit': `${median(cpuRatios).toFixed(2)} (${Math.min(...cpuRatios).toFixed(2)}–${Math.max(...cpuRatios).toFixed(2)})`,
+    'cv workers\' start CPU s': summary(cv, 'workerStartCpuS'),
+    'CPU cv with workers\' start / limit': median(cv.map((s, i) => (s.cpuS + s.workerStartCpuS!) / limit[i]!.cpuS)).toFixed(2),
     'cv worker peak RSS MiB': summary(cv, 'peakRssMiB'),
     'limit peak RSS MiB': summary(limit, 'peakRssMiB'),
     'cv worker max loop stall ms': summary(cv, 'loopStallMs'),
