@@ -3,7 +3,7 @@
  * a bar on a terminal, plain `label: done/total (pct%)` lines every few seconds otherwise
  * (logs, CI), so a pipeline's output is never littered with carriage returns.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
 
 export interface Progress {
   /** Sets how many of `total` units are done (and `total`, when it was unknown at start). */
@@ -15,6 +15,8 @@ const PLAIN_EVERY_MS = 2000;
 
 export function startProgress(label: string, total: number, stream: NodeJS.WriteStream = process.stderr): Progress {
   if (stream.isTTY) {
+    // Loaded only for a terminal: the commands that show progress are loaded by every command.
+    const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress');
     const bar = new cliProgress.SingleBar(
       { format: `${label} [{bar}] {percentage}% | {value}/{total} | {eta_formatted} left`, stream, hideCursor: true },
       cliProgress.Presets.shades_classic,

@@ -3,9 +3,9 @@
  * Secrets never reach a log line: known secret fields are redacted by configuration and
  * URLs are logged through `redactUrl`.
  */
+import { createRequire } from 'node:module';
 import { isatty } from 'node:tty';
 import { pino, type Logger } from 'pino';
-import pinoPretty from 'pino-pretty';
 import type { Config } from '../config/config.schema.js';
 import { redactSecrets } from './redact.js';
 
@@ -27,6 +27,8 @@ export function createLogger(level: Config['chunkvault']['log_level'], destinati
     serializers: { err: serializeError },
   };
   if (format === 'pretty') {
+    // Loaded only here: every process logs, few of them for a person (it is 30 modules to load).
+    const pinoPretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     return pino(options, pinoPretty({ destination, sync: true, colorize: isatty(destination), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' }));
   }
   return pino(options, pino.destination({ dest: destination, sync: true }));
