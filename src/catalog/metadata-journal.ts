@@ -15,7 +15,7 @@
  * A line is complete or it is the torn tail of a file whose writer died mid-append (or
  * whose append failed; the writer then moves to a new file): readers skip a torn last line.
  */
-import { closeSync, constants as fsConstants, fdatasync, openSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fdatasync, open as openFd, readdirSync, write } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -31,6 +31,8 @@ import { withoutCodecSuffix } from '../integrity/codecs.js';
 
 export const JOURNAL_DIR = '.chunkvault-journal';
 const fdatasyncAsync = promisify(fdatasync);
+const openAsync = promisify(openFd);
+const writeAsync = promisify(write);
 
 /** A replica's metadata, as recorded: a sidecar plus when it was recorded (orders entries). */
 export const journalRecordSchema = sidecarSchema.extend({ recordedAtMs: z.number().int().nonnegative() });
@@ -186,7 +188,9 @@ export class MetadataJournal {
     const bytes = Buffer.from(text);
     const fd = await this.#fileFor(bytes.byteLength);
     try {
-      for (let offset = 0; offset < bytes.byteLength; ) offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
+      // Not writeSync: an append changes the file's size, and ext4 makes that wait while the
+      // filesystem journal commits, which under large writes held a worker's loop 100+ ms.
+      for (let offset = 0; offset < bytes.byteLength; ) offset += (await writeAsync(fd, bytes, offset, bytes.byteLength - offset)).bytesWritten;
       this.#size += bytes.byteLength;
       await fdatasyncAsync(fd);
     } catch (error) {
@@ -206,7 +210,7 @@ export class MetadataJournal {
     this.#seq += 1;
     const name = `${this.#host}~${process.pid}~${this.#startMs}~${this.#writer}~${this.#seq}.jsonl`;
     try {
-      this.#fd = openSync(path.join(this.dir, name), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_APPEND, 0o644);
+      this.#fd = await openAsync(path.join(this.dir, name), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_APPEND, 0o644);
     } catch (error) {
       if (isErrno(error, 'ENOENT')) this.#dirReady = false; // the directory was removed: make it again next time
       throw error;
