@@ -68,6 +68,24 @@ describe('local filesystem backend', () => {
     expect(await backend.checksumOf('receipt/large.bin', 'sha256')).toEqual({ checksum: digestOf(bytes, 'sha256'), sizeBytes: bytes.byteLength });
   });
 
+  describe('writeHashed', () => {
+    it('hashes a temp file as it reads back; place makes it durable under a key, discard leaves nothing', async () => {
+      const bytes = randomBytes(2 * (1 << 20) + 3);
+      const written = await backend.writeHashed(bytes, 'sha256', 'chunk-a');
+      expect(written).toMatchObject({ checksum: digestOf(bytes, 'sha256'), sizeBytes: bytes.byteLength });
+      expect(await tempFilesUnder(basePath)).toHaveLength(1);
+      await written.place('staged/chunk-a@1');
+      expect(await readFile(backend.pathOf('staged/chunk-a@1'))).toEqual(bytes);
+      expect(await tempFilesUnder(basePath)).toEqual([]);
+      await expect(written.place('staged/chunk-a@2')).rejects.toThrow(/placed or discarded already/);
+
+      const dropped = await backend.writeHashed(bytes, 'md5', 'chunk-b');
+      expect(dropped.checksum).toBe(digestOf(bytes, 'md5'));
+      await dropped.discard();
+      expect(await filesUnder(basePath)).toEqual(['staged/chunk-a@1']);
+    });
+  });
+
   describe('putFile', () => {
     let source: string;
     let bytes: Buffer;
@@ -87,8 +105,9 @@ describe('local filesystem backend', () => {
       expect(await tempFilesUnder(basePath)).toEqual([]);
     });
 
-    it('with link, is the source file itself (no byte written) and stays when the source is removed', async () => {
-      await backend.putFile('links/a.bin', source, { ...optionsFor(bytes, 'sha256'), link: true });
+    it('with link, is the source file itself (no byte written, none read back) and stays when the source is removed', async () => {
+      const receipt = await backend.putFile('links/a.bin', source, { ...optionsFor(bytes, 'sha256'), link: true });
+      expect(receipt).toEqual({ linkedToCheckedSource: true });
       const [linked, original] = [await stat(backend.pathOf('links/a.bin')), await stat(source)];
       expect(linked.ino).toBe(original.ino);
       expect(original.nlink).toBe(2);
@@ -97,9 +116,10 @@ describe('local filesystem backend', () => {
     });
 
     it('stores nothing when the file does not match, and says the source is gone when it is', async () => {
+      const wrong = { ...optionsFor(bytes, 'sha256'), checksum: '0'.repeat(64) };
+      expect(await rejectionOf(backend.putFile('rejected/a.bin', source, wrong))).toBeInstanceOf(ChecksumMismatchError);
+      // A link's source was checked when it was written (a staged file): only its size is checked again.
       for (const link of [false, true]) {
-        const wrong = { ...optionsFor(bytes, 'sha256'), checksum: '0'.repeat(64), link };
-        expect(await rejectionOf(backend.putFile('rejected/a.bin', source, wrong))).toBeInstanceOf(ChecksumMismatchError);
         const short = { ...optionsFor(bytes, 'sha256'), sizeBytes: bytes.byteLength + 1, link };
         expect(await rejectionOf(backend.putFile('rejected/a.bin', source, short))).toBeInstanceOf(SizeMismatchError);
       }

@@ -309,9 +309,19 @@ describe('staging', () => {
     expect(inodes.filter((inode) => inode === stagedInode)).toHaveLength(1);
     expect(new Set(inodes).size).toBe(3);
     for (const file of files) expect((await readFile(file)).equals(bytes)).toBe(true);
+    // The checksum is the staged file's digest (its read-back, hashed once); the link holds
+    // those very bytes and is not read back again; each copy is.
+    expect(results[0]!.checksum).toBe(createHash(results[0]!.algorithm).update(bytes).digest('hex'));
+    const verified = (await vault.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'chunkvault_bytes_read_total')!.values;
+    expect(verified.find((v) => v.labels.purpose === 'verify')?.value).toBe(2 * bytes.byteLength);
     // Once the chunk ended its staged name is gone: each replica is a file of its own.
     await waitFor('the staged file to be freed', async () => (await stagedFiles(env.stagingDir)).length === 0);
     for (const file of files) expect((await stat(file)).nlink).toBe(1);
+
+    // Stored again, nothing is left to write: the bytes staged to hash them are dropped, never named.
+    const again = await vault.producer.store([task]);
+    expect((await again.results({ timeoutMs: 30_000 })).map((r) => r.checksum)).toEqual(results.map((r) => r.checksum));
+    expect(await stagedFiles(env.stagingDir)).toEqual([]);
   });
 
   it('stages small chunks many to a file and frees each file with the last of its chunks', async () => {

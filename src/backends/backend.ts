@@ -29,6 +29,13 @@ export interface PutReceipt {
    * need not read the object again. Absent when the put did not read it back.
    */
   readBack?: { checksum: string; sizeBytes: number; /** Time the read-back took. */ seconds: number };
+  /**
+   * The object is a hard link to putFile's source (its `link` option), and so the very bytes
+   * that were checked against the same checksum when the source was written (a staged file:
+   * fsynced, checked, never written again). Reading them back would hash the same file once
+   * more, so verify_on_write takes that check as the object's (README, Guarantees).
+   */
+  linkedToCheckedSource?: true;
 }
 
 export interface ObjectInfo {
@@ -81,8 +88,10 @@ export interface Backend {
    * `options`), without its bytes passing through this process: a copy the kernel makes (a
    * reflink where the filesystem has them). With `link`, the object is a hard link to the
    * source instead when both are on one filesystem (a copy otherwise): no byte is written, so
-   * the source must be durable already and must never change or be written again (staged
-   * files are neither). Throws as `put` does, and NotFoundError when the source is gone.
+   * the source must be durable already, must have been checked against `options.checksum`
+   * when it was written, and must never change or be written again (staged files are all
+   * that); such a link is not read back again (PutReceipt.linkedToCheckedSource). Throws as
+   * `put` does, and NotFoundError when the source is gone.
    */
   putFile?(key: string, sourcePath: string, options: PutOptions & { link?: boolean }): Promise<PutReceipt>;
 

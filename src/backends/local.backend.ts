@@ -26,6 +26,17 @@ import { TEMP_MARK, exists, isErrno, linkOnSameFilesystem, processAlive, smallBo
 const SMALL_IO_BYTES = 256 * 1024;
 const fdatasyncAsync = promisify(fdatasync);
 
+/** A temp file written and hashed by LocalBackend.writeHashed, not yet durable or named. */
+export interface HashedTempFile {
+  /** Digest of the file as it read back. */
+  checksum: string;
+  sizeBytes: number;
+  /** Makes it durable (fdatasync) and names it `key` (a rename, the directory fsynced). Once. */
+  place(key: string): Promise<void>;
+  /** Removes it; nothing of it was made durable. Never throws. */
+  discard(): Promise<void>;
+}
+
 export interface LocalBackendOptions {
   basePath: string;
   /** Its name in the catalog and in messages (default "local"; the staging directory's store is another). */
@@ -98,8 +109,9 @@ export class LocalBackend implements Backend {
   /**
    * As `put`, from the local file `sourcePath` (Backend.putFile): a hard link to it with
    * `link` (a copy when it is on another filesystem), else a copy the kernel makes
-   * (copy_file_range, or a reflink), fdatasynced. Either way the temp file is then read back
-   * and checked, renamed into place and its directory fsynced.
+   * (copy_file_range, or a reflink), fdatasynced and then read back and checked. A link is
+   * the source's own bytes, checked when the source was written: only its size is checked.
+   * Either way the temp file is then renamed into place and its directory fsynced.
    */
   async putFile(key: string, sourcePath: string, options: PutOptions & { link?: boolean }): Promise<PutReceipt> {
     const finalPath = this.pathOf(key);
@@ -107,14 +119,18 @@ export class LocalBackend implements Backend {
     const tempPath = path.join(dir, tempNameFor(path.basename(finalPath)));
     try {
       const linked = await this.#dirs.creatingIn(dir, async () => options.link === true && (await linkOnSameFilesystem(sourcePath, tempPath)));
-      if (!linked) {
-        await this.#dirs.creatingIn(dir, () => copyFile(sourcePath, tempPath, fsConstants.COPYFILE_FICLONE));
-        const handle = await open(tempPath, 'r');
-        try {
-          await handle.datasync();
-        } finally {
-          await handle.close();
-        }
+      if (linked) {
+        const { size } = await stat(tempPath);
+        if (size !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, size);
+        await this.#renameDurably(tempPath, finalPath);
+        return { linkedToCheckedSource: true };
+      }
+      await this.#dirs.creatingIn(dir, () => copyFile(sourcePath, tempPath, fsConstants.COPYFILE_FICLONE));
+      const handle = await open(tempPath, 'r');
+      try {
+        await handle.datasync();
+      } finally {
+        await handle.close();
       }
       return await this.#checkAndRename(key, tempPath, finalPath, options);
     } catch (error) {
@@ -124,6 +140,47 @@ export class LocalBackend implements Backend {
         throw new BackendIoError(`put ${key}: ${(error as Error).message}`, { cause: error, retryable: true });
       }
       throw wrapFsError(error, `put ${key}`);
+    }
+  }
+
+  /**
+   * Writes `bytes` to a new temp file in the base directory and reads it back, hashing it on a
+   * hashing thread: one digest of the bytes as the file holds them, for a caller that does not
+   * know it yet (the staging area's large chunks). It becomes durable and named only with
+   * `place`, after the caller has used the digest; `discard` costs no disk write. A temp file a
+   * crash leaves is swept as an incomplete write. `nameHint` only helps a person reading the directory.
+   */
+  async writeHashed(bytes: Uint8Array, algorithm: ChecksumAlgorithm, nameHint: string): Promise<HashedTempFile> {
+    const tempPath = path.join(this.basePath, tempNameFor(nameHint));
+    let handle: FileHandle | undefined;
+    const discard = async (): Promise<void> => {
+      await handle?.close().catch(() => undefined);
+      handle = undefined;
+      await unlink(tempPath).catch(() => undefined);
+    };
+    try {
+      handle = await this.#createTemp(this.basePath, tempPath);
+      await writeAll(handle, bytes);
+      const { checksum, sizeBytes } = await hashFileOnThread(tempPath, algorithm);
+      if (sizeBytes !== bytes.byteLength) throw new SizeMismatchError(`temp file ${tempPath}`, bytes.byteLength, sizeBytes);
+      const place = async (key: string): Promise<void> => {
+        const finalPath = this.pathOf(key);
+        try {
+          if (!handle) throw new Error(`${tempPath} was placed or discarded already`);
+          await handle.datasync();
+          await handle.close();
+          handle = undefined;
+          await this.#dirs.creatingIn(path.dirname(finalPath), () => rename(tempPath, finalPath));
+          await syncDirectory(path.dirname(finalPath));
+        } catch (error) {
+          await discard();
+          throw wrapFsError(error, `put ${key}`);
+        }
+      };
+      return { checksum, sizeBytes, place, discard };
+    } catch (error) {
+      await discard();
+      throw wrapFsError(error, `write ${tempPath}`);
     }
   }
 
@@ -138,9 +195,13 @@ export class LocalBackend implements Backend {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (actual.checksum !== options.checksum) throw new ChecksumMismatchError(`storage key ${key}`, options.checksum, actual.checksum);
     if (actual.sizeBytes !== options.sizeBytes) throw new SizeMismatchError(`storage key ${key}`, options.sizeBytes, actual.sizeBytes);
+    await this.#renameDurably(tempPath, finalPath);
+    return { readBack: { ...actual, seconds } };
+  }
+
+  async #renameDurably(tempPath: string, finalPath: string): Promise<void> {
     await rename(tempPath, finalPath);
     await syncDirectory(path.dirname(finalPath));
-    return { readBack: { ...actual, seconds } };
   }
 
   async get(key: string): Promise<Readable> {

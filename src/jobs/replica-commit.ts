@@ -1,7 +1,7 @@
 /**
  * The last steps of making a replica durable, shared by writes and repairs: read the object
  * back and check it (verify_on_write; the put's own read-back of the durable object where it
- * made one), store its metadata (store_metadata: a sidecar object, or a line in a local backend's journal), and
+ * made one, none for a hard link to a checked staged file), store its metadata (store_metadata: a sidecar object, or a line in a local backend's journal), and
  * record it stored in the catalog. Called only after the backend's put succeeded. Returns the
  * chunk's status afterwards.
  */
@@ -21,9 +21,11 @@ export interface CommitDeps {
 }
 
 export async function commitReplica(
-  { config, catalog, metadata, metrics }: CommitDeps, backend: Backend, record: StoredReplicaInput, putReadBack?: PutReceipt['readBack'],
+  { config, catalog, metadata, metrics }: CommitDeps, backend: Backend, record: StoredReplicaInput, receipt?: PutReceipt | void,
 ): Promise<ChunkStatus> {
-  if (config.storage.integrity.verify_on_write) {
+  // A link to a checked source holds the bytes that check read (PutReceipt.linkedToCheckedSource).
+  if (config.storage.integrity.verify_on_write && !receipt?.linkedToCheckedSource) {
+    const putReadBack = receipt?.readBack;
     const elapsed = startTimer();
     // The put's own read-back of the durable bytes (the same file, renamed since) is the check: reading it again would read the same pages.
     const readBack = putReadBack ?? (await checksumOfObject(backend, record.path, record.algorithm));

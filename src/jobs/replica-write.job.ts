@@ -204,7 +204,7 @@ export class ReplicaWriter {
         checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
         targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
         storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
-      }, receipt?.readBack);
+      }, receipt);
     } finally {
       giveBack();
     }

@@ -1,7 +1,8 @@
 /**
  * The producer: what a coordinator calls to have chunks stored. Per chunk it validates the
- * task, computes the checksum, records the chunk and its replicas in the catalog, stages the
- * bytes once and queues one `replica.write` job per replica. The catalog then knows when the
+ * task, computes the checksum (of a large chunk: as its staged file reads back), records the
+ * chunk and its replicas in the catalog, stages the bytes once and queues one `replica.write`
+ * job per replica. The catalog then knows when the
  * chunk has ended (no replica of it queued), so the job that ends it frees the staged bytes:
  * no parent job per chunk (a BullMQ flow's parent and its dependency set were a third of
  * the Redis memory per queued replica). Replicas already stored are not queued again; job
@@ -13,6 +14,7 @@ import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import { SEGMENT_BYTES, SEGMENT_CHUNKS, SEGMENT_CHUNK_MAX_BYTES, type StagingArea } from '../staging/staging-area.js';
+import type { HashedTempFile } from '../backends/local.backend.js';
 import type { Logger } from '../logging/logger.js';
 import type { DistributionTask, ReplicaPlacement, StoredChunk, ChecksumAlgorithm } from '../domain/types.js';
 import { describeError } from '../errors.js';
@@ -201,8 +203,12 @@ export class ChunkProducer {
       for (const r of registered) await catalog.recordFailed(task.chunkId, r.replicaId, r.backend, reason, 0).catch(() => undefined);
       return [...unroutable, ...replicas.map((r) => rejectedResult(task, r, reason))];
     };
+    // A large chunk staged in a local directory is hashed once, as it reads back from its staged
+    // file on a hashing thread (StagingArea.stageHashed); any other chunk here, from its buffer.
+    let staged: HashedTempFile | undefined;
     try {
-      const checksum = await checksumOf(bytes, algorithm);
+      if (bytes.byteLength > SEGMENT_CHUNK_MAX_BYTES) staged = await staging.stageHashed(bytes, algorithm, task.chunkId);
+      const checksum = staged?.checksum ?? (await checksumOf(bytes, algorithm));
       // Registering again is harmless: a replica still queued keeps its generation.
       const registration = await retryAcrossReconnects(() => catalog.registerChunk({
         chunkId: task.chunkId, checksum, algorithm, sizeBytes: bytes.byteLength, createdAtMs: Date.now(),
@@ -238,10 +244,19 @@ export class ChunkProducer {
         }),
       };
       if (bytes.byteLength <= SEGMENT_CHUNK_MAX_BYTES) return { tracked, rejected: unroutable, jobs: [], pending: chunk };
-      await staging.stage(chunk.ownFileKey, bytes, checksum, algorithm);
+      if (staged) {
+        const placing = staged;
+        staged = undefined;
+        await placing.place(chunk.ownFileKey);
+      } else {
+        await staging.stage(chunk.ownFileKey, bytes, checksum, algorithm);
+      }
       return { tracked, rejected: unroutable, jobs: chunk.jobsAt(chunk.ownFileKey) };
     } catch (error) {
       return { tracked: [], rejected: await fail(error), jobs: [] };
+    } finally {
+      // Not placed (nothing to write, or a failure): it was never made durable.
+      await staged?.discard();
     }
   }
 }

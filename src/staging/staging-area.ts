@@ -19,7 +19,7 @@ import type { Config } from '../config/config.schema.js';
 import type { ChecksumAlgorithm } from '../domain/types.js';
 import { ChecksumMismatchError, NotFoundError } from '../errors.js';
 import type { Backend } from '../backends/backend.js';
-import { LocalBackend } from '../backends/local.backend.js';
+import { LocalBackend, type HashedTempFile } from '../backends/local.backend.js';
 import { CLOUD_BACKEND_KINDS } from '../backends/cloud-backends.js';
 import { normaliseKeyPrefix } from '../backends/cloud-support.js';
 import { RESERVED_KEY_PREFIX } from '../storage/storage-layout.js';
@@ -70,6 +70,20 @@ export class StagingArea {
   /** Stages `bytes` under `stagedKey`, checking they still hash to `checksum` (the caller's buffer may have changed). */
   async stage(stagedKey: string, bytes: Uint8Array, checksum: string, algorithm: ChecksumAlgorithm): Promise<void> {
     await this.#store.put(stagedKey, bytes, { sizeBytes: bytes.byteLength, checksum, algorithm });
+  }
+
+  /**
+   * Stages a large chunk whose checksum is not known yet, where staging is a local directory:
+   * writes `bytes` to a new file there and reads it back, hashing it once on a hashing thread.
+   * That digest is the chunk's checksum: the bytes as staged, from which every replica is made
+   * and against which each is verified (a caller that changes its buffer meanwhile gets the
+   * bytes that were staged, never a checksum the staged file does not match). The caller names
+   * the file with `place(stagedKey)`, which also makes it durable, or drops it with `discard()`.
+   * Undefined for a bucket: hash the bytes there, then `stage` them.
+   */
+  async stageHashed(bytes: Uint8Array, algorithm: ChecksumAlgorithm, chunkId: string): Promise<HashedTempFile | undefined> {
+    if (!(this.#store instanceof LocalBackend)) return undefined;
+    return this.#store.writeHashed(bytes, algorithm, chunkId);
   }
 
   /**
