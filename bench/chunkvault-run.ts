@@ -49,6 +49,12 @@ export interface Sample {
   workerStartCpuS?: number;
   peakRssMiB: number[];
   loopStallMs?: number;
+  /**
+   * The longest event-loop stall of a process that does nothing but wait, run beside
+   * chunkvault's during the run: what the machine itself imposes (a stall chunkvault's
+   * workers share with it is the machine's, not theirs).
+   */
+  canaryStallMs?: number;
   /** CPU of the processes `outsideCpuS` reads (e.g. the S3 server), from the start of the run until the workers exited. */
   outsideCpuS?: number;
 }
@@ -106,6 +112,26 @@ export function summary(samples: Sample[], key: keyof Sample): string {
 export function markdownTable(rows: Array<Record<string, string>>): string {
   const headers = Object.keys(rows[0]!);
   return [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${headers.map((h) => r[h]).join(' | ')} |`)].join('\n');
+}
+
+/**
+ * A node process that only waits, measuring its own event-loop delay as a worker does (10 ms
+ * resolution); `stop` returns its longest stall in ms.
+ */
+function startCanary(): { stop: () => Promise<number> } {
+  const source = `const h = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 10 }); h.enable();
+setInterval(() => {}, 1000);
+process.on('SIGTERM', () => { process.stdout.write(String(Math.round(h.max / 1e6))); process.exit(0); });
+process.stdout.write('ready\\n');`;
+  const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (piece: Buffer) => (out += piece.toString()));
+  return {
+    stop: () => new Promise<number>((resolve) => {
+      child.once('exit', () => resolve(Number(out.replace(/^ready\n/, ''))));
+      child.kill('SIGTERM');
+    }),
+  };
 }
 
 const CLOCK_TICKS_PER_S = Number(execSync('getconf CLK_TCK').toString().trim());
@@ -191,6 +217,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
     const outsideBefore = run.outsideCpuS?.();
     const redisBefore = run.redisCpu === false ? undefined : await redisCpuSecondsOf(redisUrl);
     const cpuBefore = process.cpuUsage();
+    const canary = startCanary();
     const t0 = Date.now();
     const handle = await vault.producer.store(tasks);
     const results = await handle.results({ pollIntervalMs: 20 });
@@ -201,6 +228,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
     const latencies = results.map((r) => Date.parse(r.storedAt) - t0);
     // The workers free staged bytes as chunks end and finish their jobs before they exit.
     await Promise.all(children.map((c) => new Promise((resolve) => { c.once('exit', resolve); c.kill('SIGTERM'); })));
+    const canaryStallMs = await canary.stop();
     const outsideAfter = run.outsideCpuS?.();
     const redisCpuS = redisBefore === undefined ? undefined : (await redisCpuSecondsOf(redisUrl)) - redisBefore;
     const workerStartCpuS = startCpuS.reduce((a, b) => a + b, 0);
@@ -216,6 +244,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
       ...(redisCpuS === undefined ? {} : { redisCpuS }),
       peakRssMiB: stats.map((w) => w.maxRssKiB / 1024),
       loopStallMs: Math.max(...stats.map((w) => w.eventLoopMaxMs)),
+      canaryStallMs,
       ...(outsideBefore !== undefined && outsideAfter !== undefined ? { outsideCpuS: outsideAfter - outsideBefore } : {}),
     };
   } finally {

@@ -187,6 +187,7 @@ async function benchWorkload(name: string, count: number, size: number, workers:
     'cv worker peak RSS MiB': summary(cv, 'peakRssMiB'),
     'limit peak RSS MiB': summary(limit, 'peakRssMiB'),
     'cv worker max loop stall ms': summary(cv, 'loopStallMs'),
+    'idle canary max loop stall ms': summary(cv, 'canaryStallMs'),
     'limit concurrency': String(best.concurrency),
     ...(queued.length ? queuedColumns(queued, limit, ratioKey) : {}),
   };
