@@ -77,8 +77,9 @@ export class Chunkvault {
     const queueNames = [...Object.values(QUEUE_NAMES), ...perBackend.map(replicaQueueName)];
     this.#queues = Object.fromEntries(queueNames.map((name) => [name, new Queue(name, { connection: redis, prefix })]));
     // Queued jobs are as precious as catalog records: addBulk waits until Redis replicas hold them.
-    // A replication fence covers every write the master applied before it, so the catalog's covers the queues' too.
-    this.#replicaQueues = new ReplicaQueues(this.#queues[QUEUE_NAMES.replicas]!, new Map(perBackend.map((backend) => [backend, this.#queues[replicaQueueName(backend)]!])), () => catalog.confirmReplicated());
+    // The catalog's fence covers what the master it reaches applied, whichever connection wrote it;
+    // it checks the jobs are there first, since the queues' connection may have reached another node.
+    this.#replicaQueues = new ReplicaQueues(this.#queues[QUEUE_NAMES.replicas]!, new Map(perBackend.map((backend) => [backend, this.#queues[replicaQueueName(backend)]!])), (keys) => catalog.confirmHeld(keys));
     // BullMQ re-emits connection errors on each queue and prints them raw to stderr when no one
     // listens; the connection's own listener (openChunkvault) already logs them structured.
     const quiet = (error: Error): void => logger.debug({ err: error }, 'queue connection error');

@@ -10,12 +10,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { Queue } from 'bullmq';
 import type { Chunkvault } from '../src/app.js';
 import { openChunkvault } from '../src/app.js';
 import type { Config } from '../src/config/config.schema.js';
 import { createLogger } from '../src/logging/logger.js';
 import { freeLoopbackPort, spawnRedisServer } from '../src/redis/private-redis.js';
-import { ReplicationBarrier, ReplicationLagError } from '../src/redis/replication-barrier.js';
+import { ReplicationBarrier, ReplicationLagError, WritesLostError } from '../src/redis/replication-barrier.js';
+import { interruptedByRedis } from '../src/redis/redis-connection.js';
+import { ReplicaQueues } from '../src/jobs/replica-queues.js';
 import { REDIS_URL, makeTestEnv, openVault, seedTasks, type TestEnv } from './support/harness.js';
 import { TcpForwarder } from './hosts/tcp-forwarder.js';
 
@@ -116,6 +119,30 @@ describe('replication before acknowledgement (min_replicas_acked)', () => {
     replica.kill('SIGCONT');
     await barrier.confirm();
     await client.del('{cvtest-barrier}:late', '{cvtest-barrier}:fence');
+  });
+
+  it('does not take jobs queued on another node than the master it fences for held (a resumed old master answers, then drops them)', async () => {
+    const { url } = await masterWithReplica();
+    // What the queues' connection reached with a slot map that still named the old master: a
+    // node that takes the jobs and answers OK, but is not the master the fence reaches.
+    const stalePort = await freeLoopbackPort();
+    const stale = await spawnRedisServer(stalePort, ['--appendonly', 'no']);
+    cleanups.push(() => stale.kill('SIGKILL'));
+    const [master, staleClient] = [new Redis(url, { maxRetriesPerRequest: null }), new Redis(`redis://127.0.0.1:${stalePort}`, { maxRetriesPerRequest: null })];
+    cleanups.push(() => master.disconnect(), () => staleClient.disconnect());
+    const prefix = '{cvtest-held}';
+    const barrier = new ReplicationBarrier(master, { minReplicas: 1, timeoutMs: 1000, fenceKey: `${prefix}:fence` });
+    const [onStale, onMaster] = [new Queue('replicas', { connection: staleClient, prefix }), new Queue('replicas', { connection: master, prefix })];
+    cleanups.push(() => onStale.close(), () => onMaster.close());
+    const jobs = ['r0', 'r1'].map((replicaId) => ({ backend: 'local', name: 'replica.write' as const, data: {}, opts: { jobId: `${replicaId}@held-chunk` } }));
+
+    const misrouted = new ReplicaQueues(onStale, new Map(), (keys) => barrier.confirmHeld(keys)).addBulk(jobs);
+    await expect(misrouted).rejects.toThrow(WritesLostError);
+    await expect(misrouted).rejects.toThrow(/2 of 2 keys just written are not on the Redis master/);
+    // The producer's retry across reconnects takes it for a failover and adds the jobs again.
+    expect(interruptedByRedis(await misrouted.catch((error: unknown) => error))).toBe(true);
+    await new ReplicaQueues(onMaster, new Map(), (keys) => barrier.confirmHeld(keys)).addBulk(jobs);
+    expect(await onMaster.getJobState('r0@held-chunk')).toBe('waiting');
   });
 
   it('fails a replica write whose record no replica holds in time, and stores it once the replica is back', async () => {

@@ -147,6 +147,16 @@ export class Catalog {
     return this.#replication.confirm();
   }
 
+  /**
+   * As confirmReplicated, for keys another connection wrote (queued jobs): also checks that each
+   * of `keys` is on the master the fence reaches, since that connection may have written them
+   * to a master demoted since; throws WritesLostError (retryable: write them again) when one is
+   * not there.
+   */
+  confirmHeld(keys: readonly string[]): Promise<void> {
+    return this.#replication.confirmHeld(keys);
+  }
+
   /** Points a stored replica at its compressed object if it is still at `expectedPath`. */
   async recordCompressed(chunkId: string, replicaId: string, expectedPath: string, newPath: string, codec: string, storedBytes: number): Promise<'ok' | 'skip'> {
     const reply = await this.#scripts.run('cvRecordCompressed', [this.#keys.replica(chunkId, replicaId), this.#keys.stats], { expectedPath, newPath, codec, storedBytes });

@@ -30,16 +30,17 @@ export interface ReplicaJob {
 export class ReplicaQueues {
   readonly #shared: Queue;
   readonly #byBackend: ReadonlyMap<string, Queue>;
-  readonly #replicated: (() => Promise<void>) | undefined;
+  readonly #held: ((keys: readonly string[]) => Promise<void>) | undefined;
 
   /**
    * `byBackend`: the per-backend queues, by backend name (empty when queues are not per backend).
-   * `replicated`: resolves once Redis replicas hold what was written before it (Catalog.confirmReplicated); addBulk waits on it.
+   * `held`: resolves once the given keys are on the Redis master and on the replicas it needs
+   * (Catalog.confirmHeld); addBulk waits on it with its jobs' keys.
    */
-  constructor(shared: Queue, byBackend: ReadonlyMap<string, Queue>, replicated?: () => Promise<void>) {
+  constructor(shared: Queue, byBackend: ReadonlyMap<string, Queue>, held?: (keys: readonly string[]) => Promise<void>) {
     this.#shared = shared;
     this.#byBackend = byBackend;
-    this.#replicated = replicated;
+    this.#held = held;
   }
 
   /** The queue a replica job for `backend` goes to. */
@@ -54,8 +55,11 @@ export class ReplicaQueues {
 
   /**
    * Adds `jobs`, each to its backend's queue (one addBulk per queue), and returns once the Redis
-   * replicas min_replicas_acked asks for hold them (ReplicationLagError when they do not in
-   * time). Job ids are fixed, so adding again adds nothing.
+   * master holds them and the replicas min_replicas_acked asks for do too (ReplicationLagError
+   * when they do not in time; WritesLostError when the master does not have them: the queues'
+   * connection had sent them to a master that was demoted and dropped them, so add them again).
+   * Job ids are fixed, so adding again adds nothing; a job already finished and removed is
+   * added once more and finds its work done.
    */
   async addBulk(jobs: readonly ReplicaJob[]): Promise<void> {
     const byQueue = new Map<Queue, ReplicaJob[]>();
@@ -66,7 +70,8 @@ export class ReplicaQueues {
       else byQueue.set(queue, [job]);
     }
     await Promise.all([...byQueue].map(([queue, batch]) => queue.addBulk(batch.map(({ name, data, opts }) => ({ name, data, opts })))));
-    await this.#replicated?.();
+    // A job's hash is its key in BullMQ, whatever its state.
+    await this.#held?.([...byQueue].flatMap(([queue, batch]) => batch.flatMap(({ opts }) => (opts.jobId === undefined ? [] : [queue.toKey(opts.jobId)]))));
   }
 
   /** The state of the job `jobId` on whichever replica queue holds it ('unknown' when none does). */

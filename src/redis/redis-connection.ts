@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChunkvaultError } from '../errors.js';
-import { ReplicationLagError } from './replication-barrier.js';
+import { ReplicationLagError, WritesLostError } from './replication-barrier.js';
 
 /** `{prefix}`: the BullMQ prefix and the root of every chunkvault key. */
 export function keyRoot(prefix: string): string {
@@ -41,7 +41,7 @@ const INTERRUPTIONS = [
  * client gives up on a command after its retries.
  */
 export function interruptedByRedis(error: unknown): boolean {
-  if (error instanceof ReplicationLagError) return true;
+  if (error instanceof ReplicationLagError || error instanceof WritesLostError) return true;
   return error instanceof Error && INTERRUPTIONS.some((pattern) => pattern.test(error.message));
 }
 

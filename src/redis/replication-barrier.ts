@@ -11,6 +11,12 @@
  * chunkvault's hash slot, so on a cluster the pair goes to the master of that slot (ioredis
  * routes a pipeline by its keys), and a pipeline that writes is never re-sent by the cluster
  * client on its own.
+ *
+ * A fence covers only what the master it reaches applied. Writes sent on another connection
+ * may have reached another node: a client whose slot map (or Sentinel's answer) still named the
+ * old master sends them there, and a paused master that is resumed answers them before it
+ * learns it was demoted, then drops them when it resyncs from the new one. `confirmHeld` closes
+ * that: the same pipeline first checks that the written keys are on the node it fences.
  */
 import { ChunkvaultError } from '../errors.js';
 import type { RedisClient } from './redis-endpoint.js';
@@ -21,6 +27,18 @@ export class ReplicationLagError extends ChunkvaultError {
     super(
       'E_REDIS_REPLICATION',
       `only ${acked} of the ${wanted} Redis replicas chunkvault.redis.min_replicas_acked asks for acknowledged the write within ${timeoutMs} ms: it could be lost in a failover, so it is not acknowledged (the attempt is retried)`,
+      { retryable: true },
+    );
+  }
+}
+
+/** Keys just written are not on the master a fence reached: a failover took them (they went to a master demoted since). */
+export class WritesLostError extends ChunkvaultError {
+  override readonly name = 'WritesLostError';
+  constructor(missing: readonly string[], total: number) {
+    super(
+      'E_REDIS_REPLICATION',
+      `${missing.length} of ${total} keys just written are not on the Redis master (e.g. ${missing[0]}): they went to a master that was demoted before it replicated them, so they are written again`,
       { retryable: true },
     );
   }
@@ -67,6 +85,28 @@ export class ReplicationBarrier {
       return this.confirm();
     });
     return this.#next;
+  }
+
+  /**
+   * As confirm(), for writes that may have gone to another node than the one this client
+   * reaches (another connection, a stale slot map): resolves once every key of `keys` is on the
+   * master this fence reaches and `minReplicas` replicas hold it. Throws WritesLostError
+   * (retryable: write them again) when one is not there, ReplicationLagError as confirm().
+   * One pipeline (checked, then fenced, on one node), not shared with other callers. A key
+   * already deleted again (a job removed once finished) also counts as missing: writing it
+   * again must be harmless. At once when no replica is asked for.
+   */
+  async confirmHeld(keys: readonly string[]): Promise<void> {
+    if (!this.enabled || keys.length === 0) return;
+    const { minReplicas, timeoutMs, fenceKey } = this.#options;
+    const pipeline = this.#client.pipeline();
+    for (const key of keys) pipeline.exists(key);
+    const replies = (await pipeline.incr(fenceKey).wait(minReplicas, timeoutMs).exec()) ?? [];
+    for (const [error] of replies) if (error) throw error;
+    const missing = keys.filter((_, i) => Number(replies[i]?.[1] ?? 0) === 0);
+    if (missing.length) throw new WritesLostError(missing, keys.length);
+    const acked = Number(replies[keys.length + 1]?.[1] ?? 0);
+    if (acked < minReplicas) throw new ReplicationLagError(acked, minReplicas, timeoutMs);
   }
 
   async #fence(): Promise<void> {
