@@ -5,10 +5,10 @@
  * can remove those of dead writers without touching live ones.
  */
 import {
-  closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, type Dirent,
+  closeSync, constants as fsConstants, createReadStream, fdatasync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { access, copyFile, open, opendir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, copyFile, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -20,6 +20,7 @@ import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectI
 import { assertSafeKey } from './storage-key.js';
 import { syncDirectory } from './directory-sync.js';
 import { DurableDirectories } from './durable-directories.js';
+import { walkFiles } from './file-tree.js';
 import { TEMP_MARK, exists, isErrno, linkOnSameFilesystem, processAlive, smallBodyOf, tempNameFor, wrapFsError, writeAll } from './fs-support.js';
 
 /** Objects up to this size are written and read with synchronous calls (see #putSmall). */
@@ -170,8 +171,7 @@ export class LocalBackend implements Backend {
           await handle.datasync();
           await handle.close();
           handle = undefined;
-          await this.#dirs.creatingIn(path.dirname(finalPath), () => rename(tempPath, finalPath));
-          await syncDirectory(path.dirname(finalPath));
+          await this.#dirs.creatingIn(path.dirname(finalPath), () => this.#renameDurably(tempPath, finalPath));
         } catch (error) {
           await discard();
           throw wrapFsError(error, `put ${key}`);
@@ -256,7 +256,7 @@ export class LocalBackend implements Backend {
     // Only the directory the prefix names is walked (checkpoint listings never touch chunk data).
     const slash = prefix.lastIndexOf('/');
     const within = slash < 0 ? '' : prefix.slice(0, slash);
-    for await (const entry of this.#walk(within)) {
+    for await (const entry of walkFiles(this.basePath, within ? this.pathOf(within) : this.basePath)) {
       if (entry.temp) continue;
       if (!entry.key.startsWith(prefix)) continue;
       yield { key: entry.key, sizeBytes: entry.sizeBytes, modifiedAt: entry.modifiedAt };
@@ -302,7 +302,7 @@ export class LocalBackend implements Backend {
   async sweepIncompleteWrites(): Promise<number> {
     let removed = 0;
     const now = Date.now();
-    for await (const entry of this.#walk()) {
+    for await (const entry of walkFiles(this.basePath, this.basePath)) {
       if (!entry.temp) continue;
       const [pidText, host] = entry.name.slice(TEMP_MARK.length).split('~');
       const pid = Number(pidText);
@@ -388,42 +388,5 @@ export class LocalBackend implements Backend {
   /** Opens a new temp file in `dir`, making `dir` first where needed. */
   #createTemp(dir: string, tempPath: string): Promise<FileHandle> {
     return this.#dirs.creatingIn(dir, () => open(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644));
-  }
-
-  /**
-   * Every file under `within` (a directory key; '' for the whole backend). Hand-written, not
-   * fs.glob: Node's glob takes a directory it cannot read for an empty one, and a listing that
-   * misses files must fail (retention plans deletions from it).
-   */
-  async *#walk(within = ''): AsyncIterable<{ key: string; name: string; fullPath: string; temp: boolean; sizeBytes: number; modifiedAt: Date }> {
-    const root = within ? this.pathOf(within) : this.basePath;
-    const pending = [root];
-    while (pending.length) {
-      const dir = pending.pop()!;
-      let entries: AsyncIterable<Dirent>;
-      try {
-        entries = await opendir(dir);
-      } catch (error) {
-        if (isErrno(error, 'ENOENT') && dir === root) return;
-        if (isErrno(error, 'ENOTDIR') && dir === root) return;
-        throw wrapFsError(error, `list ${dir}`);
-      }
-      for await (const entry of entries) {
-        const fullPath = path.join(dir, entry.name);
-        if (entry.isDirectory()) {
-          pending.push(fullPath);
-        } else if (entry.isFile()) {
-          let info;
-          try {
-            info = await stat(fullPath);
-          } catch (error) {
-            if (isErrno(error, 'ENOENT')) continue; // renamed or removed while walking
-            throw wrapFsError(error, `list ${fullPath}`);
-          }
-          const key = path.relative(this.basePath, fullPath).split(path.sep).join('/');
-          yield { key, name: entry.name, fullPath, temp: entry.name.startsWith(TEMP_MARK), sizeBytes: info.size, modifiedAt: info.mtime };
-        }
-      }
-    }
   }
 }
