@@ -34,7 +34,8 @@ import {
   type RangeAnswer,
   readRange,
 } from './cloud-support.js';
-import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
+import { CloudErrors, sdkMessage } from './cloud-errors.js';
+import { GCS_ERROR_DIALECT, isDigestRejection, statusOf } from './gcs-errors.js';
 import { assertSafeKey } from './storage-key.js';
 
 export interface GcsBackendOptions {
@@ -65,30 +66,6 @@ const READ_RETRY_DELAY_MS = 100;
 
 /** Temp objects of large puts live under this folder of the key prefix; no storage key can start with '.'. */
 const TEMP_FOLDER = '.cvtmp~/';
-
-interface GcsError {
-  code?: number | string;
-  status?: number;
-  message?: string;
-  errors?: { reason?: string; message?: string }[];
-  response?: { status?: number };
-}
-
-/**
- * How the SDK's errors say what went wrong. GCS answers "notFound" for a missing bucket and a
- * missing object alike; only the message tells them apart, and an object's message ("No such
- * object: <bucket>/<name>") may itself contain the word "bucket". The throttling reasons are
- * those the SDK itself retries on.
- */
-export const GCS_ERROR_DIALECT: CloudErrorDialect = {
-  statusOf,
-  codeOf,
-  messageOf: sdkMessage,
-  objectMissingCodes: new Set(),
-  containerMissingCodes: new Set(['bucketNotFound']),
-  containerMissingMessage: /bucket does not exist|no such bucket/i,
-  transientCodes: new Set(['rateLimitExceeded', 'userRateLimitExceeded']),
-};
 
 export class GcsBackend implements Backend {
   readonly name: string;
@@ -379,23 +356,6 @@ export class GcsBackend implements Backend {
     })();
     return this.#connection;
   }
-}
-
-/** GCS answers 400 "Provided MD5 hash ... doesn't match calculated MD5 hash" (or the same for crc32c). */
-function isDigestRejection(error: unknown): boolean {
-  return statusOf(error) === 400 && /md5|crc32c|hash/i.test(sdkMessage(error));
-}
-
-function statusOf(error: unknown): number | undefined {
-  const candidate = error as GcsError | undefined;
-  if (typeof candidate?.code === 'number') return candidate.code;
-  return candidate?.status ?? candidate?.response?.status;
-}
-
-/** The reason of the JSON API's answer, else the code of a failed connection. */
-function codeOf(error: unknown): string | undefined {
-  const candidate = error as GcsError | undefined;
-  return candidate?.errors?.[0]?.reason ?? (typeof candidate?.code === 'string' ? candidate.code : undefined);
 }
 
 function base64ToHex(value: string | undefined): string {
