@@ -98,22 +98,19 @@ export class ReplicationBarrier {
    */
   async confirmHeld(keys: readonly string[]): Promise<void> {
     if (!this.enabled || keys.length === 0) return;
-    const { minReplicas, timeoutMs, fenceKey } = this.#options;
-    const pipeline = this.#client.pipeline();
-    for (const key of keys) pipeline.exists(key);
-    const replies = (await pipeline.incr(fenceKey).wait(minReplicas, timeoutMs).exec()) ?? [];
-    for (const [error] of replies) if (error) throw error;
-    const missing = keys.filter((_, i) => Number(replies[i]?.[1] ?? 0) === 0);
-    if (missing.length) throw new WritesLostError(missing, keys.length);
-    const acked = Number(replies[keys.length + 1]?.[1] ?? 0);
-    if (acked < minReplicas) throw new ReplicationLagError(acked, minReplicas, timeoutMs);
+    await this.#fence(keys);
   }
 
-  async #fence(): Promise<void> {
+  /** One fence: EXISTS of each of `held` (WritesLostError when one is missing), then INCR and WAIT, in one pipeline on one node. */
+  async #fence(held: readonly string[] = []): Promise<void> {
     const { minReplicas, timeoutMs, fenceKey } = this.#options;
-    const replies = (await this.#client.pipeline().incr(fenceKey).wait(minReplicas, timeoutMs).exec()) ?? [];
+    const pipeline = this.#client.pipeline();
+    for (const key of held) pipeline.exists(key);
+    const replies = (await pipeline.incr(fenceKey).wait(minReplicas, timeoutMs).exec()) ?? [];
     for (const [error] of replies) if (error) throw error;
-    const acked = Number(replies[1]?.[1] ?? 0);
+    const missing = held.filter((_, i) => Number(replies[i]?.[1] ?? 0) === 0);
+    if (missing.length) throw new WritesLostError(missing, held.length);
+    const acked = Number(replies[held.length + 1]?.[1] ?? 0);
     if (acked < minReplicas) throw new ReplicationLagError(acked, minReplicas, timeoutMs);
   }
 }
