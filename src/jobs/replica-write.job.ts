@@ -25,7 +25,7 @@ import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
 import type { ChunkStatus, StoredChunk } from '../domain/types.js';
 import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
-import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, NotFoundError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
+import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
 import type { ReplicaWriteData } from './job-data.js';
@@ -152,8 +152,7 @@ export class ReplicaWriter {
     try {
       return await backend.putFile(key, stagedFile, { ...options, link: data.linkStaged === true });
     } catch (error) {
-      if (error instanceof NotFoundError) throw new NotFoundError(`staged bytes of chunk ${data.chunkId} are gone (${data.stagedKey} in ${staging.location})`, { cause: error });
-      throw error;
+      throw staging.goneAs(error, data.stagedKey, data.chunkId);
     }
   }
 

@@ -116,11 +116,14 @@ export class StagingArea {
       if (offset !== undefined) return await this.#store.getRange(stagedKey, offset, sizeBytes);
       return await this.#store.get(stagedKey);
     } catch (error) {
-      if (error instanceof NotFoundError) {
-        throw new NotFoundError(`staged bytes of chunk ${chunkId} are gone (${stagedKey} in ${this.location})`, { cause: error });
-      }
-      throw error;
+      throw this.goneAs(error, stagedKey, chunkId);
     }
+  }
+
+  /** `error`, or when it is a NotFoundError, one saying that chunk `chunkId`'s staged bytes are gone. */
+  goneAs(error: unknown, stagedKey: string, chunkId: string): unknown {
+    if (!(error instanceof NotFoundError)) return error;
+    return new NotFoundError(`staged bytes of chunk ${chunkId} are gone (${stagedKey} in ${this.location})`, { cause: error });
   }
 
   /**
