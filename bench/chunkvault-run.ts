@@ -55,6 +55,8 @@ export interface Sample {
    * workers share with it is the machine's, not theirs).
    */
   canaryStallMs?: number;
+  /** The host's steal time during the run, all CPUs together (see startMachineWatch). */
+  hostStealMs?: number;
   /** CPU of the processes `outsideCpuS` reads (e.g. the S3 server), from the start of the run until the workers exited. */
   outsideCpuS?: number;
 }
@@ -115,23 +117,36 @@ export function markdownTable(rows: Array<Record<string, string>>): string {
 }
 
 /**
- * A node process that only waits, measuring its own event-loop delay as a worker does (10 ms
- * resolution); `stop` returns its longest stall in ms.
+ * What the machine itself does to every process during a run, told apart from what a
+ * contender does: an idle canary (a node process that only waits, measuring its event-loop
+ * delay as a worker does, 10 ms resolution) and the host's steal time from /proc/stat (the
+ * time the hypervisor did not run this machine's CPUs although they had work). On a virtual
+ * machine whose host caps its CPU time, a workload that keeps every core busy has the whole
+ * machine stopped for the cap's period: every process then stalls alike, however it is written.
+ * `stop` returns the canary's longest stall and the steal summed over all CPUs, in ms.
  */
-function startCanary(): { stop: () => Promise<number> } {
+export function startMachineWatch(): { stop: () => Promise<{ canaryStallMs: number; hostStealMs: number }> } {
   const source = `const h = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 10 }); h.enable();
 setInterval(() => {}, 1000);
 process.on('SIGTERM', () => { process.stdout.write(String(Math.round(h.max / 1e6))); process.exit(0); });
 process.stdout.write('ready\\n');`;
   const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const stealBefore = hostStealMs();
   let out = '';
   child.stdout!.on('data', (piece: Buffer) => (out += piece.toString()));
   return {
-    stop: () => new Promise<number>((resolve) => {
-      child.once('exit', () => resolve(Number(out.replace(/^ready\n/, ''))));
+    stop: () => new Promise((resolve) => {
+      const hostStealMsDuring = hostStealMs() - stealBefore;
+      child.once('exit', () => resolve({ canaryStallMs: Number(out.replace(/^ready\n/, '')), hostStealMs: hostStealMsDuring }));
       child.kill('SIGTERM');
     }),
   };
+}
+
+/** Steal time so far of all CPUs together, in ms: the 8th value of /proc/stat's `cpu` line, in clock ticks. */
+function hostStealMs(): number {
+  const total = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+  return (Number(total[8] ?? 0) * 1000) / CLOCK_TICKS_PER_S;
 }
 
 const CLOCK_TICKS_PER_S = Number(execSync('getconf CLK_TCK').toString().trim());
@@ -217,7 +232,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
     const outsideBefore = run.outsideCpuS?.();
     const redisBefore = run.redisCpu === false ? undefined : await redisCpuSecondsOf(redisUrl);
     const cpuBefore = process.cpuUsage();
-    const canary = startCanary();
+    const watch = startMachineWatch();
     const t0 = Date.now();
     const handle = await vault.producer.store(tasks);
     const results = await handle.results({ pollIntervalMs: 20 });
@@ -228,7 +243,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
     const latencies = results.map((r) => Date.parse(r.storedAt) - t0);
     // The workers free staged bytes as chunks end and finish their jobs before they exit.
     await Promise.all(children.map((c) => new Promise((resolve) => { c.once('exit', resolve); c.kill('SIGTERM'); })));
-    const canaryStallMs = await canary.stop();
+    const { canaryStallMs, hostStealMs } = await watch.stop();
     const outsideAfter = run.outsideCpuS?.();
     const redisCpuS = redisBefore === undefined ? undefined : (await redisCpuSecondsOf(redisUrl)) - redisBefore;
     const workerStartCpuS = startCpuS.reduce((a, b) => a + b, 0);
@@ -244,7 +259,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
       ...(redisCpuS === undefined ? {} : { redisCpuS }),
       peakRssMiB: stats.map((w) => w.maxRssKiB / 1024),
       loopStallMs: Math.max(...stats.map((w) => w.eventLoopMaxMs)),
-      canaryStallMs,
+      canaryStallMs, hostStealMs,
       ...(outsideBefore !== undefined && outsideAfter !== undefined ? { outsideCpuS: outsideAfter - outsideBefore } : {}),
     };
   } finally {

@@ -26,7 +26,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { deleteKeys } from './redis-keys.js';
-import { lines, markdownTable, median, parseFlags, percentile, REDIS_URL, ROOT, runChunkvault as runOne, summary, WORKLOADS, type Sample } from './chunkvault-run.js';
+import { lines, markdownTable, median, parseFlags, percentile, REDIS_URL, ROOT, runChunkvault as runOne, startMachineWatch, summary, WORKLOADS, type Sample } from './chunkvault-run.js';
 
 const flags = parseFlags(process.argv.slice(2));
 const runs = Number(flags.runs ?? 3);
@@ -63,10 +63,12 @@ async function runLimit(count: number, size: number, concurrency: number): Promi
       await ready;
       return { child, done };
     }));
+    const watch = startMachineWatch();
     const t0 = performance.now();
     for (const { child } of children) child.stdin!.end('go\n');
     const results = await Promise.all(children.map((c) => c.done));
     const elapsedS = (performance.now() - t0) / 1000;
+    const machine = await watch.stop();
     const total = count * replicas;
     const latencies = results.flatMap((r) => r.latencies);
     return {
@@ -76,6 +78,7 @@ async function runLimit(count: number, size: number, concurrency: number): Promi
       p99Ms: percentile(latencies, 99),
       cpuS: results.reduce((s, r) => s + r.cpuMs / 1000, 0),
       peakRssMiB: results.map((r) => r.maxRssKiB / 1024),
+      ...machine,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -187,7 +190,8 @@ async function benchWorkload(name: string, count: number, size: number, workers:
     'cv worker peak RSS MiB': summary(cv, 'peakRssMiB'),
     'limit peak RSS MiB': summary(limit, 'peakRssMiB'),
     'cv worker max loop stall ms': summary(cv, 'loopStallMs'),
-    'idle canary max loop stall ms': summary(cv, 'canaryStallMs'),
+    'idle canary max loop stall ms: cv / limit': `${summary(cv, 'canaryStallMs')} / ${summary(limit, 'canaryStallMs')}`,
+    'host steal ms: cv / limit': `${summary(cv, 'hostStealMs')} / ${summary(limit, 'hostStealMs')}`,
     'limit concurrency': String(best.concurrency),
     ...(queued.length ? queuedColumns(queued, limit, ratioKey) : {}),
   };
