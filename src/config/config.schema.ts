@@ -222,6 +222,12 @@ const chunkvaultSchema = z
         scrub_bytes_per_second: positiveInt.default(50 * 1024 * 1024),
         /** Replicas one scrub pass re-reads at most (least recently verified first). */
         scrub_replicas_per_pass: positiveInt.default(10_000),
+        /**
+         * Every stored replica should be read back intact at least this often; /metrics shows it
+         * (chunkvault_scrub_max_age_seconds) and the ChunkvaultScrubBehind alert compares the
+         * oldest unverified replica with it. 0: no bound (the metric is left out).
+         */
+        scrub_max_age_days: z.number().nonnegative().default(30),
         /** Codec for compress_old_data (docs/BENCHMARKS.md compares them on training data). */
         compression_codec: z.enum(CODECS).default('zstd'),
         /**

@@ -10,6 +10,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { describeError } from '../errors.js';
+import { cronPatternOf } from '../config/config.schema.js';
 import { registerClusterMetrics } from '../metrics/cluster-metrics.js';
 import { processDefaultMetrics } from '../metrics/default-metrics.js';
 import type { HttpParts } from './http-parts.js';
@@ -18,7 +19,12 @@ export async function registerMetrics(app: FastifyInstance, parts: HttpParts): P
   const { vault } = parts;
   // A registry per server: nothing global, so servers of two vaults in one process never mix.
   const cluster = new Registry();
-  registerClusterMetrics(cluster, { statistics: () => vault.getStatistics() });
+  const { cleanup } = vault.config.storage;
+  registerClusterMetrics(cluster, {
+    statistics: () => vault.getStatistics(),
+    scrubMaxAgeSeconds: vault.config.chunkvault.maintenance.scrub_max_age_days * 86_400,
+    maintenanceSchedule: cleanup.enable_auto_cleanup ? cronPatternOf(cleanup.cleanup_schedule) : undefined,
+  });
   const registry = Registry.merge([cluster, vault.metrics.registry, processDefaultMetrics()]);
 
   app.get('/metrics', async (_request, reply) => {

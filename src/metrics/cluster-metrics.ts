@@ -7,6 +7,7 @@
  * Gauges are state (what is stored now, queue depths); `_total` counters only ever grow
  * (corruptions found, repairs done, checkpoints, retention and compression).
  */
+import { CronExpressionParser } from 'cron-parser';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { StorageStatistics } from '../stats/statistics.js';
 import { taskResultsOf, type MaintenanceReport } from '../maintenance/maintenance-service.js';
@@ -16,6 +17,10 @@ export interface ClusterMetricsSource {
   statistics: () => Promise<StorageStatistics>;
   /** Now in ms (for ages); injectable for tests. */
   now?: () => number;
+  /** chunkvault.maintenance.scrub_max_age_days in seconds; 0: no bound (left out). */
+  scrubMaxAgeSeconds: number;
+  /** The cron pattern (UTC) maintenance passes run on; undefined when enable_auto_cleanup is off. */
+  maintenanceSchedule: string | undefined;
 }
 
 type Labels = Record<string, string>;
@@ -93,6 +98,10 @@ export function registerClusterMetrics(registry: Registry, source: ClusterMetric
     (s, emit) => emit(s.oldest_verification === null ? 0 : Math.max(0, (now() - Date.parse(s.oldest_verification)) / 1000)),
   );
 
+  if (source.scrubMaxAgeSeconds > 0) {
+    gauge('chunkvault_scrub_max_age_seconds', 'chunkvault.maintenance.scrub_max_age_days in seconds: every stored replica should be read back intact at least this often', [], (_s, emit) => emit(source.scrubMaxAgeSeconds));
+  }
+
   counter('chunkvault_corruptions_found_total', 'Replicas found missing or corrupt (by reads, repairs and scrubs)', (s) => s.corruptions_found);
   counter('chunkvault_repairs_done_total', 'Corrupt replicas rewritten from a good one', (s) => s.repairs_done);
   counter('chunkvault_checkpoints_created_total', 'Checkpoints sealed', (s) => s.checkpoints_created);
@@ -104,6 +113,16 @@ export function registerClusterMetrics(registry: Registry, source: ClusterMetric
   gauge('chunkvault_maintenance_last_pass_timestamp_seconds', 'When the last maintenance pass finished (Unix seconds; 0 before the first)', [], (s, emit) => {
     emit(s.last_maintenance ? Date.parse(s.last_maintenance.finishedAt) / 1000 : 0);
   });
+  gauge(
+    'chunkvault_maintenance_next_pass_due_timestamp_seconds',
+    'When the next scheduled maintenance pass is due: the first time of the schedule (cron, UTC) after the last pass finished (Unix seconds; left out before the first pass and without a schedule)',
+    ['schedule'],
+    (s, emit) => {
+      const schedule = source.maintenanceSchedule;
+      const due = nextScheduledAfter(schedule, s.last_maintenance?.finishedAt);
+      if (schedule !== undefined && due !== undefined) emit(due / 1000, { schedule });
+    },
+  );
   gauge('chunkvault_maintenance_last_pass_failed', '1 when the last maintenance pass stopped on an error, else 0', [], (s, emit) => {
     emit(s.last_maintenance?.error ? 1 : 0);
   });
@@ -113,6 +132,12 @@ export function registerClusterMetrics(registry: Registry, source: ClusterMetric
   gauge('chunkvault_maintenance_last_pass_bytes', 'Bytes the last maintenance pass acted on, by task and result', ['task', 'result'], (s, emit) => {
     for (const [task, result, value] of passFigures(s.last_maintenance).bytes) emit(value, { task, result });
   });
+}
+
+/** The first tick of `pattern` (UTC) after `finishedAt`, in ms; undefined without either. */
+function nextScheduledAfter(pattern: string | undefined, finishedAt: string | undefined): number | undefined {
+  if (pattern === undefined || finishedAt === undefined) return undefined;
+  return CronExpressionParser.parse(pattern, { currentDate: new Date(finishedAt), tz: 'UTC' }).next().getTime();
 }
 
 type Figure = [task: string, result: string, value: number];
