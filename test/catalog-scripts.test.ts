@@ -11,6 +11,7 @@ import { Catalog, type ChunkRegistration, type StoredReplicaInput } from '../src
 import { CheckpointIndex, type CheckpointEntry } from '../src/catalog/checkpoint-index.js';
 import { CatalogKeys } from '../src/catalog/catalog-keys.js';
 import { CATALOG_SCRIPTS, scriptSource } from '../src/catalog/catalog-scripts.js';
+import { MINUTE_TTL_SECONDS, SERIES_FIELDS, epochMinute, type SeriesField } from '../src/catalog/minute-series.js';
 import { ConflictError } from '../src/errors.js';
 import { REDIS_URL, deleteKeys } from './support/harness.js';
 
@@ -229,8 +230,43 @@ describe('catalog scripts', () => {
     expect(await redis.zrange(keys.ledger, 0, -1, 'WITHSCORES')).toEqual(['late', '13']);
   });
 
+  it('the per-minute series counts each event once, as the counters do, leaves out what reindex rebuilds, and expires', async () => {
+    fresh();
+    const firstMinute = epochMinute(Date.now());
+    await catalog.registerChunk(registration('c1', 3));
+    for (let run = 0; run < 2; run += 1) {
+      // Every transition twice (a job that ran twice): the second changes nothing.
+      await catalog.recordStored(stored('c1', 0, { storedBytes: 70 }));
+      await catalog.recordStored(stored('c1', 1));
+      await catalog.recordFailed('c1', 'c1_r2', 'local', 'disk full', 3);
+    }
+    for (let run = 0; run < 2; run += 1) await catalog.recordCorrupt('c1', 'c1_r1', 'checksum mismatch');
+    for (let run = 0; run < 2; run += 1) await catalog.recordStored(stored('c1', 1)); // the repair
+    await catalog.recordStored(stored('rebuilt', 0, { rebuilt: true, sizeBytes: 5000 }));
+    const lastMinute = epochMinute(Date.now());
+
+    const series = await catalog.minuteSeries(3);
+    expect(series.stepSeconds).toBe(60);
+    expect(Date.parse(series.start)).toBe((lastMinute - 2) * 60_000);
+    const total = (field: SeriesField) => series.values[field].reduce((sum, n) => sum + n, 0);
+    expect(Object.fromEntries(SERIES_FIELDS.map((field) => [field, total(field)]))).toEqual({
+      replicas_stored: 3, bytes_stored: 70 + 100 + 100, replicas_failed: 1, corruptions_found: 1, repairs_done: 1,
+    });
+    // The counters moved by as much (plus the rebuilt replica, which they do count).
+    expect(await stats()).toMatchObject({ replicas_stored: '3', replicas_failed: '1', corruptions_found: '1', repairs_done: '1', bytes_stored: String(70 + 100 + 5000) });
+    for (let m = firstMinute; m <= lastMinute; m += 1) {
+      const ttl = await redis.ttl(keys.minute(m));
+      if (ttl !== -2) expect(ttl).toBeGreaterThan(MINUTE_TTL_SECONDS - 60);
+      expect(ttl).toBeLessThanOrEqual(MINUTE_TTL_SECONDS);
+    }
+    // Minutes before the first event hold nothing, and the window ends with the current minute.
+    expect(series.values.replicas_stored.slice(0, 3 - (lastMinute - firstMinute + 1))).toEqual(new Array(3 - (lastMinute - firstMinute + 1)).fill(0));
+    await expect(catalog.minuteSeries(0)).rejects.toThrow(RangeError);
+  });
+
   it('every key a script touches came in its KEYS, or under a key base it got there', async () => {
     fresh();
+    const firstMinute = epochMinute(Date.now());
     const touched = await keysTouched(async () => {
       await catalog.registerChunk(registration('c1'));
       await catalog.reserveQuota('local', 'c1', 'c1_r0', 100, 1000);
@@ -254,6 +290,8 @@ describe('catalog scripts', () => {
       keys.stats, keys.chunks, keys.verified, keys.ledger, keys.ledgerSeq, keys.checkpoints, keys.checkpointHead, keys.checkpointLock,
       keys.chunk('c1'), keys.chunkReplicas('c1'), keys.chunk('c2'), keys.reserved('local'), keys.staged('s'), keys.checkpoint('cp-00000001'), keys.checkpoint('cp-00000002'),
     ];
+    // The per-minute series' hash of each minute the scripts ran in.
+    for (let m = firstMinute; m <= epochMinute(Date.now()); m += 1) declared.push(keys.minute(m));
     // Only this file's catalog: other processes may run scripts on the same Redis meanwhile, and
     // a key outside the prefix could only come from a name written into the Lua itself.
     const ours = touched.filter((key) => key.startsWith(prefix.slice(0, prefix.indexOf('}') + 1)));

@@ -27,6 +27,7 @@
  *   P:identity                  hash    marker each backend must hold, by backend name (storage-identity.ts)
  *   P:identity:lock:<backend>   string  token of the process creating or adopting that backend's marker
  *   P:replication:fence         string  written by a replication fence (redis/replication-barrier.ts)
+ *   P:minute:<epochMinute>      hash    what happened in that minute (minute-series.ts), expires after the series' window
  */
 export class CatalogKeys {
   readonly stats: string;
@@ -92,6 +93,11 @@ export class CatalogKeys {
 
   checkpoint(id: string): string {
     return `${this.prefix}:checkpoint:${id}`;
+  }
+
+  /** The per-minute series' hash for minute `epochMinute` (minutes since the Unix epoch). */
+  minute(epochMinute: number): string {
+    return `${this.prefix}:minute:${epochMinute}`;
   }
 
   /** The keys every script that settles a chunk takes first (scripts/includes/chunk-keys.lua). */

@@ -8,7 +8,7 @@
  * touches comes in KEYS, from CatalogKeys (see catalog-keys.ts for the two key bases); its
  * other input is one JSON object in ARGV[1], whose numbers are sent as strings so Lua never
  * formats a large one in exponent notation. `--- @include NAME` pulls in scripts/includes/NAME.lua
- * (the chunk keys, refresh_chunk, the stored counters), once per script.
+ * (the chunk keys, refresh_chunk, the stored counters, the per-minute series), once per script.
  */
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from '../redis/redis-endpoint.js';
@@ -17,10 +17,10 @@ import { CHUNK_STATUSES, type ChunkStatus } from '../domain/types.js';
 /** Each script: its file under scripts/ and how many KEYS it takes. */
 export const CATALOG_SCRIPTS = {
   cvRegisterChunk: { file: 'register-chunk', keys: 7 },
-  cvRecordStored: { file: 'record-stored', keys: 10 },
-  cvRecordFailed: { file: 'record-failed', keys: 9 },
+  cvRecordStored: { file: 'record-stored', keys: 11 },
+  cvRecordFailed: { file: 'record-failed', keys: 10 },
   cvReserveQuota: { file: 'reserve-quota', keys: 2 },
-  cvRecordCorrupt: { file: 'record-corrupt', keys: 9 },
+  cvRecordCorrupt: { file: 'record-corrupt', keys: 10 },
   cvRecordExpired: { file: 'record-expired', keys: 9 },
   cvRecordCompressed: { file: 'record-compressed', keys: 2 },
   cvSegmentChunkEnded: { file: 'segment-chunk-ended', keys: 1 },

@@ -10,6 +10,7 @@ import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
 import { CatalogKeys } from './catalog-keys.js';
 import { CatalogScripts, UnexpectedReplyError, chunkStatusOr, chunkStatusReply, integerReply, oneOf } from './catalog-scripts.js';
+import { MINUTE_TTL_SECONDS, MinuteSeriesReader, epochMinute, type MinuteSeries } from './minute-series.js';
 
 export interface ReplicaRequest {
   replicaId: string;
@@ -54,6 +55,8 @@ export interface StoredReplicaInput {
   /** Codec of the stored object (default: none) and its size on the backend (default: sizeBytes). */
   codec?: ReplicaRecord['codec'];
   storedBytes?: number;
+  /** Reindex rebuilding the record from the backend: nothing was written now, so the per-minute series leaves it out. */
+  rebuilt?: boolean;
 }
 
 /** Raw counters kept in P:stats. */
@@ -83,6 +86,7 @@ export class Catalog {
   readonly #scripts: CatalogScripts;
   readonly #keys: CatalogKeys;
   readonly #replication: ReplicationBarrier;
+  readonly #series: MinuteSeriesReader;
 
   /**
    * `keyPrefix` is the hash-tagged prefix shared by all chunkvault keys, e.g. "{chunkvault}".
@@ -94,6 +98,7 @@ export class Catalog {
     this.#scripts = new CatalogScripts(redis);
     this.#keys = new CatalogKeys(keyPrefix);
     this.#replication = new ReplicationBarrier(redis, { ...replication, fenceKey: this.#keys.replicationFence });
+    this.#series = new MinuteSeriesReader(redis, this.#keys);
   }
 
   /**
@@ -127,11 +132,12 @@ export class Catalog {
    * they do not in time: the record stands on the master, but is not yet safe from a failover).
    */
   async recordStored(r: StoredReplicaInput): Promise<ChunkStatus> {
-    const reply = await this.#scripts.run('cvRecordStored', [...this.#keys.replicaScriptKeys(r.chunkId, r.replicaId), this.#keys.verified, this.#keys.reserved(r.backend)], {
+    const reply = await this.#scripts.run('cvRecordStored', [...this.#keys.replicaScriptKeys(r.chunkId, r.replicaId), this.#keys.verified, this.#keys.reserved(r.backend), this.#thisMinute()], {
       chunkId: r.chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, checksum: r.checksum, algorithm: r.algorithm,
       sizeBytes: r.sizeBytes, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId, storedAt: r.storedAt,
       attempts: r.attempts, createdAt: new Date(r.createdAtMs).toISOString(), createdAtMs: r.createdAtMs,
       verifiedAtMs: r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()), codec: r.codec ?? '', storedBytes: r.storedBytes ?? r.sizeBytes,
+      minuteTtl: MINUTE_TTL_SECONDS, rebuilt: r.rebuilt === true,
     });
     const status = chunkStatusReply('cvRecordStored', reply);
     await this.#replication.confirm();
@@ -244,7 +250,9 @@ export class Catalog {
 
   /** Marks a replica failed for good unless it is stored; idempotent. */
   async recordFailed(chunkId: string, replicaId: string, backend: string, error: string, attempts: number): Promise<ChunkStatus | 'unknown'> {
-    const reply = await this.#scripts.run('cvRecordFailed', [...this.#keys.replicaScriptKeys(chunkId, replicaId), this.#keys.reserved(backend)], { chunkId, replicaId, backend, error, attempts });
+    const reply = await this.#scripts.run('cvRecordFailed', [...this.#keys.replicaScriptKeys(chunkId, replicaId), this.#keys.reserved(backend), this.#thisMinute()], {
+      chunkId, replicaId, backend, error, attempts, minuteTtl: MINUTE_TTL_SECONDS,
+    });
     return chunkStatusOr('cvRecordFailed', reply, 'unknown');
   }
 
@@ -255,7 +263,9 @@ export class Catalog {
    * object was read), when the replica has moved since (compressed meanwhile).
    */
   async recordCorrupt(chunkId: string, replicaId: string, reason: string, expectedPath = ''): Promise<number> {
-    const reply = await this.#scripts.run('cvRecordCorrupt', [...this.#keys.replicaScriptKeys(chunkId, replicaId), this.#keys.verified], { chunkId, replicaId, reason, expectedPath });
+    const reply = await this.#scripts.run('cvRecordCorrupt', [...this.#keys.replicaScriptKeys(chunkId, replicaId), this.#keys.verified, this.#thisMinute()], {
+      chunkId, replicaId, reason, expectedPath, minuteTtl: MINUTE_TTL_SECONDS,
+    });
     return integerReply('cvRecordCorrupt', reply);
   }
 
@@ -328,6 +338,16 @@ export class Catalog {
       if (error) throw error;
       return (status ?? undefined) as ReplicaStatus | undefined;
     });
+  }
+
+  /** The per-minute series (minute-series.ts): the last `minutes` minutes up to now. */
+  minuteSeries(minutes: number): Promise<MinuteSeries> {
+    return this.#series.read(minutes);
+  }
+
+  /** The series' hash of the current minute: the scripts that count an event add to it. */
+  #thisMinute(): string {
+    return this.#keys.minute(epochMinute(Date.now()));
   }
 
   async counters(): Promise<CatalogCounters> {

@@ -127,7 +127,7 @@ async function reindexBackend(backend: Backend, metadata: MetadataStore, catalog
         continue;
       }
     }
-    await catalog.recordStored({ ...sidecar, backend: backend.name, attempts: 0, storedBytes });
+    await catalog.recordStored({ ...sidecar, backend: backend.name, attempts: 0, storedBytes, rebuilt: true });
     report.restored += 1;
   }
   for (const key of dataKeys) report.problems.push(`${backend.name}:${key}: data without metadata (not indexed)`);
