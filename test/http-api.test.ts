@@ -270,6 +270,23 @@ describe('HTTP API (real vault, workers, server)', () => {
     expect(Object.keys(answer.json.backend_stats)).toEqual(['local']);
   });
 
+  it('serves the per-minute series the statistics counters agree with', async () => {
+    const answer = await call(served.base, 'GET', '/v1/stats/series', '/v1/stats/series');
+    expect(answer.status).toBe(200);
+    const stats = await served.vault.getStatistics();
+    const { series } = answer.json as { series: Record<string, number[]> };
+    const total = (field: string) => series[field]!.reduce((sum, n) => sum + n, 0);
+    expect(series.replicas_stored).toHaveLength(24 * 60);
+    // A day back from the current minute.
+    expect(Date.now() - Date.parse(answer.json.start)).toBeGreaterThanOrEqual((24 * 60 - 1) * 60_000);
+    expect(Date.now() - Date.parse(answer.json.start)).toBeLessThan(24 * 60 * 60_000);
+    // Every replica ever stored (repairs included), though each one found corrupt (rotten's two) has left the stored counter since.
+    expect(total('replicas_stored')).toBe(stats.successful_stores + stats.corruptions_found);
+    expect(total('corruptions_found')).toBe(2);
+    expect(total('corruptions_found')).toBe(stats.corruptions_found);
+    expect(total('bytes_stored')).toBeGreaterThan(0);
+  });
+
   it('lists checkpoints and shows a manifest', async () => {
     const sealed = await served.vault.checkpoints.sealNow();
     expect(sealed.length).toBeGreaterThan(0);

@@ -6,10 +6,11 @@
 import type { FastifyRequest } from 'fastify';
 import { idSchema } from '../domain/ids.js';
 import { checksumOf } from '../integrity/checksum.js';
+import { SERIES_WINDOW_MINUTES } from '../catalog/minute-series.js';
 import { QUEUE_NAMES, replicaJobId } from '../jobs/job-table.js';
 import {
   checkpointListSchema, checkpointManifestSchema, checksumHeaderSchema, chunkIdHeaderSchema, chunkReplicasSchema,
-  healthSchema, notReadySchema, openApiDocumentSchema, readySchema, replicaPlacementsHeaderSchema, statisticsSchema, storeAcceptedSchema,
+  healthSchema, minuteSeriesSchema, notReadySchema, openApiDocumentSchema, readySchema, replicaPlacementsHeaderSchema, statisticsSchema, storeAcceptedSchema,
   taskIdHeaderSchema, type StoreAccepted,
 } from './api-schemas.js';
 import { HttpError } from './api-errors.js';
@@ -163,6 +164,25 @@ export const API_ROUTES: readonly ApiRoute[] = [
     responses: { 200: { description: 'the statistics', json: { name: 'Statistics', schema: statisticsSchema } } },
     async handle({ parts }) {
       return { status: 200, json: await parts.vault.getStatistics() };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/stats/series',
+    operationId: 'getMinuteSeries',
+    summary: 'Per-minute series of the last day: replicas stored, bytes, failures, corruptions, repairs',
+    description:
+      `What /admin draws: per minute, oldest first, over the last ${SERIES_WINDOW_MINUTES} minutes up to the current one. ` +
+      'Every process counts into it when it records the event in the catalog (a job that runs twice counts once), so every ' +
+      'server answers the same. Minutes older than the window are gone.',
+    tag: 'catalog',
+    public: false,
+    writes: false,
+    parameters: [],
+    responses: { 200: { description: 'the series', json: { name: 'MinuteSeries', schema: minuteSeriesSchema } } },
+    async handle({ parts }) {
+      const series = await parts.vault.catalog.minuteSeries(SERIES_WINDOW_MINUTES);
+      return { status: 200, json: { start: series.start, step_seconds: series.stepSeconds, series: series.values } };
     },
   },
   {

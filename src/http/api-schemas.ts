@@ -12,6 +12,7 @@ import { idSchema, replicaIdSchema } from '../domain/ids.js';
 import { CHUNK_STATUSES, REPLICA_STATUSES, STORED_CODECS, type ChunkRecord, type ReplicaRecord, CHECKSUM_ALGORITHMS } from '../domain/types.js';
 import type { CheckpointEntry } from '../catalog/checkpoint-index.js';
 import type { StorageStatistics } from '../stats/statistics.js';
+import type { MinuteSeries } from '../catalog/minute-series.js';
 import { manifestSchema } from '../checkpoints/manifest.js';
 
 /** Stable error codes of the API (the `error` field); HTTP statuses are in the OpenAPI document. */
@@ -203,6 +204,21 @@ export const statisticsSchema = z.object({
   queues: z.record(z.string(), z.object({ waiting: z.number(), active: z.number(), delayed: z.number(), failed: z.number(), waiting_children: z.number() })),
 });
 
+const perMinuteSchema = (what: string) => z.array(z.number().int().nonnegative()).describe(`${what}, one value per minute from \`start\``);
+
+/** GET /v1/stats/series: the catalog's per-minute series over its whole window. */
+export const minuteSeriesSchema = z.object({
+  start: z.string().describe('start of the oldest minute (ISO 8601, UTC); the last value is the current minute, still counting'),
+  step_seconds: z.literal(60),
+  series: z.object({
+    replicas_stored: perMinuteSchema('replicas stored (new writes and repairs)'),
+    bytes_stored: perMinuteSchema('bytes those replicas take on their backends'),
+    replicas_failed: perMinuteSchema('replicas failed for good'),
+    corruptions_found: perMinuteSchema('stored replicas found missing or corrupt'),
+    repairs_done: perMinuteSchema('corrupt replicas rewritten from a good one'),
+  }),
+});
+
 /** GET /healthz */
 export const healthSchema = z.object({ status: z.literal('ok') });
 
@@ -237,5 +253,6 @@ const typeChecks: [
   Assignable<CheckpointEntry, z.input<typeof checkpointEntrySchema>>,
   Assignable<z.output<typeof checkpointEntrySchema>, CheckpointEntry>,
   Assignable<StorageStatistics, z.input<typeof statisticsSchema>>,
-] = [true, true, true, true, true, true, true];
+  Assignable<{ start: string; step_seconds: MinuteSeries['stepSeconds']; series: MinuteSeries['values'] }, z.input<typeof minuteSeriesSchema>>,
+] = [true, true, true, true, true, true, true, true];
 void typeChecks;
