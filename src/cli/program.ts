@@ -1,6 +1,7 @@
 /** The `chunkvault` command's commands (main.ts loads this). Exit codes: 0 success, 1 operation failed, 2 bad usage or config. */
 import { Command, CommanderError } from 'commander';
 import { EXIT_OK, EXIT_USAGE } from './cli-support.js';
+import { assertContracts, declareContract } from './command-contract.js';
 import { registerWorker } from './commands/worker.command.js';
 import { registerPut } from './commands/put.command.js';
 import { registerStats } from './commands/stats.command.js';
@@ -17,8 +18,10 @@ const program = new Command('chunkvault')
   .option('--pretty', 'readable log lines on stderr instead of JSON (same as LOG_FORMAT=pretty)')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`chunkvault: ${text.replace(/^error: /, '')}`) });
+declareContract(program, { exitCodes: { failed: "the command failed or found problems (each command's --help says when)", ok: 'success (also: help shown with --help or `help`)' } });
 
 for (const register of [registerWorker, registerPut, registerGet, registerCheckpoint, registerStats, registerMaintenance, registerReindex, registerServe, registerDemo]) register(program);
+assertContracts(program);
 const overrideExit = (command: Command): void => {
   command.exitOverride();
   command.commands.forEach(overrideExit);
@@ -29,8 +32,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
-    const benign = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help';
-    process.exit(benign ? EXIT_OK : EXIT_USAGE);
+    // Commander's own code is 0 for help asked for (--help, `help`) and the version, and non-zero
+    // for everything else, help shown for a missing subcommand included: that is bad usage.
+    process.exit(error.exitCode === 0 ? EXIT_OK : EXIT_USAGE);
   }
   throw error;
 }

@@ -190,6 +190,7 @@ export const COMPRESSION_TASK: MaintenanceTask<'compression', CompressionResult>
     description: 'run a compression pass now: re-encode replicas older than compression_age_days',
     runs: 'inline',
     dryRunHelp: 'print what a real pass would compress, and change nothing',
+    jsonShape: '{dryRun, cutoff, codec, replicasCompressed, bytesBefore, bytesAfter, skippedNoGain, recovered, more, items: [{backend, path, chunkId, replicaId, sizeBytes, storedAt}]}',
     print: (result) =>
       itemLines(result.dryRun ? 'would compress' : 'compressed', result.items) +
       (result.dryRun

@@ -60,8 +60,12 @@ export interface TaskCommand<Result> {
   readonly progressLabel?: string;
   /** What the command prints without `--json`. */
   print(result: Result): string;
+  /** The shape `--json` prints after a pass that ran: the result as is, spelled out for --help. */
+  readonly jsonShape: string;
   /** The command's exit code after a pass that ran (0 when absent). */
   exitCode?(result: Result): number;
+  /** When exitCode answers 1, for --help (e.g. "the scrub found a bad replica"). */
+  readonly exitCodeHelp?: string;
 }
 
 export interface MaintenanceTask<Name extends MaintenanceTaskName = MaintenanceTaskName, Result = unknown> {

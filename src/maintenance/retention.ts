@@ -162,6 +162,7 @@ export const RETENTION_TASK: MaintenanceTask<'retention', RetentionResult> = {
     description: 'run a retention pass now: delete replicas stored more than retention_days ago',
     runs: 'inline',
     dryRunHelp: 'print exactly what a real pass would delete, and delete nothing',
+    jsonShape: '{dryRun, cutoff, replicasDeleted, bytesDeleted, chunksExpired, more, deleted: [{backend, path, chunkId, replicaId, sizeBytes, storedAt}]}',
     print: (result) =>
       itemLines(result.dryRun ? 'would delete' : 'deleted', result.deleted) +
       `${result.dryRun ? 'dry run: ' : ''}${result.replicasDeleted} replica(s), ${result.bytesDeleted} bytes, ${result.chunksExpired} chunk(s) ${result.dryRun ? 'would expire' : 'expired'} (stored before ${result.cutoff})${result.more ? '; more are due than one pass deletes' : ''}\n`,

@@ -112,6 +112,8 @@ export const SCRUB_TASK: MaintenanceTask<'scrub', ScrubResult> = {
     print: (result) =>
       `scrub: ${result.replicasChecked} replica(s) re-read, ${result.bytesRead} bytes, ${result.corruptFound} bad, ${result.repairsQueued} repair(s) queued\n` +
       result.problems.map((p) => `  ${p.chunkId}/${p.replicaId}: ${p.problem}\n`).join(''),
+    jsonShape: '{replicasChecked, bytesRead, corruptFound, repairsQueued, problems: [{chunkId, replicaId, problem}]}',
     exitCode: (result) => (result.corruptFound > 0 ? 1 : 0),
+    exitCodeHelp: 'the scrub (--now) found a bad replica',
   },
 };

@@ -20,6 +20,7 @@ import { keyRoot } from '../../redis/redis-connection.js';
 import { RedisEndpoint, mastersOf } from '../../redis/redis-endpoint.js';
 import { onPath, startPrivateRedis, type PrivateRedis } from '../../redis/private-redis.js';
 import { configFor, positiveInteger, runCommand } from '../cli-support.js';
+import { declareContract, printJson } from '../command-contract.js';
 import { startProgress } from '../progress.js';
 
 interface DemoOptions {
@@ -36,36 +37,39 @@ const PLACEMENTS = [
 ] as const;
 
 export function registerDemo(program: Command): void {
-  program
+  const command = program
     .command('demo')
     .description('store a seed-like workload end to end with an in-process worker pool, then summarise')
     .option('--chunks <n>', 'number of chunks', positiveInteger('--chunks'), 1000)
     .option('--size <bytes>', 'bytes per chunk', positiveInteger('--size'), 64 * 1024)
-    .option('--replicas <n>', 'replicas per chunk (1-3)', positiveInteger('--replicas'), 2)
-    .option('--json', 'print the summary as JSON')
-    .action((options: DemoOptions, command: Command) =>
-      runCommand(async () => {
-        let { config } = configFor(command);
-        let privateRedis: PrivateRedis | undefined;
-        try {
-          await new RedisEndpoint(config.chunkvault.redis).assertReachable();
-        } catch (error) {
-          // A private server stands in for a missing standalone Redis only: a configured Sentinel or cluster is meant.
-          if (config.chunkvault.redis.mode !== 'standalone') throw error;
-          if (!(await onPath('redis-server'))) {
-            throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `${(error as Error).message}\nThe demo can also start a private Redis itself when a redis-server binary is on PATH (Debian: apt-get install redis-server).`);
-          }
-          privateRedis = await startPrivateRedis();
-          process.stderr.write(`No Redis answered at ${redactUrl(config.chunkvault.redis.url)}; started a private redis-server at ${privateRedis.url} for this run (stopped at the end).\n`);
-          config = withRedisUrl(config, privateRedis.url);
+    .option('--replicas <n>', 'replicas per chunk (1-3)', positiveInteger('--replicas'), 2);
+  declareContract(command, {
+    json: '{chunks, chunk_bytes, replicas_per_chunk, replicas_stored, chunks_stored, replicas_failed, failures: [{chunkId, replicaId, error}], bytes, elapsed_seconds, replicas_per_second, mib_per_second, base_path, redis_prefix}',
+    exitCodes: { failed: 'a replica failed, or no Redis answered and no redis-server is on PATH to start a private one' },
+  });
+  command.action((options: DemoOptions, self: Command) =>
+    runCommand(async () => {
+      let { config } = configFor(self);
+      let privateRedis: PrivateRedis | undefined;
+      try {
+        await new RedisEndpoint(config.chunkvault.redis).assertReachable();
+      } catch (error) {
+        // A private server stands in for a missing standalone Redis only: a configured Sentinel or cluster is meant.
+        if (config.chunkvault.redis.mode !== 'standalone') throw error;
+        if (!(await onPath('redis-server'))) {
+          throw new ChunkvaultError('E_REDIS_UNAVAILABLE', `${(error as Error).message}\nThe demo can also start a private Redis itself when a redis-server binary is on PATH (Debian: apt-get install redis-server).`);
         }
-        try {
-          return await runDemo(ownDeployment(config), { ...options, replicas: Math.min(options.replicas, PLACEMENTS.length) });
-        } finally {
-          await privateRedis?.stop();
-        }
-      }),
-    );
+        privateRedis = await startPrivateRedis();
+        process.stderr.write(`No Redis answered at ${redactUrl(config.chunkvault.redis.url)}; started a private redis-server at ${privateRedis.url} for this run (stopped at the end).\n`);
+        config = withRedisUrl(config, privateRedis.url);
+      }
+      try {
+        return await runDemo(ownDeployment(config), { ...options, replicas: Math.min(options.replicas, PLACEMENTS.length) });
+      } finally {
+        await privateRedis?.stop();
+      }
+    }),
+  );
 }
 
 async function runDemo(config: Config, options: DemoOptions): Promise<number> {
@@ -104,7 +108,7 @@ async function runDemo(config: Config, options: DemoOptions): Promise<number> {
         base_path: config.storage.backends.local.base_path,
         redis_prefix: config.chunkvault.redis.prefix,
       };
-      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      printJson(summary);
       return failed.length ? 1 : 0;
     }
     const lines = [

@@ -8,6 +8,7 @@ import type { MaintenanceTask } from '../../maintenance/maintenance-task.js';
 import { MAINTENANCE_TASK_LIST } from '../../maintenance/maintenance-tasks.js';
 import type { MaintenanceTaskName } from '../../maintenance/maintenance-service.js';
 import { withVault } from '../cli-support.js';
+import { declareContract, printJson } from '../command-contract.js';
 import { startProgress } from '../progress.js';
 
 interface TaskCommandOptions {
@@ -25,12 +26,17 @@ function registerTask(program: Command, task: MaintenanceTask<MaintenanceTaskNam
   const command = program.command(cli.command).description(cli.description);
   if (task.dryRun === 'plan') command.option('--dry-run', cli.dryRunHelp ?? 'show what a real pass would do, and change nothing');
   if (cli.runs === 'queued') command.option('--now', cli.nowHelp ?? 'run the pass in this process and print its report');
-  command.option('--json', 'print JSON');
+  const failed = [cli.exitCodeHelp, 'another maintenance pass was running', 'a listing or read failed (the pass stops: fail closed)'];
+  declareContract(command, {
+    json: cli.runs === 'queued' ? `without --now {queued: true, jobId}; with --now ${cli.jsonShape}` : cli.jsonShape,
+    exitCodes: { failed: `${failed.filter((text) => text !== undefined).join(', ')}, or Redis or a storage backend could not be reached` },
+  });
   command.action((options: TaskCommandOptions, self: Command) =>
     withVault(self, async (vault) => {
       if (cli.runs === 'queued' && !options.now) {
         const job = await vault.queue(QUEUE_NAMES.maintenance).add('maintenance.run', { tasks: [task.name] });
-        process.stdout.write(options.json ? `${JSON.stringify({ queued: true, jobId: job.id }, null, 2)}\n` : `${task.name} queued as job ${job.id}\n`);
+        if (options.json) printJson({ queued: true, jobId: job.id });
+        else process.stdout.write(`${task.name} queued as job ${job.id}\n`);
         return;
       }
       const progress = cli.progressLabel ? startProgress(cli.progressLabel, 0) : undefined;
@@ -39,7 +45,8 @@ function registerTask(program: Command, task: MaintenanceTask<MaintenanceTaskNam
         .finally(() => progress?.stop());
       if (report.skipped) throw new Error(`${report.skipped}; try again later`);
       const result = report[task.name];
-      process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : cli.print(result));
+      if (options.json) printJson(result);
+      else process.stdout.write(cli.print(result));
       return cli.exitCode?.(result) ?? 0;
     }),
   );

@@ -7,11 +7,12 @@ import { httpAuthFromEnv } from '../../http/http-auth.js';
 import { startMetricsServer, type MetricsServer } from '../../metrics/metrics-server.js';
 import { processDefaultMetrics } from '../../metrics/default-metrics.js';
 import { configFor, portNumber, runCommand } from '../cli-support.js';
+import { declareContract } from '../command-contract.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
 export function registerWorker(program: Command): void {
-  program
+  const command = program
     .command('worker')
     .description('process replica jobs until SIGTERM/SIGINT (concurrency: storage.performance.max_concurrent_writes)')
     .option('--metrics-port <n>', "serve this worker's /metrics on this port (default: chunkvault.metrics.worker_port; 0: off)", portNumber('--metrics-port'))
@@ -19,44 +20,51 @@ export function registerWorker(program: Command): void {
       '--backends <names>',
       'with chunkvault.routing.queue_per_backend: write and repair only the replicas of these backends (comma-separated, e.g. aws_s3,local); the shared queues are served too',
       (value: string) => value.split(',').map((name) => name.trim()).filter((name) => name.length > 0),
-    )
-    .action((options: { metricsPort?: number; backends?: string[] }, command: Command) =>
-      runCommand(async () => {
-        const { config, source } = configFor(command);
-        // Listen first: a signal during start-up still means a graceful stop once started.
-        const stopSignal = new Promise<string>((resolve) => {
-          for (const name of SIGNALS) process.once(name, () => resolve(name));
-        });
-        // The longest event-loop stall matters: one longer than lock_duration_ms lets a job run twice.
-        const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-        loopDelay.enable();
-        const vault = await openChunkvault(config);
-        let metricsServer: MetricsServer | undefined;
-        try {
-          vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
-          // Before the pool: a taken port stops the start instead of leaving a worker nobody can see.
-          metricsServer = await serveMetrics(vault, options.metricsPort ?? config.chunkvault.metrics.worker_port);
-          await vault.startWorkers(options.backends ? { backends: options.backends } : {});
-        } catch (error) {
-          await metricsServer?.close();
-          await vault.close();
-          throw error;
-        }
-        const signal = await stopSignal;
-        vault.logger.info({ signal, timeoutMs: config.chunkvault.worker.shutdown_timeout_ms }, 'shutting down: no new jobs, waiting for active ones');
-        // A second signal while draining means "now": exit without waiting (jobs re-run later).
-        for (const name of SIGNALS) process.once(name, () => process.exit(1));
-        await vault.close();
-        await metricsServer?.close();
-        loopDelay.disable();
-        const cpu = process.cpuUsage();
-        vault.logger.info(
-          { cpuUserMs: Math.round(cpu.user / 1000), cpuSystemMs: Math.round(cpu.system / 1000), maxRssKiB: peakRssKiB(), eventLoopMaxMs: Math.round(loopDelay.max / 1e6) },
-          'worker stopped',
-        );
-        return 0;
-      }),
     );
+  // No --json: a worker prints no data (its logs go to stderr, its figures to /metrics).
+  declareContract(command, {
+    exitCodes: {
+      ok: 'stopped by SIGTERM/SIGINT once its active jobs ended',
+      failed: 'could not start (Redis could not be reached, the metrics port is taken), or a second signal stopped it before its active jobs ended (they run again later)',
+    },
+  });
+  command.action((options: { metricsPort?: number; backends?: string[] }, self: Command) =>
+    runCommand(async () => {
+      const { config, source } = configFor(self);
+      // Listen first: a signal during start-up still means a graceful stop once started.
+      const stopSignal = new Promise<string>((resolve) => {
+        for (const name of SIGNALS) process.once(name, () => resolve(name));
+      });
+      // The longest event-loop stall matters: one longer than lock_duration_ms lets a job run twice.
+      const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+      loopDelay.enable();
+      const vault = await openChunkvault(config);
+      let metricsServer: MetricsServer | undefined;
+      try {
+        vault.logger.info({ config: source ?? '(embedded defaults)', basePath: config.storage.backends.local.base_path }, 'starting worker');
+        // Before the pool: a taken port stops the start instead of leaving a worker nobody can see.
+        metricsServer = await serveMetrics(vault, options.metricsPort ?? config.chunkvault.metrics.worker_port);
+        await vault.startWorkers(options.backends ? { backends: options.backends } : {});
+      } catch (error) {
+        await metricsServer?.close();
+        await vault.close();
+        throw error;
+      }
+      const signal = await stopSignal;
+      vault.logger.info({ signal, timeoutMs: config.chunkvault.worker.shutdown_timeout_ms }, 'shutting down: no new jobs, waiting for active ones');
+      // A second signal while draining means "now": exit without waiting (jobs re-run later).
+      for (const name of SIGNALS) process.once(name, () => process.exit(1));
+      await vault.close();
+      await metricsServer?.close();
+      loopDelay.disable();
+      const cpu = process.cpuUsage();
+      vault.logger.info(
+        { cpuUserMs: Math.round(cpu.user / 1000), cpuSystemMs: Math.round(cpu.system / 1000), maxRssKiB: peakRssKiB(), eventLoopMaxMs: Math.round(loopDelay.max / 1e6) },
+        'worker stopped',
+      );
+      return 0;
+    }),
+  );
 }
 
 /** Serves the worker's own figures and the default process metrics at /metrics; port 0: not at all. */
