@@ -1,14 +1,16 @@
 /**
  * The `chunkvault` command as a user runs it: exit codes (0 ok, 1 failed, 2 usage/config),
- * put --wait against a worker process, stats --json, the demo with and without a Redis.
+ * put --wait against a worker process, --json on every command that prints data, every
+ * --help ending with its exit codes (and README's CLI table agreeing), the demo with and
+ * without a Redis.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeTestEnv, runCli, startWorkerProcess, type TestEnv } from './support/harness.js';
+import { REPO_ROOT, makeTestEnv, runCli, spawnCli, startWorkerProcess, waitFor, type CliRun, type TestEnv } from './support/harness.js';
 
 let env: TestEnv | undefined;
 const children: Array<{ kill: (s?: NodeJS.Signals) => boolean; exitCode: number | null }> = [];
@@ -27,6 +29,34 @@ async function deadPort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/** The one JSON value a `--json` run printed, after checking it succeeded (stdout must parse whole: no log line there). */
+function parsed<T = Record<string, unknown>>(run: CliRun): T {
+  expect(run.code, run.stderr).toBe(0);
+  return JSON.parse(run.stdout) as T;
+}
+
+/**
+ * Every command's --help, found as a user finds them: from the "Commands:" section of the
+ * help one level up, from the root down. A command added later is walked without a change here.
+ */
+async function everyHelp(): Promise<Map<string, CliRun>> {
+  const helps = new Map<string, CliRun>();
+  let level: string[][] = [[]];
+  while (level.length) {
+    const runs = await Promise.all(level.map((path) => runCli([...path, '--help'])));
+    level = level.flatMap((path, i) => {
+      helps.set(path.join(' '), runs[i]!);
+      const section = /\nCommands:\n([\s\S]*?)\n\n/.exec(runs[i]!.stdout)?.[1] ?? '';
+      const names = [...section.matchAll(/^ {2}([\w-]+)/gm)].map((m) => m[1]!).filter((name) => name !== 'help');
+      return names.map((name) => [...path, name]);
+    });
+  }
+  return helps;
+}
+
+/** Commands that print no data, so have no --json (a worker logs to stderr and serves /metrics). */
+const PRINTS_NO_DATA = new Set(['worker']);
 
 describe('chunkvault CLI', () => {
   it('exits 2 on a bad config, listing every problem, before connecting to anything', async () => {
@@ -176,5 +206,97 @@ describe('chunkvault CLI', () => {
     } finally {
       await otherCheckout.cleanup();
     }
+  });
+
+  it('every --help ends with the exit codes its command returns, --json is offered wherever data is printed, and README agrees', async () => {
+    const helps = await everyHelp();
+    // The walk found the commands (so the checks below are not vacuous).
+    expect([...helps.keys()]).toEqual(expect.arrayContaining(['', 'worker', 'put', 'get', 'checkpoint', 'checkpoint list', 'checkpoint show', 'checkpoint verify', 'checkpoint create', 'stats', 'cleanup', 'compress', 'scrub', 'reindex', 'serve', 'demo']));
+    const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    for (const [command, run] of helps) {
+      expect(run.code, command).toBe(0);
+      const [, section] = run.stdout.split('\nExit codes:\n');
+      expect(section, `chunkvault ${command} --help has "Exit codes:"`).toBeDefined();
+      // It ends the help: nothing after it but its own rows ("  N  text") and their wrapped lines.
+      expect(section!.trimEnd().split('\n').filter((l) => !/^ {2}\d {2}\S| {5}\S/.test(l)), command).toEqual([]);
+      const listed = [...section!.matchAll(/^ {2}(\d) /gm)].map((m) => Number(m[1]));
+      const group = /\nCommands:\n/.test(run.stdout);
+      // A group only shows help or refuses bad usage; a command that runs can also fail.
+      expect(listed, command).toEqual(group ? (command === '' ? [0, 1, 2] : [0, 2]) : [0, 1, 2]);
+      if (group) continue;
+      const hasJson = /^ {2}--json /m.test(run.stdout);
+      expect(hasJson, `chunkvault ${command} --json`).toBe(!PRINTS_NO_DATA.has(command));
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${command} `) || line.startsWith(`| \`${command}\``));
+      expect(row, `README's CLI table has a row for ${command}`).toBeDefined();
+      expect(row!.includes('--json'), `README's row for ${command} offers --json as its --help does`).toBe(hasJson);
+    }
+  });
+
+  it('every command that prints data prints one JSON value with --json, logs staying on stderr', async () => {
+    env = await makeTestEnv();
+    children.push(await startWorkerProcess(env));
+    const cli = (...args: string[]) => runCli([...args, '--json', '--config', env!.configPath], { LOG_LEVEL: 'info' });
+    const file = path.join(env.dir, 'shard-7.bin');
+    const bytes = Buffer.from('json all the way down '.repeat(500));
+    await writeFile(file, bytes);
+    const md5 = createHash('md5').update(bytes).digest('hex');
+    const stored = parsed<Array<{ status: string }>>(await cli('put', file, '--replica', 'aws-node-1:aws', '--replica', 'gcp-node-1:gcp', '--wait', '--timeout', '30'));
+    expect(stored.map((r) => r.status)).toEqual(['stored', 'stored']);
+
+    const sealed = parsed<Array<{ id: string; chunkCount: number }>>(await cli('checkpoint', 'create'));
+    expect(sealed.reduce((sum, e) => sum + e.chunkCount, 0)).toBe(1);
+    const id = sealed.at(-1)!.id;
+    expect(parsed<Array<{ id: string }>>(await cli('checkpoint', 'list')).map((e) => e.id)).toEqual(sealed.map((e) => e.id));
+    const manifest = parsed(await cli('checkpoint', 'show', id));
+    expect(manifest).toMatchObject({ format: 'chunkvault.checkpoint/1', id, chunks: [{ chunkId: 'shard-7.bin', checksum: md5, sizeBytes: bytes.byteLength }] });
+    // JSON is show's only output: --json prints the same value.
+    expect(parsed(await runCli(['checkpoint', 'show', id, '--config', env.configPath]))).toEqual(manifest);
+    expect(parsed(await cli('checkpoint', 'verify', id))).toEqual({ id, chunks: 1, replicasChecked: 2, problems: [], expired: [] });
+
+    const toStdout = parsed<{ base64: string }>(await cli('get', 'shard-7.bin'));
+    expect(toStdout).toMatchObject({ chunkId: 'shard-7.bin', sizeBytes: bytes.byteLength, checksum: md5, algorithm: 'md5', output: null });
+    expect(Buffer.from(toStdout.base64, 'base64').equals(bytes)).toBe(true);
+    const copy = path.join(env.dir, 'copy.bin');
+    expect(parsed(await cli('get', 'shard-7.bin', '-o', copy))).toMatchObject({ output: copy, base64: null, sizeBytes: bytes.byteLength });
+    expect((await readFile(copy)).equals(bytes)).toBe(true);
+
+    expect(parsed(await cli('stats'))).toMatchObject({ total_chunks: 1, successful_stores: 2 });
+    expect(parsed(await cli('reindex'))).toEqual({ checkpoints: sealed.length, metadataRecords: 2, restored: 2, problems: [] });
+    expect(parsed(await cli('cleanup', '--dry-run'))).toMatchObject({ dryRun: true, replicasDeleted: 0, deleted: [] });
+    expect(parsed(await cli('compress', '--dry-run'))).toMatchObject({ dryRun: true, replicasCompressed: 0, items: [] });
+    expect(parsed(await cli('scrub', '--now'))).toMatchObject({ replicasChecked: 2, corruptFound: 0, problems: [] });
+    expect(parsed(await cli('scrub'))).toEqual({ queued: true, jobId: expect.any(String) });
+  });
+
+  it('put --json without --wait prints what it queued', async () => {
+    env = await makeTestEnv();
+    const file = path.join(env.dir, 'queued.bin');
+    await writeFile(file, 'waiting for a worker');
+    const run = await runCli(['put', file, '--replica', 'n1:aws', '--replica', 'n2:gcp', '--json', '--config', env.configPath], { LOG_LEVEL: 'info' });
+    expect(parsed(run)).toEqual({ queued: [{ chunkId: 'queued.bin', replicaId: 'queued.bin_replica_0' }, { chunkId: 'queued.bin', replicaId: 'queued.bin_replica_1' }], rejected: [] });
+  });
+
+  it('serve --json prints one line naming where it listens, and exits 0 on SIGTERM', async () => {
+    env = await makeTestEnv();
+    const serve = spawnCli(['serve', '--port', '0', '--json', '--config', env.configPath], { LOG_LEVEL: 'info' });
+    children.push(serve);
+    const line = await waitFor('serve to listen', () => {
+      if (serve.exitCode !== null) throw new Error(`serve exited early (${serve.exitCode}): ${serve.output().stderr}`);
+      return /^.*\n/.exec(serve.output().stdout)?.[0];
+    }, 30_000);
+    const where = JSON.parse(line) as { url: string; metrics: string; api: string; dashboard: string; readOnly: boolean };
+    expect(where).toEqual({ url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), dashboard: `${where.url}/admin`, api: `${where.url}/v1`, metrics: `${where.url}/metrics`, readOnly: false });
+    expect((await fetch(`${where.url}/readyz`)).status).toBe(200);
+    serve.kill('SIGTERM');
+    const ended = await serve.done;
+    expect(ended.code).toBe(0);
+    expect(ended.stdout).toBe(line);
+  });
+
+  it('a group without its subcommand is bad usage (exit 2); asking for help is not', async () => {
+    expect((await runCli([])).code).toBe(2);
+    expect((await runCli(['checkpoint'])).code).toBe(2);
+    expect((await runCli(['help'])).code).toBe(0);
+    expect((await runCli(['help', 'checkpoint'])).code).toBe(0);
   });
 });
