@@ -287,6 +287,10 @@ describe('chunkvault CLI', () => {
     const where = JSON.parse(line) as { url: string; metrics: string; api: string; dashboard: string; readOnly: boolean };
     expect(where).toEqual({ url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), dashboard: `${where.url}/admin`, api: `${where.url}/v1`, metrics: `${where.url}/metrics`, readOnly: false });
     expect((await fetch(`${where.url}/readyz`)).status).toBe(200);
+    // Its port taken, a second serve is configured wrongly: exit 2, as a worker's metrics port.
+    const second = await runCli(['serve', '--port', new URL(where.url).port, '--config', env.configPath]);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/HTTP port 127\.0\.0\.1:\d+ is in use/);
     serve.kill('SIGTERM');
     const ended = await serve.done;
     expect(ended.code).toBe(0);

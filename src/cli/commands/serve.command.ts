@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openChunkvault } from '../../app.js';
 import { credentialsFor } from '../../http/http-auth.js';
+import { ConfigError } from '../../errors.js';
 import { configFor, portNumber, runCommand } from '../cli-support.js';
 import { declareContract, printJson } from '../command-contract.js';
 
@@ -18,8 +19,8 @@ export function registerServe(program: Command): void {
     json: 'once listening, one line {url, dashboard, api, metrics, readOnly} (the URLs to use, e.g. with --port 0)',
     exitCodes: {
       ok: 'stopped by SIGTERM/SIGINT',
-      failed: 'could not start: the port is taken, or Redis could not be reached',
-      usage: 'a non-loopback --host without credentials in the environment',
+      failed: 'could not start, e.g. Redis could not be reached',
+      usage: 'the port is in use, a non-loopback --host without credentials in the environment',
     },
   });
   command.action((options: { host?: string; port?: number; readOnly?: boolean; json?: boolean }, self: Command) =>
@@ -36,7 +37,11 @@ export function registerServe(program: Command): void {
         // Loaded here: the other commands (a worker above all) need none of Fastify.
         const { buildHttpServer } = await import('../../http/server.js');
         const app = await buildHttpServer(vault, { host, auth, ...(options.readOnly ? { readOnly: true } : {}) });
-        const address = await app.listen({ host, port: options.port ?? config.chunkvault.http.port });
+        const port = options.port ?? config.chunkvault.http.port;
+        // A port in use is a configuration to change, as for a worker's metrics port: exit 2.
+        const address = await app.listen({ host, port }).catch((error: NodeJS.ErrnoException) => {
+          throw error.code === 'EADDRINUSE' ? new ConfigError(`HTTP port ${host}:${port} is in use`, ['chunkvault.http.port: pick a free port (chunkvault serve --port)'], { cause: error }) : error;
+        });
         const readOnly = options.readOnly ?? config.chunkvault.http.read_only;
         vault.logger.info({ address, readOnly }, 'serving');
         // The one line a person (or a test) waits for: where to point the browser.

@@ -25,7 +25,8 @@ export function registerWorker(program: Command): void {
   declareContract(command, {
     exitCodes: {
       ok: 'stopped by SIGTERM/SIGINT once its active jobs ended',
-      failed: 'could not start (Redis could not be reached, the metrics port is taken), or a second signal stopped it before its active jobs ended (they run again later)',
+      failed: 'could not start (e.g. Redis could not be reached), or a second signal stopped it before its active jobs ended (they run again later)',
+      usage: 'the metrics port is in use, HTTP credentials in the environment are incomplete',
     },
   });
   command.action((options: { metricsPort?: number; backends?: string[] }, self: Command) =>
