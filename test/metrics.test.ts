@@ -3,8 +3,7 @@
  * from `chunkvault serve` (read from Redis, so right whichever process answers), the
  * per-process figures a worker observes, and a worker process's own /metrics port.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,16 +16,17 @@ import { createLogger } from '../src/logging/logger.js';
 import { ConfigError } from '../src/errors.js';
 import { makeTestEnv, openVault, spawnCli, startWorkerProcess, waitFor, type TestEnv } from './support/harness.js';
 import { freeLoopbackPort } from '../src/redis/private-redis.js';
+import { mountFullDisk } from './support/full-disk.js';
 
 let env: TestEnv;
 const vaults: Chunkvault[] = [];
 const closers: Array<() => Promise<unknown>> = [];
-const mounts: string[] = [];
+const unmounts: Array<() => void> = [];
 
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
   for (const vault of vaults.splice(0)) await vault.close();
-  for (const mount of mounts.splice(0)) execFileSync('umount', ['-l', mount]);
+  for (const unmount of unmounts.splice(0)) unmount();
   await env?.cleanup();
 });
 
@@ -38,11 +38,7 @@ async function open(): Promise<Chunkvault> {
 
 /** Makes `<base>/<node>` a full disk: every replica placed on that node fails (ENOSPC, retryable). */
 async function fullDisk(node: string): Promise<void> {
-  const dir = path.join(env.basePath, node);
-  await mkdir(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
-  mounts.push(dir);
-  await writeFile(path.join(dir, 'filler'), Buffer.alloc(64 * 1024)).catch(() => undefined);
+  unmounts.push(await mountFullDisk(path.join(env.basePath, node)));
 }
 
 /** Chunk i has replica r0 on aws-node-1 and r1 on gcp-node-1 (every third chunk, from `failEvery`) or aws-node-2. */
