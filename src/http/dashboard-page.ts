@@ -1,6 +1,7 @@
 /**
  * The dashboard's statistics page (/admin): one server-rendered HTML document from
- * `vault.getStatistics()` and the newest checkpoint. Every value goes through the escaping
+ * `vault.getStatistics()`, the catalog's per-minute series (charts, dashboard-charts.ts) and
+ * the newest checkpoint. Every value goes through the escaping
  * `html` template; free text that could carry a credential (backend locations, error
  * messages) is also redacted first.
  */
@@ -8,11 +9,15 @@ import type { CheckpointEntry } from '../catalog/checkpoint-index.js';
 import { redactSecrets } from '../logging/redact.js';
 import { taskResultsOf, type MaintenanceReport } from '../maintenance/maintenance-service.js';
 import type { StorageStatistics } from '../stats/statistics.js';
+import type { MinuteSeries } from '../catalog/minute-series.js';
+import { CHART_STYLE, chartsSection } from './dashboard-charts.js';
 import { SafeHtml, html } from './dashboard-html.js';
 import { backendOfReplicaQueue } from '../jobs/replica-queues.js';
 
 export interface StatisticsPageView {
   stats: StorageStatistics;
+  /** The minutes the charts show, ending with the current one. */
+  series: MinuteSeries;
   /** The newest sealed checkpoint (undefined before the first). */
   lastCheckpoint: CheckpointEntry | undefined;
   readOnly: boolean;
@@ -47,7 +52,8 @@ main{padding:16px 24px;display:grid;gap:16px;grid-template-columns:repeat(auto-f
 section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px 16px;overflow-x:auto} #queues,#backends{grid-column:1/-1}
 h2{font-size:15px;margin:0 0 8px} table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:3px 8px 3px 0;border-bottom:1px solid #eaeef2;vertical-align:top}
 .n{text-align:right;font-variant-numeric:tabular-nums} .bad{color:#cf222e;font-weight:600} .ok{color:#1a7f37;font-weight:600} .muted{color:#656d76}
-footer{padding:0 24px 16px;color:#656d76}`);
+footer{padding:0 24px 16px;color:#656d76}
+${CHART_STYLE}`);
 
 /** The whole page. */
 export function renderStatisticsPage(view: StatisticsPageView): string {
@@ -68,6 +74,7 @@ ${readOnly ? html`<span class="badge" data-stat="read_only">read-only</span>` : 
 <a href="${queuesPath}" id="queues-link">Queues (Bull Board)</a>
 </header>
 <main>
+${chartsSection(view.series, formatBytes)}
 ${chunksSection(stats)}
 ${replicasSection(stats)}
 ${tableSection('Storage by cloud', 'by-cloud', 'Cloud provider', stats.storage_by_cloud)}

@@ -17,6 +17,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HttpParts } from './http-parts.js';
 import { queueDescription, renderStatisticsPage, withoutSecrets } from './dashboard-page.js';
 import { html } from './dashboard-html.js';
+import { SERIES_WINDOW_MINUTES } from '../catalog/minute-series.js';
 
 /** The statistics page. */
 export const DASHBOARD_PATH = '/admin';
@@ -24,6 +25,8 @@ export const DASHBOARD_PATH = '/admin';
 export const QUEUES_PATH = '/admin/queues';
 /** Default seconds between reloads of the statistics page (`?refresh=N` overrides, 0 stops). */
 export const DEFAULT_REFRESH_SECONDS = 30;
+/** Default hours the statistics page's charts show (`?hours=N`, 1 to 24, overrides). */
+export const DEFAULT_CHART_HOURS = 6;
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -76,8 +79,8 @@ async function statisticsPage(request: FastifyRequest, reply: FastifyReply, part
   reply.type('text/html; charset=utf-8').header('content-security-policy', PAGE_CSP);
   const refreshSeconds = refreshOf(request.query);
   try {
-    const [stats, lastCheckpoint] = await Promise.all([vault.getStatistics(), vault.checkpoints.latest()]);
-    return renderStatisticsPage({ stats, lastCheckpoint, readOnly, queuesPath: QUEUES_PATH, refreshSeconds, now: new Date() });
+    const [stats, series, lastCheckpoint] = await Promise.all([vault.getStatistics(), vault.catalog.minuteSeries(chartHoursOf(request.query) * 60), vault.checkpoints.latest()]);
+    return renderStatisticsPage({ stats, series, lastCheckpoint, readOnly, queuesPath: QUEUES_PATH, refreshSeconds, now: new Date() });
   } catch (error) {
     vault.logger.warn({ err: error }, 'dashboard: could not collect statistics');
     reply.code(503);
@@ -91,9 +94,18 @@ async function statisticsPage(request: FastifyRequest, reply: FastifyReply, part
 
 /** `?refresh=N` (0 to 3600 seconds), else the default. */
 function refreshOf(query: unknown): number {
-  const raw = (query as Record<string, unknown> | undefined)?.refresh;
-  const value = typeof raw === 'string' && /^\d{1,4}$/.test(raw) ? Number(raw) : DEFAULT_REFRESH_SECONDS;
-  return Math.min(value, 3600);
+  return Math.min(numberParameter(query, 'refresh') ?? DEFAULT_REFRESH_SECONDS, 3600);
+}
+
+/** `?hours=N` (1 to 24, the catalog's series reaches a day back), else the default. */
+function chartHoursOf(query: unknown): number {
+  return Math.min(Math.max(numberParameter(query, 'hours') ?? DEFAULT_CHART_HOURS, 1), SERIES_WINDOW_MINUTES / 60);
+}
+
+/** A query parameter of up to four digits, else undefined. */
+function numberParameter(query: unknown, name: string): number | undefined {
+  const raw = (query as Record<string, unknown> | undefined)?.[name];
+  return typeof raw === 'string' && /^\d{1,4}$/.test(raw) ? Number(raw) : undefined;
 }
 
 /**
