@@ -230,7 +230,7 @@ describe('chunkvault CLI', () => {
       expect(row, `README's CLI table has a row for ${command}`).toBeDefined();
       expect(row!.includes('--json'), `README's row for ${command} offers --json as its --help does`).toBe(hasJson);
     }
-    }, 180_000); // a CLI process per command: ~15, in parallel per level
+  }, 180_000); // a CLI process per command: ~15, in parallel per level
 
   it('every command that prints data prints one JSON value with --json, logs staying on stderr', async () => {
     env = await makeTestEnv();
@@ -266,7 +266,7 @@ describe('chunkvault CLI', () => {
     expect(parsed(await cli('compress', '--dry-run'))).toMatchObject({ dryRun: true, replicasCompressed: 0, items: [] });
     expect(parsed(await cli('scrub', '--now'))).toMatchObject({ replicasChecked: 2, corruptFound: 0, problems: [] });
     expect(parsed(await cli('scrub'))).toEqual({ queued: true, jobId: expect.any(String) });
-    }, 180_000); // ~16 CLI processes one after another
+  }, 180_000); // ~16 CLI processes one after another
 
   it('put --json without --wait prints what it queued', async () => {
     env = await makeTestEnv();
