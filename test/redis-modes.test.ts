@@ -79,6 +79,9 @@ async function everyPartWorks(env: TestEnv, vault: Chunkvault, processEnv: Recor
   const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   expect(metrics).toMatch(/^chunkvault_replicas_stored\{backend="local"\} 20$/m);
   expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
+  // The per-minute series the worker process counted into, read back in one pipeline by serve.
+  const { series } = (await (await fetch(`http://127.0.0.1:${metricsPort}/v1/stats/series`)).json()) as { series: { replicas_stored: number[] } };
+  expect(series.replicas_stored.reduce((sum, n) => sum + n, 0)).toBe(20);
 
   const demo = await runCli(['demo', '--chunks', '20', '--size', '4096', '--json', '--config', env.configPath], processEnv);
   expect(demo.code, demo.stderr).toBe(0);
