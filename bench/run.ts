@@ -8,6 +8,8 @@
  *   npm run bench -- --workload=W1 --metadata=false   (store_metadata off: what recording metadata costs)
  *   npm run bench -- --workload=W1 --queued   (adds the queued limit: the limit's write as the
  *                                        processor of a BullMQ worker process, one job per replica)
+ *   npm run bench -- --workload=W1 --queued --packed   (the queued limit appending to pack files
+ *                                        with group commit instead of a file per replica)
  *   npm run bench -- --workload=W2 --runs=1 --cpu-prof   (workers write V8 CPU profiles to
  *                                        bench/results/profiles; summarise with bench/profile-summary.ts)
  *
@@ -33,6 +35,8 @@ const runs = Number(flags.runs ?? 3);
 const replicas = Number(flags.replicas ?? 2);
 const algorithm = (flags.algorithm ?? 'sha256') as 'md5' | 'sha256';
 const concurrencyFlag = flags.concurrency ? Number(flags.concurrency) : 20;
+const packedFlag = flags.packed === 'true';
+const queuedName = packedFlag ? 'queued packed limit' : 'queued limit';
 
 function runChunkvault(count: number, size: number, workers: number): Promise<Sample> {
   return runOne({
@@ -100,7 +104,7 @@ async function runQueuedLimit(count: number, size: number, workers: number): Pro
   try {
     const stats = await Promise.all(Array.from({ length: workers }, async (_, w) => {
       const { child, ready, done } = startLimitWriter<{ cpuMs: number; maxRssKiB: number; eventLoopMaxMs: number }>(
-        [`--dir=${path.join(dir, `w${w}`)}`, `--count=${count}`, `--size=${size}`, `--concurrency=${concurrencyFlag}`, '--queue=replica-write', `--redis=${REDIS_URL}`, `--prefix=${prefix}`]);
+        [`--dir=${path.join(dir, `w${w}`)}`, `--count=${count}`, `--size=${size}`, `--concurrency=${concurrencyFlag}`, '--queue=replica-write', `--redis=${REDIS_URL}`, `--prefix=${prefix}`, ...(packedFlag ? ['--packed=true'] : [])]);
       children.push(child);
       await ready;
       return { child, done };
@@ -141,11 +145,11 @@ async function runQueuedLimit(count: number, size: number, workers: number): Pro
 function queuedColumns(queued: Sample[], limit: Sample[], ratioKey: 'mbPerS' | 'replicasPerS'): Record<string, string> {
   const ratios = queued.map((s, i) => s[ratioKey] / limit[i]![ratioKey]);
   return {
-    'queued limit replicas/s': summary(queued, 'replicasPerS'),
-    'queued limit MB/s': summary(queued, 'mbPerS'),
-    'queued limit ratio': `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`,
-    'queued limit CPU s': summary(queued, 'cpuS'),
-    'queued limit max loop stall ms': summary(queued, 'loopStallMs'),
+    [`${queuedName} replicas/s`]: summary(queued, 'replicasPerS'),
+    [`${queuedName} MB/s`]: summary(queued, 'mbPerS'),
+    [`${queuedName} ratio`]: `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`,
+    [`${queuedName} CPU s`]: summary(queued, 'cpuS'),
+    [`${queuedName} max loop stall ms`]: summary(queued, 'loopStallMs'),
   };
 }
 
