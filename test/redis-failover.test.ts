@@ -92,6 +92,11 @@ describe('replication before acknowledgement (min_replicas_acked)', () => {
       if (i > 200) throw new Error('the replica did not come online');
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
+    // "online" is the master's view once it has sent its data; the replica acknowledges
+    // writes only after it has loaded them (on a slow disk that took over 400 ms here).
+    for (let i = 0; Number(await probe.wait(1, 100)) < 1; i += 1) {
+      if (i > 100) throw new Error('the replica came online but never acknowledged a write');
+    }
     return { url, replica };
   }
 
@@ -99,7 +104,10 @@ describe('replication before acknowledgement (min_replicas_acked)', () => {
     const { url, replica } = await masterWithReplica();
     const client = new Redis(url);
     cleanups.push(() => client.disconnect());
-    const barrier = new ReplicationBarrier(client, { minReplicas: 1, timeoutMs: 300, fenceKey: '{cvtest-barrier}:fence' });
+    // A replica on this machine's disk may pause for longer than the refusal's 300 ms (a host
+    // stop alone is 100 ms): the waits that must succeed get room, the one that must fail does not.
+    const barrier = new ReplicationBarrier(client, { minReplicas: 1, timeoutMs: 5000, fenceKey: '{cvtest-barrier}:fence' });
+    const impatient = new ReplicationBarrier(client, { minReplicas: 1, timeoutMs: 300, fenceKey: '{cvtest-barrier}:fence' });
     const waitCalls = async (): Promise<number> => Number(/cmdstat_wait:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
 
     const before = await waitCalls();
@@ -114,8 +122,8 @@ describe('replication before acknowledgement (min_replicas_acked)', () => {
 
     replica.kill('SIGSTOP');
     await client.set('{cvtest-barrier}:late', 'v');
-    await expect(barrier.confirm()).rejects.toThrow(ReplicationLagError);
-    await expect(barrier.confirm()).rejects.toThrow(/only 0 of the 1 Redis replicas/);
+    await expect(impatient.confirm()).rejects.toThrow(ReplicationLagError);
+    await expect(impatient.confirm()).rejects.toThrow(/only 0 of the 1 Redis replicas/);
     replica.kill('SIGCONT');
     await barrier.confirm();
     await client.del('{cvtest-barrier}:late', '{cvtest-barrier}:fence');
