@@ -14,7 +14,10 @@ import { encodeRecord, PACK_HEADER_BYTES, type PackLocation, type PackRecordHead
 import { readPackedReplica } from '../src/backends/pack/pack-read.js';
 import { scanPack, sealPack } from '../src/backends/pack/pack-scan.js';
 import { PackWriter } from '../src/backends/pack/pack-writer.js';
-import { BackendIoError, ChecksumMismatchError, NotFoundError } from '../src/errors.js';
+import { BackendIoError, ChecksumMismatchError, InvalidInputError, NotFoundError } from '../src/errors.js';
+import { LocalBackend } from '../src/backends/local.backend.js';
+import { readAll } from './backend-contract.suite.js';
+import { parsePackedKey } from '../src/backends/pack/packed-key.js';
 
 let root: string;
 beforeEach(async () => {
@@ -183,4 +186,35 @@ describe('pack files', () => {
       spawnSync('umount', ['-l', mountPoint]);
     }
   });
+
+  it('is what the local backend\'s putPacked writes to, and its packed keys read, head, range, hash and delete as objects do', async () => {
+    const backend = new LocalBackend({ basePath: path.join(root, 'data'), staleTempAfterMs: 60_000 });
+    try {
+      const body = randomBytes(3000);
+      const md5 = createHash('md5').update(body).digest('hex');
+      const options = { sizeBytes: body.byteLength, checksum: md5, algorithm: 'md5' as const, chunkId: 'c1', replicaId: 'r1' };
+      await expect(backend.putPacked('2026/12/06/c1@r1.dat', body, { ...options, checksum: '0'.repeat(32) })).rejects.toBeInstanceOf(ChecksumMismatchError);
+      await expect(readdir(path.join(root, 'data', '2026', '12', '06'))).rejects.toThrow(/ENOENT/); // nothing was appended
+      const { key, receipt } = await backend.putPacked('2026/12/06/c1@r1.dat', body, options);
+      expect(receipt.readBack).toMatchObject({ checksum: md5, sizeBytes: 3000 });
+      expect(parsePackedKey(key)?.pack).toMatch(/^2026\/12\/06\/pack-.*\.pack$/);
+      expect(await readAll(await backend.get(key))).toEqual(body);
+      expect(await backend.getRange(key, 100, 50)).toEqual(body.subarray(100, 150));
+      await expect(backend.getRange(key, 2990, 20)).rejects.toThrow(/expected|size/i);
+      expect(await backend.checksumOf(key, 'md5')).toEqual({ checksum: md5, sizeBytes: 3000 });
+      expect(await backend.head(key)).toMatchObject({ key, sizeBytes: 3000 });
+      await expect(backend.put(key, body, options)).rejects.toBeInstanceOf(InvalidInputError);
+
+      await backend.delete(key);
+      await backend.delete(key);
+      expect(await backend.head(key)).toBeUndefined();
+      await expect(backend.get(key)).rejects.toBeInstanceOf(NotFoundError);
+      await backend.delete('2026/12/06/pack-gone-000000000000.pack#16=100'); // no such pack: nothing to do
+      const scan = await scanPack(path.join(root, 'data', parsePackedKey(key)!.pack));
+      expect(scan.records.map((r) => r.deleted)).toEqual([true]);
+    } finally {
+      await backend.close();
+    }
+  });
 });
+

@@ -38,6 +38,14 @@ export interface PutReceipt {
   linkedToCheckedSource?: true;
 }
 
+/** What a packed record names, so the pack alone says whose bytes it holds (reindex, compaction). */
+export interface PackedReplicaIds {
+  chunkId: string;
+  replicaId: string;
+  /** The replica's metadata as its journal record has it, kept in the record's header too. */
+  metadata?: Record<string, unknown>;
+}
+
 export interface ObjectInfo {
   key: string;
   sizeBytes: number;
@@ -94,6 +102,18 @@ export interface Backend {
    * `put` does, and NotFoundError when the source is gone.
    */
   putFile?(key: string, sourcePath: string, options: PutOptions & { link?: boolean }): Promise<PutReceipt>;
+
+  /**
+   * Optional, where the backend keeps small objects in pack files (the local backend, for
+   * replicas up to `chunkvault.packing.max_chunk_bytes`): stores `body` as a record appended
+   * to a pack in the directory `key` names (the key it would have as an object of its own),
+   * checked against `options` first (nothing is appended when it does not match), durable when
+   * it resolves (appends waiting together share one fdatasync), and read back once durable
+   * (receipt.readBack). Resolves with the key the record is reached by from then on: `get`,
+   * `getRange`, `head` and `checksumOf` read it, `delete` marks it deleted in its pack. A retry
+   * appends another record; one nothing points at is dropped when its pack is compacted.
+   */
+  putPacked?(key: string, body: Uint8Array, options: PutOptions & PackedReplicaIds): Promise<{ key: string; receipt: PutReceipt }>;
 
   /** Streams the object. Throws NotFoundError when there is none; BackendIoError otherwise. */
   get(key: string): Promise<Readable>;

@@ -23,6 +23,8 @@ import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { UNROUTED_BACKEND } from '../backends/backend-registry.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { jobLogger } from './job-logger.js';
+import { parsePackedKey } from '../backends/pack/packed-key.js';
+import { smallBodyOf } from '../backends/fs-support.js';
 
 export interface ReplicaRepairerDeps {
   config: Config;
@@ -97,12 +99,20 @@ export class ReplicaRepairer {
     for (const source of sources) {
       const sourceBackend = backends.byName(source.backend);
       if (!sourceBackend) continue;
-      // Rewritten as the chunk's plain bytes at the replica's uncompressed key; compression may come again later.
-      const targetKey = withoutCodecSuffix(target.path);
+      // Rewritten as the chunk's plain bytes at the replica's uncompressed key; compression may
+      // come again later. A packed replica's good bytes go into a new record of a pack in the
+      // same directory, and the record moves there.
+      let targetKey = withoutCodecSuffix(target.path);
       const elapsed = startTimer();
       try {
         const body = decoded(await sourceBackend.get(source.path), source.codec);
-        await targetBackend.put(targetKey, body, { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm });
+        const options = { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm };
+        if (parsePackedKey(target.path) && targetBackend.putPacked) {
+          const bytes = await smallBodyOf(`replica ${source.replicaId} of chunk ${chunkId}`, body, chunk.sizeBytes);
+          ({ key: targetKey } = await targetBackend.putPacked(target.path, bytes, { ...options, chunkId, replicaId }));
+        } else {
+          await targetBackend.put(targetKey, body, options);
+        }
       } catch (error) {
         const wrongBytes = error instanceof ChecksumMismatchError || error instanceof SizeMismatchError || isDecodeError(error);
         if (wrongBytes) metrics.mismatch(source.backend, 'repair');
@@ -119,7 +129,7 @@ export class ReplicaRepairer {
       metrics.wrote(target.backend, elapsed(), chunk.sizeBytes);
       metrics.read(source.backend, 'repair', chunk.sizeBytes);
       await this.#finish({ ...target, path: targetKey }, chunk.createdAt);
-      if (targetKey !== target.path) await targetBackend.delete(target.path); // the bad compressed object
+      if (targetKey !== target.path) await targetBackend.delete(target.path); // the bad compressed object, or the bad packed record
       log.info({ source: source.replicaId, path: targetKey }, 'replica repaired');
       // Sources found bad on the way get their own repair, from the replica just made good.
       for (const bad of badSources) await this.#deps.repairs.schedule(chunkId, bad, source.replicaId);

@@ -28,6 +28,7 @@ import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
 import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
+import { smallBodyOf } from '../backends/fs-support.js';
 import type { ReplicaWriteData } from './job-data.js';
 import { stallsOf } from './job-table.js';
 import { commitReplica } from './replica-commit.js';
@@ -187,11 +188,13 @@ export class ReplicaWriter {
     const giveBack = await this.#inFlight.acquire(data.sizeBytes);
     const storedAt = new Date().toISOString();
     let chunkStatus: ChunkStatus;
+    let path = key;
     try {
       const elapsed = startTimer();
       let receipt: PutReceipt | void;
       try {
-        receipt = await this.#put(backend, key, data);
+        if (this.#packs(backend, data)) ({ key: path, receipt } = await this.#putPacked(backend, key, data, storedAt));
+        else receipt = await this.#put(backend, key, data);
       } catch (error) {
         if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError) metrics.mismatch(backend.name, 'write');
         throw error;
@@ -199,7 +202,7 @@ export class ReplicaWriter {
       metrics.wrote(backend.name, elapsed(), data.sizeBytes);
 
       chunkStatus = await commitReplica(this.#deps, backend, {
-        chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path: key,
+        chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name, path,
         checksum: data.checksum, algorithm: data.algorithm, sizeBytes: data.sizeBytes,
         targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId,
         storedAt, attempts: attempt, createdAtMs: data.createdAtMs,
@@ -207,13 +210,27 @@ export class ReplicaWriter {
     } finally {
       giveBack();
     }
-    if (existing?.path && existing.path !== key && existing.backend === backend.name) {
-      // Written again after it went bad while compressed: the old object is garbage now.
+    if (existing?.path && existing.path !== path && existing.backend === backend.name) {
+      // Written again after it went bad while compressed (or into another pack record): the old object is garbage now.
       await backend.delete(existing.path).catch((error: unknown) => {
         this.#deps.logger.warn({ err: error, chunkId: data.chunkId, replicaId: data.replicaId, path: existing.path }, 'could not remove the replica\'s old object');
       });
     }
-    return { stored: toStoredChunk(key, backend.name, data, storedAt), wrote: true, chunkStatus };
+    return { stored: toStoredChunk(path, backend.name, data, storedAt), wrote: true, chunkStatus };
+  }
+
+  /** Whether the replica goes into a pack: a backend that keeps packs, and a replica no larger than `packing.max_chunk_bytes`. */
+  #packs(backend: Backend, data: ReplicaWriteData): boolean {
+    const limit = this.#deps.config.chunkvault.packing.max_chunk_bytes;
+    return backend.putPacked !== undefined && limit > 0 && data.sizeBytes <= limit;
+  }
+
+  /** Appends the staged bytes to a pack of `backend` (Backend.putPacked); returns the packed record's key. */
+  async #putPacked(backend: Backend, key: string, data: ReplicaWriteData, storedAt: string): Promise<{ key: string; receipt: PutReceipt }> {
+    const staged = await this.#deps.staging.open(data.stagedKey, data.chunkId, data.stagedOffset, data.sizeBytes);
+    const bytes = await smallBodyOf(`staged bytes of chunk ${data.chunkId}`, staged, data.sizeBytes);
+    const metadata = { targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId, createdAtMs: data.createdAtMs, storedAt };
+    return backend.putPacked!(key, bytes, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm, chunkId: data.chunkId, replicaId: data.replicaId, metadata });
   }
 }
 

@@ -22,6 +22,7 @@ import type { ReplicaRecord } from '../domain/types.js';
 import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { CODEC_SUFFIX, decoded, encoder, withoutCodecSuffix } from '../integrity/codecs.js';
+import { parsePackedKey } from '../backends/pack/packed-key.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
 import { itemLines, type MaintenanceTask } from './maintenance-task.js';
 
@@ -59,12 +60,16 @@ export class Compression {
     this.#deps = deps;
   }
 
-  /** Stored, uncompressed replicas of settled chunks stored before the cutoff, oldest first. */
+  /**
+   * Stored, uncompressed replicas of settled chunks stored before the cutoff, oldest first.
+   * Packed replicas are left out: a pack is compressed as a whole or not at all (issue 20),
+   * and one compressed on its own would leave its pack's record behind as a file of its own.
+   */
   async plan(nowMs: number): Promise<{ cutoff: string; items: CompressionItem[]; more: boolean }> {
     const { config, catalog } = this.#deps;
     const cutoffMs = nowMs - config.storage.cleanup.compression_age_days * DAY_MS;
     const limit = config.chunkvault.maintenance.compress_replicas_per_pass;
-    const { items, more } = await agedReplicas(catalog, cutoffMs, limit, (r) => r.status === 'stored' && r.codec === '');
+    const { items, more } = await agedReplicas(catalog, cutoffMs, limit, (r) => r.status === 'stored' && r.codec === '' && parsePackedKey(r.path) === undefined);
     return { cutoff: new Date(cutoffMs).toISOString(), items, more };
   }
 

@@ -6,6 +6,10 @@
  *   record        "CVRC" | u32 header length H | u32 body length B | u32 CRC-32 of header and body
  *                 | H bytes of header (UTF-8 JSON: what the record is) | B bytes of body
  *
+ * A deleted record keeps its place and bytes; only its magic becomes "CVRD" (one 4-byte
+ * write, as Haystack flags a deleted needle in its volume file), so it is told from a live
+ * one by the pack alone, and compaction later drops it. The CRC does not cover the magic.
+ *
  * Records follow one another with nothing between them. Each carries what is needed to
  * rebuild the catalog from the disk alone (its header names the chunk and replica and holds
  * the replica's metadata), and a CRC-32 over header and body, so a reader that walks a pack
@@ -20,6 +24,9 @@ import { crc32 } from 'node:zlib';
 
 export const PACK_MAGIC = Buffer.from('CVPK', 'latin1');
 export const RECORD_MAGIC = Buffer.from('CVRC', 'latin1');
+export const DELETED_RECORD_MAGIC = Buffer.from('CVRD', 'latin1');
+/** The three bytes both magics start with. */
+export const RECORD_MAGIC_STEM = Buffer.from('CVR', 'latin1');
 export const PACK_VERSION = 1;
 export const PACK_HEADER_BYTES = 16;
 export const RECORD_PREFIX_BYTES = 16;
@@ -28,10 +35,15 @@ export const MAX_RECORD_HEADER_BYTES = 64 * 1024;
 /** Packs end in this; nothing else a backend stores does. */
 export const PACK_SUFFIX = '.pack';
 
-/** What a record is. `replica`: a replica's bytes. `tombstone`: the replica at `offset` of this pack no longer counts. */
-export type PackRecordHeader =
-  | { kind: 'replica'; chunkId: string; replicaId: string; checksum: string; sizeBytes: number; metadata?: Record<string, unknown> }
-  | { kind: 'tombstone'; chunkId: string; replicaId: string; offset: number };
+/** What a record is: a replica's bytes, named, with the metadata reindex needs. */
+export interface PackRecordHeader {
+  kind: 'replica';
+  chunkId: string;
+  replicaId: string;
+  checksum: string;
+  sizeBytes: number;
+  metadata?: Record<string, unknown>;
+}
 
 /** Where a record is: its pack (a storage key), the offset of its first byte, its whole length, and where its body starts and how long it is. */
 export interface PackLocation {
@@ -70,23 +82,25 @@ export function encodeRecord(header: PackRecordHeader, body: Uint8Array): Buffer
 }
 
 /** What a record's prefix says, or why it cannot be a record's start. */
-export type RecordPrefix = { headerLength: number; bodyLength: number; crc: number } | { invalid: string };
+export type RecordPrefix = { headerLength: number; bodyLength: number; crc: number; deleted: boolean } | { invalid: string };
 
 export function decodeRecordPrefix(prefix: Uint8Array): RecordPrefix {
   const b = Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength);
   if (b.byteLength < RECORD_PREFIX_BYTES) return { invalid: 'short record prefix' };
-  if (!b.subarray(0, 4).equals(RECORD_MAGIC)) return { invalid: 'no record magic' };
+  const magic = b.subarray(0, 4);
+  const deleted = magic.equals(DELETED_RECORD_MAGIC);
+  if (!deleted && !magic.equals(RECORD_MAGIC)) return { invalid: 'no record magic' };
   const headerLength = b.readUInt32BE(4);
   if (headerLength === 0 || headerLength > MAX_RECORD_HEADER_BYTES) return { invalid: `record header length ${headerLength}` };
-  return { headerLength, bodyLength: b.readUInt32BE(8), crc: b.readUInt32BE(12) };
+  return { headerLength, bodyLength: b.readUInt32BE(8), crc: b.readUInt32BE(12), deleted };
 }
 
 /**
  * A whole record (prefix, header, body) at the start of `record` checked: its CRC, and a
- * header that parses as one. Returns the header, the body (a view into `record`) and the
- * record's whole length, or why it is not a good record.
+ * header that parses as one. Returns the header, the body (a view into `record`), the
+ * record's whole length and whether it is marked deleted, or why it is not a good record.
  */
-export function decodeRecord(record: Uint8Array): { header: PackRecordHeader; body: Buffer; length: number } | { invalid: string } {
+export function decodeRecord(record: Uint8Array): { header: PackRecordHeader; body: Buffer; length: number; deleted: boolean } | { invalid: string } {
   const prefix = decodeRecordPrefix(record);
   if ('invalid' in prefix) return prefix;
   const b = Buffer.from(record.buffer, record.byteOffset, record.byteLength);
@@ -101,6 +115,6 @@ export function decodeRecord(record: Uint8Array): { header: PackRecordHeader; bo
   } catch {
     return { invalid: 'record header is not JSON' };
   }
-  if (header?.kind !== 'replica' && header?.kind !== 'tombstone') return { invalid: 'record header of no known kind' };
-  return { header, body, length: end };
+  if (header?.kind !== 'replica') return { invalid: 'record header of no known kind' };
+  return { header, body, length: end, deleted: prefix.deleted };
 }

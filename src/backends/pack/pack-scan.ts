@@ -11,9 +11,11 @@
  * found missing by scrub and repaired from another replica.
  */
 import { open, readFile } from 'node:fs/promises';
-import { decodeRecord, isPackHeader, PACK_HEADER_BYTES, RECORD_MAGIC, type PackRecordHeader } from './pack-format.js';
+import { decodeRecord, isPackHeader, PACK_HEADER_BYTES, RECORD_MAGIC_STEM, type PackRecordHeader } from './pack-format.js';
 
 export interface ScannedRecord {
+  /** Marked deleted (its replica no longer counts; compaction drops it). */
+  deleted: boolean;
   offset: number;
   length: number;
   bodyOffset: number;
@@ -46,8 +48,8 @@ export function scanPackBytes(bytes: Buffer): PackScan {
   while (offset < bytes.byteLength) {
     const decoded = decodeRecord(bytes.subarray(offset));
     if ('header' in decoded) {
-      const { length, body, header } = decoded;
-      scan.records.push({ offset, length, bodyOffset: offset + length - body.byteLength, bodyLength: body.byteLength, header });
+      const { length, body, header, deleted } = decoded;
+      scan.records.push({ deleted, offset, length, bodyOffset: offset + length - body.byteLength, bodyLength: body.byteLength, header });
       offset += length;
       continue;
     }
@@ -64,7 +66,7 @@ export function scanPackBytes(bytes: Buffer): PackScan {
 
 /** The offset of the first good record at or after `from`, if any. */
 function nextGoodRecord(bytes: Buffer, from: number): number | undefined {
-  for (let at = bytes.indexOf(RECORD_MAGIC, from); at !== -1; at = bytes.indexOf(RECORD_MAGIC, at + 1)) {
+  for (let at = bytes.indexOf(RECORD_MAGIC_STEM, from); at !== -1; at = bytes.indexOf(RECORD_MAGIC_STEM, at + 1)) {
     if ('header' in decodeRecord(bytes.subarray(at))) return at;
   }
   return undefined;

@@ -1,0 +1,124 @@
+/**
+ * Small replicas in pack files on the local backend (chunkvault.packing.max_chunk_bytes):
+ * stored as records of packs in the partition directories, read back verified, found by scrub
+ * when damaged and repaired into a new record, deleted by retention in their pack, rebuilt by
+ * reindex from the backend alone; larger chunks keep a file each.
+ */
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Chunkvault } from '../src/app.js';
+import { parsePackedKey } from '../src/backends/pack/packed-key.js';
+import { scanPack } from '../src/backends/pack/pack-scan.js';
+import type { StoredChunk } from '../src/domain/types.js';
+import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
+import { makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+
+const DAY = 24 * 3600 * 1000;
+const PACKING = { chunkvault: { packing: { max_chunk_bytes: 64 * 1024 } } };
+let env: TestEnv;
+let vault: Chunkvault | undefined;
+let redisServer: PrivateRedis | undefined;
+
+afterEach(async () => {
+  await vault?.close();
+  vault = undefined;
+  await env.cleanup();
+  await redisServer?.stop();
+  redisServer = undefined;
+});
+
+async function start(overrides: Record<string, unknown> = {}, redisUrl?: string): Promise<Chunkvault> {
+  env = await makeTestEnv({ ...PACKING, ...overrides }, ...(redisUrl ? [redisUrl] : []));
+  vault = await openVault(env);
+  await vault.startWorkers();
+  return vault;
+}
+
+const packOf = (r: StoredChunk) => path.join(env.basePath, parsePackedKey(r.storagePath)!.pack);
+const original = (tasks: ReturnType<typeof seedTasks>, chunkId: string) => tasks.find((t) => t.chunkId === chunkId)!.chunkData as Buffer;
+
+/** Every file under `dir`, relative. */
+async function filesUnder(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name)));
+}
+
+describe('packed replicas', () => {
+  it('are stored as records of packs in their partition directory, read back verified, and a larger chunk keeps a file', async () => {
+    const v = await start();
+    const tasks = seedTasks(6, 2);
+    const big = { ...seedTasks(1, 2, 'big')[0]!, chunkData: Buffer.alloc(100 * 1024, 9) };
+    const results = await (await v.producer.store([...tasks, big])).results({ timeoutMs: 30_000 });
+    expect(results.map((r) => r.status)).toEqual(Array(14).fill('stored'));
+    const small = results.filter((r) => !r.chunkId.startsWith('big'));
+    for (const r of small) expect(r.storagePath).toMatch(/^\d{4}\/\d{2}\/\d{2}\/pack-[a-z0-9]+-[0-9a-f]{12}\.pack#\d+=\d+$/);
+    for (const r of results.filter((r) => r.chunkId.startsWith('big'))) expect(r.storagePath).toMatch(/\.dat$/);
+
+    const data = (await filesUnder(env.basePath)).filter((f) => !f.startsWith('_chunkvault') && !f.startsWith('.chunkvault'));
+    expect(data.filter((f) => f.endsWith('.dat'))).toHaveLength(2);
+    const packs = data.filter((f) => f.endsWith('.pack'));
+    expect(packs.length).toBeGreaterThanOrEqual(1);
+    expect(packs.length).toBeLessThanOrEqual(2); // one open pack per worker process and partition
+    const records = (await Promise.all(packs.map((p) => scanPack(path.join(env.basePath, p))))).flatMap((s) => s.records);
+    expect(records.map((r) => `${r.header.chunkId}/${r.header.replicaId}`).sort()).toEqual(small.map((r) => `${r.chunkId}/${r.replicaId}`).sort());
+
+    for (const t of tasks) expect(await v.getChunk(t.chunkId)).toEqual(t.chunkData);
+    const stats = await v.getStatistics();
+    expect(stats.total_replicas).toBe(14);
+  });
+
+  it('has flipped bytes inside a pack found by scrub and repaired into a new record; the other records are untouched', async () => {
+    const v = await start();
+    const tasks = seedTasks(3, 2);
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const victim = results[2]!;
+    const { offset, length } = parsePackedKey(victim.storagePath)!;
+    const pack = await readFile(packOf(victim));
+    pack[offset + length - 5] = pack[offset + length - 5]! ^ 0x55; // inside its body
+    await writeFile(packOf(victim), pack);
+
+    const report = await v.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + DAY });
+    expect(report.scrub).toMatchObject({ replicasChecked: 6, corruptFound: 1, repairsQueued: 1 });
+    const repaired = await waitFor('the repair', async () => {
+      const record = await v.catalog.getReplica(victim.chunkId, victim.replicaId);
+      return record?.status === 'stored' && record.path !== victim.storagePath ? record : undefined;
+    });
+    expect(parsePackedKey(repaired.path)).toBeDefined();
+    expect(await v.getChunk(victim.chunkId)).toEqual(original(tasks, victim.chunkId));
+    // The damaged record stays damaged on disk (nothing points at it); compaction will drop it.
+    const scan = await scanPack(packOf(victim));
+    expect(scan.damaged.map((d) => d.offset)).toEqual([offset]);
+    const again = await v.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + 2 * DAY });
+    expect(again.scrub).toMatchObject({ replicasChecked: 6, corruptFound: 0 });
+  });
+
+  it('are deleted by retention in their pack (marked, the pack kept for the others) and never read again', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 30 } } });
+    const results = await (await v.producer.store(seedTasks(2, 2, 'old'))).results({ timeoutMs: 30_000 });
+    const cutoff = Math.max(...results.map((r) => Date.parse(r.storedAt)));
+    const kept = await (await v.producer.store(seedTasks(1, 2, 'new'))).results({ timeoutMs: 30_000 });
+    const report = await v.maintenance.runPass({ tasks: ['retention'], now: () => cutoff + 30 * DAY + 1 });
+    expect(report.retention).toMatchObject({ replicasDeleted: 4, chunksExpired: 2 });
+    const backend = v.backends.byName('local')!;
+    for (const r of results) expect(await backend.head(r.storagePath)).toBeUndefined();
+    await expect(v.getChunk('old_0')).rejects.toThrow(/deleted by retention/);
+    const scans = await Promise.all([...new Set([...results, ...kept].map(packOf))].map((p) => scanPack(p)));
+    const deleted = scans.flatMap((s) => s.records.filter((r) => r.deleted).map((r) => r.header.chunkId)).sort();
+    expect(deleted).toEqual(['old_0', 'old_0', 'old_1', 'old_1']);
+    expect(await v.getChunk('new_0')).toBeDefined();
+  });
+
+  it('are found again by reindex from the backend alone, and verified with --verify', async () => {
+    redisServer = await startPrivateRedis();
+    const v = await start({}, redisServer.url);
+    const tasks = seedTasks(4, 2);
+    await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const admin = new Redis(redisServer.url);
+    await admin.flushall();
+    admin.disconnect();
+    const report = await v.reindex({ verify: true });
+    expect(report).toMatchObject({ restored: 8, problems: [] });
+    for (const t of tasks) expect(await v.getChunk(t.chunkId)).toEqual(t.chunkData);
+  });
+});
