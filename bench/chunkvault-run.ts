@@ -76,6 +76,8 @@ export interface ChunkvaultRun {
   cloud?: Record<string, unknown>;
   /** Merged into `chunkvault.staging` (its `dir` is the run's temp directory). */
   staging?: Record<string, unknown>;
+  /** `chunkvault.packing.max_chunk_bytes` (replicas up to it go into pack files); the schema's default when unset. */
+  packingMaxChunkBytes?: number;
   /** Merged into `chunkvault.redis` (e.g. a Sentinel topology's mode, nodes and master name). */
   redis?: Record<string, unknown>;
   /** The Redis the run's keys are removed from at the end (e.g. a Sentinel topology's master); REDIS_URL when unset. */
@@ -202,7 +204,10 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
       cleanup: { enable_auto_cleanup: false },
       performance: { max_concurrent_writes: run.concurrency },
     },
-    chunkvault: { redis: { url: redisUrl, prefix, ...run.redis }, staging: { dir: path.join(dir, 'staging'), ...run.staging }, log_level: 'warn' },
+    chunkvault: {
+      redis: { url: redisUrl, prefix, ...run.redis }, staging: { dir: path.join(dir, 'staging'), ...run.staging }, log_level: 'warn',
+      ...(run.packingMaxChunkBytes === undefined ? {} : { packing: { max_chunk_bytes: run.packingMaxChunkBytes } }),
+    },
   }));
   const { config } = loadConfig({ configPath, env: {} });
   const children: ChildProcess[] = [];

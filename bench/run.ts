@@ -8,6 +8,7 @@
  *   npm run bench -- --workload=W1 --metadata=false   (store_metadata off: what recording metadata costs)
  *   npm run bench -- --workload=W1 --queued   (adds the queued limit: the limit's write as the
  *                                        processor of a BullMQ worker process, one job per replica)
+ *   npm run bench -- --workload=W1 --packing=262144   (chunkvault.packing.max_chunk_bytes for chunkvault's runs)
  *   npm run bench -- --workload=W1 --queued --packed   (the queued limit appending to pack files
  *                                        with group commit instead of a file per replica)
  *   npm run bench -- --workload=W2 --runs=1 --cpu-prof   (workers write V8 CPU profiles to
@@ -41,6 +42,7 @@ const queuedName = packedFlag ? 'queued packed limit' : 'queued limit';
 function runChunkvault(count: number, size: number, workers: number): Promise<Sample> {
   return runOne({
     count, size, workers, replicas, algorithm, concurrency: concurrencyFlag, storeMetadata: flags.metadata !== 'false',
+    ...(flags.packing === undefined ? {} : { packingMaxChunkBytes: Number(flags.packing) }),
     ...(flags['cpu-prof'] ? { cpuProfileDir: path.join(ROOT, 'bench/results/profiles') } : {}),
   });
 }
