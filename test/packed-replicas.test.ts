@@ -13,7 +13,7 @@ import { parsePackedKey } from '../src/backends/pack/packed-key.js';
 import { scanPack } from '../src/backends/pack/pack-scan.js';
 import type { StoredChunk } from '../src/domain/types.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
-import { makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { journalMetadata, makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
 
 const DAY = 24 * 3600 * 1000;
 const PACKING = { chunkvault: { packing: { max_chunk_bytes: 64 * 1024 } } };
@@ -52,7 +52,7 @@ describe('packed replicas', () => {
     const results = await (await v.producer.store([...tasks, big])).results({ timeoutMs: 30_000 });
     expect(results.map((r) => r.status)).toEqual(Array(14).fill('stored'));
     const small = results.filter((r) => !r.chunkId.startsWith('big'));
-    for (const r of small) expect(r.storagePath).toMatch(/^\d{4}\/\d{2}\/\d{2}\/pack-[a-z0-9]+-[0-9a-f]{12}\.pack#\d+=\d+$/);
+    for (const r of small) expect(r.storagePath).toMatch(/^\d{4}\/\d{2}\/\d{2}\/pack-[a-z0-9]+-[0-9a-f]{8}-\d+-[0-9a-f]{8}\.pack#\d+=\d+$/);
     for (const r of results.filter((r) => r.chunkId.startsWith('big'))) expect(r.storagePath).toMatch(/\.dat$/);
 
     const data = (await filesUnder(env.basePath)).filter((f) => !f.startsWith('_chunkvault') && !f.startsWith('.chunkvault'));
@@ -61,7 +61,7 @@ describe('packed replicas', () => {
     expect(packs.length).toBeGreaterThanOrEqual(1);
     expect(packs.length).toBeLessThanOrEqual(2); // one open pack per worker process and partition
     const records = (await Promise.all(packs.map((p) => scanPack(path.join(env.basePath, p))))).flatMap((s) => s.records);
-    expect(records.map((r) => `${r.header.chunkId}/${r.header.replicaId}`).sort()).toEqual(small.map((r) => `${r.chunkId}/${r.replicaId}`).sort());
+    expect(records.flatMap((r) => (r.header.kind === 'replica' ? [`${r.header.chunkId}/${r.header.replicaId}`] : [])).sort()).toEqual(small.map((r) => `${r.chunkId}/${r.replicaId}`).sort());
 
     for (const t of tasks) expect(await v.getChunk(t.chunkId)).toEqual(t.chunkData);
     const stats = await v.getStatistics();
@@ -104,7 +104,7 @@ describe('packed replicas', () => {
     for (const r of results) expect(await backend.head(r.storagePath)).toBeUndefined();
     await expect(v.getChunk('old_0')).rejects.toThrow(/deleted by retention/);
     const scans = await Promise.all([...new Set([...results, ...kept].map(packOf))].map((p) => scanPack(p)));
-    const deleted = scans.flatMap((s) => s.records.filter((r) => r.deleted).map((r) => r.header.chunkId)).sort();
+    const deleted = scans.flatMap((s) => s.records.flatMap((r) => (r.deleted && r.header.kind === 'replica' ? [r.header.chunkId] : []))).sort();
     expect(deleted).toEqual(['old_0', 'old_0', 'old_1', 'old_1']);
     expect(await v.getChunk('new_0')).toBeDefined();
   });
@@ -121,4 +121,85 @@ describe('packed replicas', () => {
     expect(report).toMatchObject({ restored: 8, problems: [] });
     for (const t of tasks) expect(await v.getChunk(t.chunkId)).toEqual(t.chunkData);
   });
+
+  it('are compacted once retention emptied their pack: the live ones move to a new pack with their metadata, the old pack goes; a dry run changes nothing', async () => {
+    let v = await start({ storage: { cleanup: { retention_days: 30 } } });
+    const old = await (await v.producer.store(seedTasks(6, 2, 'old'))).results({ timeoutMs: 30_000 });
+    const keptTasks = seedTasks(1, 2, 'new');
+    const kept = await (await v.producer.store(keptTasks)).results({ timeoutMs: 30_000 });
+    const pack = packOf(kept[0]!);
+    expect(old.every((r) => packOf(r) === pack)).toBe(true);
+    // The workers' writer seals its pack when it closes; until then it may append to it.
+    await v.close();
+    vault = v = await openVault(env);
+    const cutoff = Math.max(...old.map((r) => Date.parse(r.storedAt)));
+    await v.maintenance.runPass({ tasks: ['retention'], now: () => cutoff + 30 * DAY + 1 });
+
+    const dry = await v.maintenance.runPass({ tasks: ['compaction'], dryRun: true });
+    expect(dry.compaction).toMatchObject({ dryRun: true, packsCompacted: 1, replicasMoved: 2, items: [{ pack: path.relative(env.basePath, pack), liveReplicas: 2 }] });
+    expect((await v.catalog.getReplica('new_0', 'new_0_replica_0'))?.path).toBe(kept.find((r) => r.replicaId.endsWith('_0'))!.storagePath);
+    await expect(readFile(pack)).resolves.toBeDefined();
+
+    const report = await v.maintenance.runPass({ tasks: ['compaction'] });
+    expect(report.compaction).toMatchObject({ dryRun: false, packsCompacted: 1, replicasMoved: 2 });
+    expect(report.compaction!.bytesAfter).toBeLessThan(report.compaction!.bytesBefore / 4);
+    await expect(readFile(pack)).rejects.toThrow(/ENOENT/);
+    const journal = await journalMetadata(env.basePath);
+    for (const r of kept) {
+      const record = (await v.catalog.getReplica(r.chunkId, r.replicaId))!;
+      expect(record.path).not.toBe(r.storagePath);
+      expect(parsePackedKey(record.path)).toBeDefined();
+      expect(journal.get(`${r.chunkId}/${r.replicaId}`)?.path).toBe(record.path);
+    }
+    expect(await v.getChunk('new_0')).toEqual(keptTasks[0]!.chunkData);
+    const scrub = await v.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + DAY });
+    expect(scrub.scrub).toMatchObject({ replicasChecked: 2, corruptFound: 0 });
+  });
+
+  it('never compacts a pack its writer may still append to', async () => {
+    const v = await start({ storage: { cleanup: { retention_days: 30 } } });
+    const old = await (await v.producer.store(seedTasks(3, 2, 'old'))).results({ timeoutMs: 30_000 });
+    const cutoff = Math.max(...old.map((r) => Date.parse(r.storedAt)));
+    await v.maintenance.runPass({ tasks: ['retention'], now: () => cutoff + 30 * DAY + 1 });
+    const report = await v.maintenance.runPass({ tasks: ['compaction'] });
+    expect(report.compaction).toMatchObject({ packsCompacted: 0, packsSkipped: 1 });
+    await expect(readFile(packOf(old[0]!))).resolves.toBeDefined();
+    // The same pack again once its writer sealed it: nothing in it is live, it goes.
+    await v.close();
+    vault = await openVault(env);
+    const again = await vault.maintenance.runPass({ tasks: ['compaction'] });
+    expect(again.compaction).toMatchObject({ packsCompacted: 1, replicasMoved: 0, packsSkipped: 0 });
+    await expect(readFile(packOf(old[0]!))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('survive a compaction that died after copying them, before the catalog moved: all stay readable, and the next pass finishes it', async () => {
+    let v = await start({ storage: { cleanup: { retention_days: 30 } } });
+    const old = await (await v.producer.store(seedTasks(4, 2, 'old'))).results({ timeoutMs: 30_000 });
+    const keptTasks = seedTasks(1, 2, 'new');
+    const kept = await (await v.producer.store(keptTasks)).results({ timeoutMs: 30_000 });
+    await v.close();
+    vault = v = await openVault(env);
+    const cutoff = Math.max(...old.map((r) => Date.parse(r.storedAt)));
+    await v.maintenance.runPass({ tasks: ['retention'], now: () => cutoff + 30 * DAY + 1 });
+    // What a pass that died mid-way left: copies of the live records in a new pack, the
+    // metadata naming them, the catalog still at the old pack.
+    const backend = v.backends.byName('local')!;
+    for (const r of kept) {
+      const { pack, offset, length } = parsePackedKey(r.storagePath)!;
+      const body = await backend.packs!.body({ pack, offset, length });
+      const copy = await backend.packs!.append(pack, { kind: 'replica', chunkId: r.chunkId, replicaId: r.replicaId, checksum: `md5:${r.checksum}`, sizeBytes: body.byteLength }, body);
+      const record = (await v.catalog.getReplica(r.chunkId, r.replicaId))!;
+      await v.metadata.of(backend).record({ ...record, path: copy, createdAtMs: Date.parse(r.storedAt) });
+    }
+    expect(await v.getChunk('new_0')).toEqual(keptTasks[0]!.chunkData);
+
+    const report = await v.maintenance.runPass({ tasks: ['compaction'] });
+    expect(report.compaction).toMatchObject({ packsCompacted: 1, replicasMoved: 2 });
+    await expect(readFile(packOf(kept[0]!))).rejects.toThrow(/ENOENT/);
+    const journal = await journalMetadata(env.basePath);
+    for (const r of kept) expect(journal.get(`${r.chunkId}/${r.replicaId}`)?.path).toBe((await v.catalog.getReplica(r.chunkId, r.replicaId))!.path);
+    expect(await v.getChunk('new_0')).toEqual(keptTasks[0]!.chunkData);
+    expect((await v.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + DAY })).scrub).toMatchObject({ replicasChecked: 2, corruptFound: 0 });
+  });
 });
+

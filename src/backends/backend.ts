@@ -12,6 +12,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidInputError } from '../errors.js';
 import { HASH_SLICE_BYTES, checksumOfStream } from '../integrity/checksum.js';
 import type { ChecksumAlgorithm } from '../domain/types.js';
+import type { PackStore } from './pack/pack-store.js';
 
 export interface PutOptions {
   /** Exact length the body must have. */
@@ -81,6 +82,9 @@ export interface Backend {
 
   /** Human-readable location (directory, bucket URL), for statistics and messages. */
   readonly location: string;
+
+  /** The backend's pack files, where it keeps small replicas in packs (putPacked): what compaction works on. */
+  readonly packs?: PackStore;
 
   /**
    * Stores `body` under `key` atomically and durably: when it resolves, the complete object

@@ -58,6 +58,11 @@ export class LocalBackend implements Backend {
   readonly #host = hostname();
   readonly #dirs = new DurableDirectories();
   readonly #packs: PackStore;
+  /** Backend.packs. */
+  get packs(): PackStore {
+    return this.#packs;
+  }
+
   readonly capabilities: BackendCapabilities;
 
   constructor(options: LocalBackendOptions) {

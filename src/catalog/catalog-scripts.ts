@@ -23,6 +23,7 @@ export const CATALOG_SCRIPTS = {
   cvRecordCorrupt: { file: 'record-corrupt', keys: 10 },
   cvRecordExpired: { file: 'record-expired', keys: 9 },
   cvRecordCompressed: { file: 'record-compressed', keys: 2 },
+  cvMoveReplica: { file: 'move-replica', keys: 1 },
   cvSegmentChunkEnded: { file: 'segment-chunk-ended', keys: 1 },
   cvCommitCheckpoint: { file: 'commit-checkpoint', keys: 5 },
   cvRestoreCheckpoint: { file: 'restore-checkpoint', keys: 7 },

@@ -169,6 +169,12 @@ export class Catalog {
     return oneOf('cvRecordCompressed', reply, ['ok', 'skip'] as const);
   }
 
+  /** Points a replica stored at `expectedPath` at `newPath` (the same bytes, moved by compaction); 'skip' when it is no longer stored there. */
+  async moveReplica(chunkId: string, replicaId: string, expectedPath: string, newPath: string): Promise<'ok' | 'skip'> {
+    const reply = await this.#scripts.run('cvMoveReplica', [this.#keys.replica(chunkId, replicaId)], { expectedPath, newPath });
+    return oneOf('cvMoveReplica', reply, ['ok', 'skip'] as const);
+  }
+
   /** Notes which chunks a staging segment holds; called once it is durable, before their jobs are queued. */
   async trackSegment(segment: string, chunkIds: readonly string[]): Promise<void> {
     await this.#redis.sadd(this.#keys.staged(segment), ...chunkIds);

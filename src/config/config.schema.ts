@@ -180,6 +180,11 @@ const chunkvaultSchema = z
          * Off by default until packs are compacted after retention (issue 20).
          */
         max_chunk_bytes: nonNegativeInt.max(16 * 1024 * 1024).default(0),
+        /**
+         * The maintenance pass's compaction rewrites a pack whose live records (those the
+         * catalog points at) take less than this share of its bytes, then removes it.
+         */
+        compact_below: z.number().min(0).max(1).default(0.5),
       })
       .strict()
       .prefault({}),

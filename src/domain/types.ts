@@ -71,7 +71,7 @@ export const STORED_CODECS = ['', ...CODECS] as const;
  * The maintenance tasks' names (job data, reports, metric labels). Each has exactly one
  * implementation in maintenance/maintenance-tasks.ts, which the compiler checks.
  */
-export const MAINTENANCE_TASKS = ['retention', 'compression', 'scrub'] as const;
+export const MAINTENANCE_TASKS = ['retention', 'compaction', 'compression', 'scrub'] as const;
 export type MaintenanceTaskName = (typeof MAINTENANCE_TASKS)[number];
 
 export const REPLICA_STATUSES = ['queued', 'stored', 'failed', 'corrupt', 'expired'] as const;

@@ -35,8 +35,8 @@ export const MAX_RECORD_HEADER_BYTES = 64 * 1024;
 /** Packs end in this; nothing else a backend stores does. */
 export const PACK_SUFFIX = '.pack';
 
-/** What a record is: a replica's bytes, named, with the metadata reindex needs. */
-export interface PackRecordHeader {
+/** A record of a replica's bytes, named, with the metadata reindex needs. */
+export interface ReplicaRecordHeader {
   kind: 'replica';
   chunkId: string;
   replicaId: string;
@@ -44,6 +44,13 @@ export interface PackRecordHeader {
   sizeBytes: number;
   metadata?: Record<string, unknown>;
 }
+
+/**
+ * What a record is: a replica's bytes, or the seal its writer appends when it is done with the
+ * pack (rotated, or closed at shutdown): after a seal nothing is ever appended, so the pack
+ * may be compacted while its writer lives on.
+ */
+export type PackRecordHeader = ReplicaRecordHeader | { kind: 'seal'; sealedAtMs: number };
 
 /** Where a record is: its pack (a storage key), the offset of its first byte, its whole length, and where its body starts and how long it is. */
 export interface PackLocation {
@@ -115,6 +122,6 @@ export function decodeRecord(record: Uint8Array): { header: PackRecordHeader; bo
   } catch {
     return { invalid: 'record header is not JSON' };
   }
-  if (header?.kind !== 'replica') return { invalid: 'record header of no known kind' };
+  if (header?.kind !== 'replica' && header?.kind !== 'seal') return { invalid: 'record header of no known kind' };
   return { header, body, length: end, deleted: prefix.deleted };
 }

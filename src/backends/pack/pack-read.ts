@@ -8,7 +8,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { ChecksumMismatchError, NotFoundError } from '../../errors.js';
 import { isErrno } from '../fs-support.js';
-import { decodeRecord, decodeRecordPrefix, DELETED_RECORD_MAGIC, RECORD_PREFIX_BYTES, type PackRecordHeader } from './pack-format.js';
+import { decodeRecord, decodeRecordPrefix, DELETED_RECORD_MAGIC, RECORD_PREFIX_BYTES, type ReplicaRecordHeader } from './pack-format.js';
 
 /** Where a record is in its pack. */
 export interface RecordRange {
@@ -26,7 +26,7 @@ export interface PackedReplicaRef extends RecordRange {
  * when the pack is missing, ends before the record does or the record is marked deleted, and
  * ChecksumMismatchError when the bytes there are not a whole record of that length.
  */
-export async function readPackRecord(file: string, at: RecordRange): Promise<{ header: PackRecordHeader; body: Buffer }> {
+export async function readPackRecord(file: string, at: RecordRange): Promise<{ header: ReplicaRecordHeader; body: Buffer }> {
   const handle = await openPack(file, 'r');
   let record: Buffer;
   try {
@@ -40,7 +40,8 @@ export async function readPackRecord(file: string, at: RecordRange): Promise<{ h
   if ('invalid' in decoded) throw new ChecksumMismatchError(what, 'a whole record', decoded.invalid);
   if (decoded.length !== at.length) throw new ChecksumMismatchError(what, `a record of ${at.length} bytes`, `one of ${decoded.length}`);
   if (decoded.deleted) throw new NotFoundError(`${what}: deleted`);
-  return decoded;
+  if (decoded.header.kind !== 'replica') throw new NotFoundError(`${what}: a ${decoded.header.kind} record, not a replica`);
+  return { header: decoded.header, body: decoded.body };
 }
 
 /** As readPackRecord, for the replica `ref` names: a record of another replica is damage. */

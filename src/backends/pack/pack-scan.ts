@@ -33,6 +33,8 @@ export interface PackScan {
   tornTailAt?: number;
   /** Set when the file does not start as a pack: nothing in it was read. */
   notAPack?: true;
+  /** Its writer sealed it: its last record is a seal, with nothing after it. */
+  sealed: boolean;
 }
 
 /** Reads the pack at `file` whole (packs are bounded by the writer's maxPackBytes) and walks it. */
@@ -42,8 +44,8 @@ export async function scanPack(file: string): Promise<PackScan> {
 }
 
 export function scanPackBytes(bytes: Buffer): PackScan {
-  if (!isPackHeader(bytes)) return { sizeBytes: bytes.byteLength, records: [], damaged: [], notAPack: true };
-  const scan: PackScan = { sizeBytes: bytes.byteLength, records: [], damaged: [] };
+  if (!isPackHeader(bytes)) return { sizeBytes: bytes.byteLength, records: [], damaged: [], notAPack: true, sealed: false };
+  const scan: PackScan = { sizeBytes: bytes.byteLength, records: [], damaged: [], sealed: false };
   let offset = PACK_HEADER_BYTES;
   while (offset < bytes.byteLength) {
     const decoded = decodeRecord(bytes.subarray(offset));
@@ -61,6 +63,7 @@ export function scanPackBytes(bytes: Buffer): PackScan {
     scan.damaged.push({ offset, length: next - offset, problem: decoded.invalid });
     offset = next;
   }
+  scan.sealed = scan.tornTailAt === undefined && scan.records.at(-1)?.header.kind === 'seal';
   return scan;
 }
 

@@ -13,7 +13,12 @@ import type { DurableDirectories } from '../durable-directories.js';
 import type { PackRecordHeader } from './pack-format.js';
 import { packedKeyOf, parsePackedKey, type PackedKey } from './packed-key.js';
 import { markRecordDeleted, readPackRecord, recordInfo } from './pack-read.js';
-import { PackWriter } from './pack-writer.js';
+import { packWriterOf, PackWriter, THIS_HOST_TAG } from './pack-writer.js';
+import { scanPack, sealPack, type PackScan } from './pack-scan.js';
+import { unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { syncDirectory } from '../directory-sync.js';
+import { isErrno, processAlive } from '../fs-support.js';
 
 /** A pack this size is closed and the next append starts another: small enough to rewrite when retention has emptied most of it. */
 export const MAX_PACK_BYTES = 64 * 1024 * 1024;
@@ -93,6 +98,42 @@ export class PackStore {
   /** Marks the record deleted in its pack; nothing when it is not there. */
   async delete(packed: PackedKey): Promise<void> {
     await markRecordDeleted(this.#options.pathOf(packed.pack), packed);
+  }
+
+  /** Walks the pack `packKey` from its bytes (scanPack). */
+  scan(packKey: string): Promise<PackScan> {
+    return scanPack(this.#options.pathOf(packKey));
+  }
+
+  /**
+   * Whether no writer will append to the pack `packKey` (scanned as `scan`, modified at
+   * `modifiedAt`) again: its writer sealed it, or the writer its name names is gone: a dead
+   * process of this host, or on another host one that has not touched it for `staleAfterMs`
+   * (as temp files of other hosts are judged). A pack with no such name counts as another
+   * host's.
+   */
+  isFree(packKey: string, scan: PackScan, modifiedAt: Date, staleAfterMs: number, now = Date.now()): boolean {
+    if (scan.sealed) return true;
+    const writer = packWriterOf(path.posix.basename(packKey));
+    if (writer?.hostTag === THIS_HOST_TAG) return !processAlive(writer.pid);
+    return now - modifiedAt.getTime() > staleAfterMs;
+  }
+
+  /** Cuts the torn tail of a pack no writer appends to any more (sealPack). */
+  async cutTornTail(packKey: string): Promise<void> {
+    await sealPack(this.#options.pathOf(packKey));
+  }
+
+  /** Removes the pack `packKey` durably (its directory fsynced); nothing when it is gone. */
+  async remove(packKey: string): Promise<void> {
+    const file = this.#options.pathOf(packKey);
+    try {
+      await unlink(file);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return;
+      throw error;
+    }
+    await syncDirectory(path.dirname(file));
   }
 
   /** Closes every open pack once its appends are durable. */

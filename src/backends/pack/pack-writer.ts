@@ -14,7 +14,8 @@
  * or by a cut that failed is never read (no catalog record points into it) and is found
  * and cut off by sealPack.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { BackendIoError } from '../../errors.js';
@@ -31,7 +32,12 @@ export interface PackWriterOptions {
   maxPackBytes: number;
   /** Bound on the bytes one commit writes; the rest waits for the next. */
   maxBatchBytes?: number;
+  /** The open pack is sealed after no append for this long (SEAL_AFTER_IDLE_MS). */
+  sealAfterIdleMs?: number;
 }
+
+/** How long an open pack waits for appends before it is sealed and closed. */
+export const SEAL_AFTER_IDLE_MS = 30_000;
 
 interface PendingAppend {
   pieces: Buffer[];
@@ -61,6 +67,8 @@ export class PackWriter {
   #draining = false;
   #pack: OpenPack | undefined;
   #closed = false;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #sealWhenIdle = false;
   /** Commits (fdatasyncs that made appends durable) and appends made durable, for tests and metrics. */
   readonly counts = { commits: 0, appends: 0, packsStarted: 0 };
 
@@ -75,24 +83,34 @@ export class PackWriter {
     const pieces = encodeRecord(header, body);
     return new Promise<PackLocation>((resolve, reject) => {
       this.#queue.push({ pieces, length: pieces.reduce((n, p) => n + p.byteLength, 0), headerLength: pieces[1]!.byteLength, bodyLength: body.byteLength, resolve, reject });
-      if (!this.#draining) {
-        this.#draining = true;
-        // Started a microtask later, so appends made in one go share the first commit too.
-        this.#flushing = Promise.resolve().then(() => this.#flushAll());
-      }
+      this.#kick();
     });
   }
 
-  /** Waits for every append made so far, then closes the open pack. Appends after this are refused. */
+  /** Waits for every append made so far, then closes the open pack, sealed. Appends after this are refused. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#idleTimer);
     await this.#flushing;
     await this.#retire();
   }
 
+  /** Starts draining the queue unless a drain runs: a microtask later, so appends made in one go share the first commit too. */
+  #kick(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#flushing = Promise.resolve().then(() => this.#flushAll());
+  }
+
   async #flushAll(): Promise<void> {
     try {
-      while (this.#queue.length > 0) await this.#commit(this.#takeBatch());
+      for (;;) {
+        if (this.#queue.length > 0) await this.#commit(this.#takeBatch());
+        else if (this.#sealWhenIdle) {
+          this.#sealWhenIdle = false;
+          await this.#retire();
+        } else break;
+      }
     } finally {
       // Reached in the same synchronous step as the loop's last look at the queue, so an
       // append made after that look starts a new drain and none waits for an ended one.
@@ -112,6 +130,13 @@ export class PackWriter {
       pack.end = start + bytes;
       this.counts.commits += 1;
       this.counts.appends += batch.length;
+      // A pack no one appends to for a while is sealed, so compaction can take it (a date
+      // partition's pack of yesterday would otherwise stay open as long as the process).
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = setTimeout(() => {
+        this.#sealWhenIdle = true;
+        this.#kick();
+      }, this.#options.sealAfterIdleMs ?? SEAL_AFTER_IDLE_MS).unref();
       let offset = start;
       for (const a of batch) {
         const bodyOffset = offset + RECORD_PREFIX_BYTES + a.headerLength;
@@ -140,7 +165,7 @@ export class PackWriter {
     const current = this.#pack;
     if (current && (current.end === PACK_HEADER_BYTES || current.end + bytes <= this.#options.maxPackBytes)) return current;
     await this.#retire();
-    const name = `pack-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}${PACK_SUFFIX}`;
+    const name = packName();
     const file = path.join(this.#options.dir, name);
     const handle = await this.#options.directories.creatingIn(this.#options.dir, () => open(file, 'wx'));
     try {
@@ -157,11 +182,22 @@ export class PackWriter {
     return this.#pack;
   }
 
-  /** Closes the open pack; it keeps every committed record. */
+  /**
+   * Closes the open pack, sealed: a seal record after its last committed one says nothing will
+   * be appended again, so compaction may take it while this process lives on. A seal that
+   * fails to land leaves the pack unsealed, which compaction takes once this process is gone.
+   */
   async #retire(): Promise<void> {
     const pack = this.#pack;
     this.#pack = undefined;
-    await pack?.handle.close().catch(() => undefined);
+    if (!pack) return;
+    try {
+      await writeAllAt(pack.handle, encodeRecord({ kind: 'seal', sealedAtMs: Date.now() }, new Uint8Array(0)), pack.end);
+      await pack.handle.datasync();
+    } catch {
+      await pack.handle.truncate(pack.end).catch(() => undefined);
+    }
+    await pack.handle.close().catch(() => undefined);
   }
 
   /** After a failed write or sync: cut what was written past the committed end (best effort) and never use the pack again. */
@@ -170,6 +206,20 @@ export class PackWriter {
     await pack.handle.truncate(pack.end).catch(() => undefined);
     await pack.handle.close().catch(() => undefined);
   }
+}
+
+/** This host, as pack names carry it: enough to tell this host's packs from others'. */
+export const THIS_HOST_TAG = createHash('sha1').update(hostname()).digest('hex').slice(0, 8);
+
+/** A new pack's name: when it was started, by which host and process (pack-<ms36>-<host>-<pid>-<random>.pack). */
+function packName(): string {
+  return `pack-${Date.now().toString(36)}-${THIS_HOST_TAG}-${process.pid}-${randomBytes(4).toString('hex')}${PACK_SUFFIX}`;
+}
+
+/** The host and process that started the pack named `name`, if the name says. */
+export function packWriterOf(name: string): { hostTag: string; pid: number } | undefined {
+  const match = /^pack-[0-9a-z]+-([0-9a-f]{8})-(\d+)-[0-9a-f]+\.pack$/.exec(name);
+  return match ? { hostTag: match[1]!, pid: Number(match[2]) } : undefined;
 }
 
 /** The storage key of file `name` in the directory with key `dirKey`. */
