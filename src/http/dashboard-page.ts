@@ -32,7 +32,7 @@ export interface StatisticsPageView {
 const QUEUE_DESCRIPTIONS: Readonly<Record<string, string>> = {
   replicas: 'replica writes and repairs',
   chunks: 'chunk completion, which feeds checkpoints',
-  maintenance: 'retention, compression and scrub passes',
+  maintenance: 'retention, compaction, compression and scrub passes',
 };
 
 /** A queue's description, shown on this page and in Bull Board (a per-backend replica queue names its backend). */
