@@ -10,7 +10,7 @@ import type { ChecksumAlgorithm } from '../../domain/types.js';
 import { ChecksumMismatchError, SizeMismatchError } from '../../errors.js';
 import { newHash } from '../../integrity/checksum.js';
 import type { DurableDirectories } from '../durable-directories.js';
-import type { PackRecordHeader } from './pack-format.js';
+import { decodeRecord, type PackLocation, type PackRecordHeader } from './pack-format.js';
 import { packedKeyOf, parsePackedKey, type PackedKey } from './packed-key.js';
 import { markRecordDeleted, readPackRecord, recordInfo } from './pack-read.js';
 import { packWriterOf, PackWriter, THIS_HOST_TAG } from './pack-writer.js';
@@ -44,10 +44,13 @@ export class PackStore {
 
   /** Appends `body` to a pack in the directory of `key` (the key it would have as a file); resolves with its packed key once durable. */
   async append(key: string, header: PackRecordHeader, body: Uint8Array): Promise<string> {
+    return packedKeyOf((await this.#appendTo(key, header, body)).location);
+  }
+
+  async #appendTo(key: string, header: PackRecordHeader, body: Uint8Array): Promise<{ location: PackLocation; writer: PackWriter }> {
     const slash = key.lastIndexOf('/');
-    const dirKey = slash < 0 ? '' : key.slice(0, slash);
-    const location = await this.#writerFor(dirKey).append(header, body);
-    return packedKeyOf(location);
+    const writer = this.#writerFor(slash < 0 ? '' : key.slice(0, slash));
+    return { location: await writer.append(header, body), writer };
   }
 
   /**
@@ -60,9 +63,13 @@ export class PackStore {
     if (actual !== options.checksum) throw new ChecksumMismatchError(`storage key ${key}`, options.checksum, actual);
     const { chunkId, replicaId, metadata } = options;
     const header: PackRecordHeader = { kind: 'replica', chunkId, replicaId, checksum: `${options.algorithm}:${actual}`, sizeBytes: body.byteLength, ...(metadata ? { metadata } : {}) };
-    const packedKey = await this.append(key, header, body);
+    const { location, writer } = await this.#appendTo(key, header, body);
+    const packedKey = packedKeyOf(location);
     const started = process.hrtime.bigint();
-    const back = await this.body(parsePackedKey(packedKey)!);
+    // Through the writer's own handle while the pack is still open (no open and close per
+    // replica), else from the file; either way one pread of the durable record, checked whole.
+    const record = await writer.readBack(location);
+    const back = record ? checkedBody(record, location, chunkId, replicaId) : await this.body(parsePackedKey(packedKey)!);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return { key: packedKey, receipt: { readBack: { checksum: newHash(options.algorithm).update(back).digest('hex'), sizeBytes: back.byteLength, seconds } } };
   }
@@ -165,3 +172,13 @@ export class PackStore {
   }
 }
 
+/** The body of `record` (read back from `location`) once it is whole and the replica's own; ChecksumMismatchError otherwise. */
+function checkedBody(record: Buffer, location: PackLocation, chunkId: string, replicaId: string): Buffer {
+  const decoded = decodeRecord(record);
+  const what = `replica ${replicaId} in pack ${location.pack} at ${location.offset}`;
+  if ('invalid' in decoded) throw new ChecksumMismatchError(what, 'a whole record', decoded.invalid);
+  if (decoded.header.kind !== 'replica' || decoded.header.chunkId !== chunkId || decoded.header.replicaId !== replicaId || decoded.length !== location.length) {
+    throw new ChecksumMismatchError(what, `the record of ${chunkId}/${replicaId}`, 'another record');
+  }
+  return decoded.body;
+}

@@ -87,6 +87,22 @@ export class PackWriter {
     });
   }
 
+  /**
+   * The whole record at `location` read through this writer's own handle, when its pack is
+   * the one open now; undefined otherwise (the caller reads the file). Never throws.
+   */
+  async readBack(location: PackLocation): Promise<Buffer | undefined> {
+    const pack = this.#pack;
+    if (!pack || keyOf(this.#options.dirKey, pack.name) !== location.pack || location.offset + location.length > pack.end) return undefined;
+    try {
+      const record = Buffer.allocUnsafe(location.length);
+      const { bytesRead } = await pack.handle.read(record, 0, location.length, location.offset);
+      return bytesRead === location.length ? record : undefined;
+    } catch {
+      return undefined; // closed meanwhile (sealed, rotated): the file is still there to read
+    }
+  }
+
   /** Waits for every append made so far, then closes the open pack, sealed. Appends after this are refused. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -167,7 +183,8 @@ export class PackWriter {
     await this.#retire();
     const name = packName();
     const file = path.join(this.#options.dir, name);
-    const handle = await this.#options.directories.creatingIn(this.#options.dir, () => open(file, 'wx'));
+    // Open for reading too, so an append's read-back needs no open of its own (readBack).
+    const handle = await this.#options.directories.creatingIn(this.#options.dir, () => open(file, 'wx+'));
     try {
       await writeAllAt(handle, [packHeader(Date.now())], 0);
       // The pack's name must survive a crash before any record in it is acknowledged; its
