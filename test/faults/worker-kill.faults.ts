@@ -4,6 +4,7 @@
  * was acknowledged reads back exactly, nothing torn or temp is left, every stored chunk is in
  * exactly one checkpoint, the catalog matches the disk, and no replica job was lost.
  */
+import { readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../../src/app.js';
@@ -31,13 +32,15 @@ afterAll(async () => {
 });
 
 describe('worker processes killed with SIGKILL at random moments', () => {
-  for (const [run, fallbackSeed] of [101, 202].entries()) {
+  // The third run keeps replicas up to 64 KiB in pack files: a kill lands mid-append too.
+  for (const [run, [fallbackSeed, packing]] of ([[101, 0], [202, 0], [303, 64 * 1024]] as const).entries()) {
     const seed = scenarioSeed(fallbackSeed);
-    it(`run ${run + 1} (seed ${seed}): every invariant holds after repeated kills and restarts`, async () => {
+    const packed = packing > 0 ? ', small replicas in pack files' : '';
+    it(`run ${run + 1} (seed ${seed}${packed}): every invariant holds after repeated kills and restarts`, async () => {
       const started = Date.now();
       env = await makeTestEnv({
         storage: { organization: { checkpoint_interval_chunks: 25 }, performance: { max_concurrent_writes: 8 } },
-        chunkvault: { retry: { attempts: 8, backoff_ms: 50 } },
+        chunkvault: { retry: { attempts: 8, backoff_ms: 50 }, packing: { max_chunk_bytes: packing } },
       });
       vault = await openVault(env);
       fleet = new WorkerFleet(env);
@@ -74,6 +77,9 @@ describe('worker processes killed with SIGKILL at random moments', () => {
       // sweep: at most the writes in flight on each killed worker, never the rule.
       expect(report.counts.stagedOrphansSwept).toBeLessThanOrEqual(kills * 8);
       expect(report.counts.acknowledgedChunks).toBeGreaterThan(workload.chunks.length * 0.9);
+      const packFiles = (await readdir(env.basePath, { recursive: true })).filter((name) => name.endsWith('.pack'));
+      if (packing > 0) expect(packFiles.length).toBeGreaterThan(0);
+      else expect(packFiles).toEqual([]);
     });
   }
 });

@@ -27,6 +27,8 @@ import { LocalBackend } from '../../../src/backends/local.backend.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/manifest.js';
 import { METADATA_SUFFIX, RESERVED_KEY_PREFIX, isDataKey } from '../../../src/storage/storage-layout.js';
 import type { Acknowledgements, Workload } from './workload.js';
+import { PACK_SUFFIX } from '../../../src/backends/pack/pack-format.js';
+import { packedKeyOf } from '../../../src/backends/pack/packed-key.js';
 import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
 import { JOURNAL_DIR } from '../../../src/catalog/metadata-journal.js';
 import type { Sidecar } from '../../../src/catalog/sidecar.js';
@@ -211,11 +213,13 @@ export async function checkInvariants(
   for (const backend of vault.backends.all()) {
     const keys: string[] = [];
     const dataKeys: string[] = [];
+    const packKeys: string[] = [];
     for await (const object of backend.list('')) {
       // chunkvault's own objects: manifests (checked below), the marker, staged bytes in this bucket.
       if (object.key.startsWith(RESERVED_KEY_PREFIX)) continue;
       keys.push(object.key);
       if (isDataKey(object.key)) dataKeys.push(object.key);
+      else if (backend.packs && object.key.endsWith(PACK_SUFFIX)) packKeys.push(object.key);
       else if (!object.key.endsWith(METADATA_SUFFIX) && !object.key.startsWith(`${JOURNAL_DIR}/`)) {
         violate('torn', `${backend.name}:${object.key}: an object that is neither data, metadata, a checkpoint nor the storage marker`);
       }
@@ -226,6 +230,20 @@ export async function checkInvariants(
       for await (const entry of vault.metadata.of(backend).current(keys)) {
         if ('problem' in entry) violate('torn', entry.problem);
         else metadata.set(entry.sidecar.path, entry.sidecar);
+      }
+    }
+    // A pack's live records are data objects under their packed keys. A record no catalog
+    // record points at is a write that was retried or a compaction's leftover (dropped when
+    // the pack is compacted); damage inside a pack is a violation, a torn tail is not (a
+    // writer killed mid-append leaves one, which nothing acknowledged and nothing reads).
+    for (const packKey of packKeys) {
+      const scan = await backend.packs!.scan(packKey);
+      if (scan.notAPack) violate('torn', `${backend.name}:${packKey}: a .pack file that is not a pack`);
+      for (const damage of scan.damaged) violate('torn', `${backend.name}:${packKey}: ${damage.length} damaged bytes at ${damage.offset} (${damage.problem})`);
+      for (const record of scan.records) {
+        if (record.deleted || record.header.kind !== 'replica') continue;
+        const key = packedKeyOf({ pack: packKey, ...record });
+        if (byLocation.has(`${backend.name}\0${key}`)) dataKeys.push(key);
       }
     }
     report.counts.dataObjects += dataKeys.length;
