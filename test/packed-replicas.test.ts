@@ -201,5 +201,29 @@ describe('packed replicas', () => {
     expect(await v.getChunk('new_0')).toEqual(keptTasks[0]!.chunkData);
     expect((await v.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + DAY })).scrub).toMatchObject({ replicasChecked: 2, corruptFound: 0 });
   });
+
+  it('are compressed once aged into new records of a pack, read back decoded; the originals are marked deleted and compaction takes them', async () => {
+    let v = await start({ storage: { cleanup: { compression_age_days: 7 } } });
+    const tasks = seedTasks(3, 2); // 'test data i' repeated: compresses well
+    const results = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const report = await v.maintenance.runPass({ tasks: ['compression'], now: () => Date.now() + 8 * DAY });
+    expect(report.compression).toMatchObject({ replicasCompressed: 6 });
+    for (const r of results) {
+      const record = (await v.catalog.getReplica(r.chunkId, r.replicaId))!;
+      expect(record).toMatchObject({ codec: 'zstd' });
+      expect(parsePackedKey(record.path)).toBeDefined();
+      expect(record.path).not.toBe(r.storagePath);
+      expect(record.storedBytes).toBeLessThan(r.sizeBytes / 10);
+      expect(await v.backends.byName('local')!.head(r.storagePath)).toBeUndefined(); // the original: deleted in its pack
+    }
+    for (const t of tasks) expect(await v.getChunk(t.chunkId)).toEqual(t.chunkData);
+    expect((await v.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + 9 * DAY })).scrub).toMatchObject({ replicasChecked: 6, corruptFound: 0 });
+    await v.close();
+    vault = v = await openVault(env);
+    const compaction = await v.maintenance.runPass({ tasks: ['compaction'] });
+    expect(compaction.compaction).toMatchObject({ packsCompacted: 1, replicasMoved: 6 });
+    expect(compaction.compaction!.bytesAfter).toBeLessThan(compaction.compaction!.bytesBefore / 5);
+    for (const t of tasks) expect(await v.getChunk(t.chunkId)).toEqual(t.chunkData);
+  });
 });
 

@@ -60,16 +60,12 @@ export class Compression {
     this.#deps = deps;
   }
 
-  /**
-   * Stored, uncompressed replicas of settled chunks stored before the cutoff, oldest first.
-   * Packed replicas are left out: a pack is compressed as a whole or not at all (issue 20),
-   * and one compressed on its own would leave its pack's record behind as a file of its own.
-   */
+  /** Stored, uncompressed replicas of settled chunks stored before the cutoff, oldest first. */
   async plan(nowMs: number): Promise<{ cutoff: string; items: CompressionItem[]; more: boolean }> {
     const { config, catalog } = this.#deps;
     const cutoffMs = nowMs - config.storage.cleanup.compression_age_days * DAY_MS;
     const limit = config.chunkvault.maintenance.compress_replicas_per_pass;
-    const { items, more } = await agedReplicas(catalog, cutoffMs, limit, (r) => r.status === 'stored' && r.codec === '' && parsePackedKey(r.path) === undefined);
+    const { items, more } = await agedReplicas(catalog, cutoffMs, limit, (r) => r.status === 'stored' && r.codec === '');
     return { cutoff: new Date(cutoffMs).toISOString(), items, more };
   }
 
@@ -106,13 +102,15 @@ export class Compression {
     const { catalog, backends } = this.#deps;
     let finished = 0;
     for (const member of await catalog.compressionsInFlight()) {
-      const [chunkId, replicaId, backendName, compressedKey] = member.split('\n') as [string, string, string, string];
+      // A packed replica's member also names its original record (a compressed record's key
+      // does not say where the original was, as a file's codec suffix does).
+      const [chunkId, replicaId, backendName, compressedKey, originalKey] = member.split('\n') as [string, string, string, string, string?];
       const backend = backends.byName(backendName);
       if (!backend) continue;
       const record = await catalog.getReplica(chunkId, replicaId);
       // The catalog decides which object is the replica; the other one is the leftover.
       const compressedWon = record?.path === compressedKey;
-      await backend.delete(compressedWon ? withoutCodecSuffix(compressedKey) : compressedKey);
+      await backend.delete(compressedWon ? (originalKey ?? withoutCodecSuffix(compressedKey)) : compressedKey);
       // The metadata may already name the compressed object: make it name the original again.
       if (!compressedWon) await this.#recordMetadataOf(backend, record);
       await catalog.endCompression(member);
@@ -143,15 +141,20 @@ export class Compression {
     const compressed = Buffer.concat(pieces);
     if (compressed.byteLength >= record.sizeBytes) return undefined;
 
-    const compressedKey = record.path + CODEC_SUFFIX[codec];
-    await backend.put(compressedKey, compressed, { sizeBytes: compressed.byteLength, checksum: hash('sha256', compressed, 'hex'), algorithm: 'sha256' });
+    // A file's compressed object goes beside it (<key>.zst); a packed replica's into a new
+    // record of a pack in the same directory, the original record marked deleted at the end.
+    const packed = parsePackedKey(record.path) !== undefined && backend.putPacked !== undefined;
+    const options = { sizeBytes: compressed.byteLength, checksum: hash('sha256', compressed, 'hex'), algorithm: 'sha256' as const };
+    let compressedKey = record.path + CODEC_SUFFIX[codec];
+    if (packed) ({ key: compressedKey } = await backend.putPacked!(record.path, compressed, { ...options, chunkId: record.chunkId, replicaId: record.replicaId, metadata: { codec } }));
+    else await backend.put(compressedKey, compressed, options);
     const check = await checksumOfStream(decoded(await backend.get(compressedKey), codec), record.algorithm);
     if (check.checksum !== record.checksum || check.sizeBytes !== record.sizeBytes) {
       await backend.delete(compressedKey);
       throw new Error(`compression of ${record.path} does not decode to the chunk (${check.checksum}, ${check.sizeBytes} bytes); left uncompressed`);
     }
 
-    const member = [record.chunkId, record.replicaId, record.backend, compressedKey].join('\n');
+    const member = [record.chunkId, record.replicaId, record.backend, compressedKey, ...(packed ? [record.path] : [])].join('\n');
     await catalog.beginCompression(member);
     if (config.storage.integrity.store_metadata) {
       const chunk = await catalog.getChunk(record.chunkId);
