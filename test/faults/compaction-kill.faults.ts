@@ -8,32 +8,20 @@
 import { readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { Chunkvault } from '../../src/app.js';
-import { makeTestEnv, openVault, runCli, spawnCli, type TestEnv } from '../support/harness.js';
+import { describe, expect, it } from 'vitest';
+import { makeTestEnv, openVault, runCli, spawnCli } from '../support/harness.js';
 import { Acknowledgements, Rng, Workload, scenarioSeed } from './support/workload.js';
 import { checkInvariants, expectInvariants } from './support/invariants.js';
 import { FigureRecorder } from './support/figures.js';
 import { WorkerFleet } from './support/worker-fleet.js';
 import { queuesDrained } from './support/scenario-run.js';
+import { scenarioState } from './support/scenario-state.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const REPRODUCE = 'npx vitest run --config vitest.faults.config.ts test/faults/compaction-kill.faults.ts';
 const figures = new FigureRecorder('compaction-kill', 'SIGKILL `chunkvault compact` while it rewrites packs retention emptied, again and again; then let it finish', REPRODUCE);
 
-let env: TestEnv | undefined;
-let vault: Chunkvault | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.close();
-  await vault?.close();
-  await env?.cleanup();
-  fleet = vault = env = undefined;
-});
-afterAll(async () => {
-  await figures.write();
-});
+const state = scenarioState(figures);
 
 /** Every pack file under `dir`, relative. */
 async function packsUnder(dir: string): Promise<string[]> {
@@ -44,13 +32,12 @@ describe('compaction killed while it rewrites packs', () => {
   const seed = scenarioSeed(707);
   it(`seed ${seed}: every replica retention kept stays readable after each kill, and every invariant holds`, async () => {
     const started = Date.now();
-    env = await makeTestEnv({
+    const env = (state.env = await makeTestEnv({
       storage: { organization: { checkpoint_interval_chunks: 25 }, cleanup: { retention_days: 30, enable_auto_cleanup: false } },
       chunkvault: { packing: { max_chunk_bytes: 64 * 1024 } },
-    });
-    vault = await openVault(env);
-    const v = vault;
-    fleet = new WorkerFleet(env);
+    }));
+    const v = (state.vault = await openVault(env));
+    const fleet = (state.fleet = new WorkerFleet(env));
     await fleet.start(2);
     const rng = new Rng(seed);
     const workload = new Workload({ seed, chunks: 300, maxBytes: 48 * 1024 });
