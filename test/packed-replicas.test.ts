@@ -13,7 +13,9 @@ import { parsePackedKey } from '../src/backends/pack/packed-key.js';
 import { scanPack } from '../src/backends/pack/pack-scan.js';
 import type { StoredChunk } from '../src/domain/types.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
-import { journalMetadata, makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { failingBackends, journalMetadata, makeTestEnv, openVault, seedTasks, waitFor, type TestEnv } from './support/harness.js';
+import { Compression } from '../src/maintenance/compression.js';
+import { createLogger } from '../src/logging/logger.js';
 
 const DAY = 24 * 3600 * 1000;
 const PACKING = { chunkvault: { packing: { max_chunk_bytes: 64 * 1024 } } };
@@ -224,6 +226,26 @@ describe('packed replicas', () => {
     expect(compaction.compaction).toMatchObject({ packsCompacted: 1, replicasMoved: 6 });
     expect(compaction.compaction!.bytesAfter).toBeLessThan(compaction.compaction!.bytesBefore / 5);
     for (const t of tasks) expect(await v.getChunk(t.chunkId)).toEqual(t.chunkData);
+  });
+
+  it('have a compression that died after the catalog switched, before the original was marked deleted, finished by the next pass', async () => {
+    const v = await start({ storage: { cleanup: { compression_age_days: 7 } } });
+    const tasks = seedTasks(1, 1);
+    const [result] = await (await v.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const backends = failingBackends(v.config, 'delete', /\.pack#/);
+    const crashing = new Compression({ config: v.config, catalog: v.catalog, metadata: v.metadata, backends, logger: createLogger('silent') });
+    await expect(crashing.run(Date.now() + 8 * DAY, false)).rejects.toThrow(/simulated crash/);
+    await backends.close();
+    const record = (await v.catalog.getReplica(result!.chunkId, result!.replicaId))!;
+    expect(record).toMatchObject({ codec: 'zstd' });
+    const local = v.backends.byName('local')!;
+    expect(await local.head(result!.storagePath)).toBeDefined(); // the original is still live in its pack
+
+    const report = await v.maintenance.runPass({ tasks: ['compression'], now: () => Date.now() + 8 * DAY });
+    expect(report.compression).toMatchObject({ recovered: 1 });
+    expect(await local.head(result!.storagePath)).toBeUndefined(); // the original, not the compressed record
+    expect(await local.head(record.path)).toBeDefined();
+    expect(await v.getChunk(result!.chunkId)).toEqual(tasks[0]!.chunkData);
   });
 });
 
