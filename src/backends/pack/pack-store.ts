@@ -13,7 +13,7 @@ import type { DurableDirectories } from '../durable-directories.js';
 import { decodeRecord, type PackLocation, type PackRecordHeader } from './pack-format.js';
 import { packedKeyOf, parsePackedKey, type PackedKey } from './packed-key.js';
 import { markRecordDeleted, readPackRecord, recordInfo } from './pack-read.js';
-import { packWriterOf, PackWriter, THIS_HOST_TAG } from './pack-writer.js';
+import { packWriterOf, PackWriter, SEAL_AFTER_IDLE_MS, THIS_HOST_TAG } from './pack-writer.js';
 import { scanPack, sealPack, type PackScan } from './pack-scan.js';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -117,10 +117,13 @@ export class PackStore {
    * `modifiedAt`) again: its writer sealed it, or the writer its name names is gone: a dead
    * process of this host, or on another host one that has not touched it for `staleAfterMs`
    * (as temp files of other hosts are judged). A pack with no such name counts as another
-   * host's.
+   * host's. An unsealed pack must also have been left alone for twice the time after which a
+   * live writer seals an idle pack: a writer taken for dead by mistake (two hosts of one name)
+   * would be appending to it, or would have sealed it.
    */
   isFree(packKey: string, scan: PackScan, modifiedAt: Date, staleAfterMs: number, now = Date.now()): boolean {
     if (scan.sealed) return true;
+    if (now - modifiedAt.getTime() < 2 * SEAL_AFTER_IDLE_MS) return false;
     const writer = packWriterOf(path.posix.basename(packKey));
     if (writer?.hostTag === THIS_HOST_TAG) return !processAlive(writer.pid);
     return now - modifiedAt.getTime() > staleAfterMs;
