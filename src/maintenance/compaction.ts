@@ -106,10 +106,13 @@ export class Compaction {
   async #compact(backend: Backend, candidate: Candidate): Promise<void> {
     const { catalog, metadata, config } = this.#deps;
     const packs = backend.packs!;
-    for (const { record, replica } of candidate.live) {
+    // All copies appended at once, so they share the writer's commits (one fdatasync for the
+    // lot, not one per record); nothing points at them yet.
+    const copies = await Promise.all(candidate.live.map(async ({ record }) =>
+      packs.append(candidate.pack, record.header, await packs.body({ pack: candidate.pack, offset: record.offset, length: record.length }))));
+    for (const [i, { record, replica }] of candidate.live.entries()) {
       const oldKey = packedKeyOf({ pack: candidate.pack, ...record });
-      const body = await packs.body({ pack: candidate.pack, offset: record.offset, length: record.length });
-      const newKey = await packs.append(candidate.pack, record.header, body);
+      const newKey = copies[i]!;
       const createdAtMs = Date.parse((await catalog.getChunk(replica.chunkId))?.createdAt ?? '') || Date.parse(replica.storedAt);
       // Metadata first: reindex after a crash here finds the copy, which is whole and durable.
       if (config.storage.integrity.store_metadata) await metadata.of(backend).record({ ...replica, path: newKey, createdAtMs });

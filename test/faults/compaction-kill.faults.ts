@@ -76,7 +76,7 @@ describe('compaction killed while it rewrites packs', () => {
           if (!copying) await sleep(5);
         }
         if (!copying) break; // it ended without copying anything: nothing left to interrupt
-        await sleep(rng.int(0, 250));
+        await sleep(rng.int(0, 60));
         if (child.exitCode !== null) break;
         child.kill('SIGKILL');
         await child.done;
