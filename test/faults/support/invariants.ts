@@ -28,7 +28,7 @@ import { CHECKPOINT_KEY_PREFIX, parseManifest } from '../../../src/checkpoints/m
 import { METADATA_SUFFIX, RESERVED_KEY_PREFIX, isDataKey } from '../../../src/storage/storage-layout.js';
 import type { Acknowledgements, Workload } from './workload.js';
 import { PACK_SUFFIX } from '../../../src/backends/pack/pack-format.js';
-import { packedKeyOf } from '../../../src/backends/pack/packed-key.js';
+import { packedKeyOf, parsePackedKey } from '../../../src/backends/pack/packed-key.js';
 import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
 import { JOURNAL_DIR } from '../../../src/catalog/metadata-journal.js';
 import type { Sidecar } from '../../../src/catalog/sidecar.js';
@@ -234,12 +234,21 @@ export async function checkInvariants(
     }
     // A pack's live records are data objects under their packed keys. A record no catalog
     // record points at is a write that was retried or a compaction's leftover (dropped when
-    // the pack is compacted); damage inside a pack is a violation, a torn tail is not (a
-    // writer killed mid-append leaves one, which nothing acknowledged and nothing reads).
+    // the pack is compacted), and a torn tail is what a writer killed mid-append leaves:
+    // neither was acknowledged, nothing reads them. Damage inside a pack is a violation where
+    // a stored replica lies in it (verifyObject then names that replica too); damage no
+    // record points into any more (repaired elsewhere) waits for compaction.
     for (const packKey of packKeys) {
       const scan = await backend.packs!.scan(packKey);
       if (scan.notAPack) violate('torn', `${backend.name}:${packKey}: a .pack file that is not a pack`);
-      for (const damage of scan.damaged) violate('torn', `${backend.name}:${packKey}: ${damage.length} damaged bytes at ${damage.offset} (${damage.problem})`);
+      for (const damage of scan.damaged) {
+        for (const [location, record] of byLocation) {
+          const at = location.startsWith(`${backend.name}\0`) ? parsePackedKey(record.path) : undefined;
+          if (record.status === 'stored' && at?.pack === packKey && at.offset < damage.offset + damage.length && damage.offset < at.offset + at.length) {
+            violate('torn', `${backend.name}:${record.path}: replica ${record.replicaId} of ${record.chunkId} lies in ${damage.length} damaged bytes at ${damage.offset} (${damage.problem})`);
+          }
+        }
+      }
       for (const record of scan.records) {
         if (record.deleted || record.header.kind !== 'replica') continue;
         const key = packedKeyOf({ pack: packKey, ...record });
