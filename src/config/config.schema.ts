@@ -177,9 +177,8 @@ const chunkvaultSchema = z
          * Replicas up to this many bytes on the local backend are appended to pack files
          * (src/backends/pack/: one open pack per worker process and partition, appends that
          * wait together share one fdatasync) instead of a file each; 0: every replica a file.
-         * Off by default until packs are compacted after retention (issue 20).
          */
-        max_chunk_bytes: nonNegativeInt.max(16 * 1024 * 1024).default(0),
+        max_chunk_bytes: nonNegativeInt.max(16 * 1024 * 1024).default(256 * 1024),
         /**
          * The maintenance pass's compaction rewrites a pack whose live records (those the
          * catalog points at) take less than this share of its bytes, then removes it.

@@ -50,6 +50,8 @@ export async function makeTestEnv(overrides: DeepPartial<Record<string, unknown>
       redis: { url: redisUrl, prefix },
       staging: { dir: path.join(dir, 'staging') },
       retry: { attempts: 3, backoff_ms: 50 },
+      // A file per replica, as most tests look for them; the packed ones turn packing on.
+      packing: { max_chunk_bytes: 0 },
       worker: { lock_duration_ms: 2000, stalled_interval_ms: 1000, shutdown_timeout_ms: 10_000 },
       log_level: 'warn',
     },
