@@ -12,7 +12,9 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidInputError } from '../errors.js';
 import { HASH_SLICE_BYTES, checksumOfStream } from '../integrity/checksum.js';
 import type { ChecksumAlgorithm } from '../domain/types.js';
-import type { PackStore } from './pack/pack-store.js';
+import type { PackRecordHeader } from './pack/pack-format.js';
+import type { PackScan } from './pack/pack-scan.js';
+import type { PackedKey } from './pack/packed-key.js';
 
 export interface PutOptions {
   /** Exact length the body must have. */
@@ -37,6 +39,25 @@ export interface PutReceipt {
    * more, so verify_on_write takes that check as the object's (README, Guarantees).
    */
   linkedToCheckedSource?: true;
+}
+
+/**
+ * The pack files of a backend that keeps small replicas in packs (the local backend's
+ * PackStore, src/backends/pack/pack-store.ts): what compaction reads and rewrites them with.
+ */
+export interface PackFiles {
+  /** Walks the pack from its bytes: its records, damage, a torn tail, whether it is sealed. */
+  scan(packKey: string): Promise<PackScan>;
+  /** Whether no writer will append to the pack again (sealed, or its writer gone and the pack left alone). */
+  isFree(packKey: string, scan: PackScan, modifiedAt: Date, staleAfterMs: number, now?: number): boolean;
+  /** Cuts the torn tail of a pack no writer appends to any more. */
+  cutTornTail(packKey: string): Promise<void>;
+  /** Removes the pack durably; nothing when it is gone. */
+  remove(packKey: string): Promise<void>;
+  /** Appends a record to a pack in the directory of `key`; resolves with its packed key once durable. */
+  append(key: string, header: PackRecordHeader, body: Uint8Array): Promise<string>;
+  /** The checked body of the live record at `packed`. */
+  body(packed: PackedKey): Promise<Buffer>;
 }
 
 /** What a packed record names, so the pack alone says whose bytes it holds (reindex, compaction). */
@@ -84,7 +105,7 @@ export interface Backend {
   readonly location: string;
 
   /** The backend's pack files, where it keeps small replicas in packs (putPacked): what compaction works on. */
-  readonly packs?: PackStore;
+  readonly packs?: PackFiles;
 
   /**
    * Stores `body` under `key` atomically and durably: when it resolves, the complete object

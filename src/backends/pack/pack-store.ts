@@ -5,7 +5,7 @@
  * own, so the seed's partitions hold them.
  */
 import { Readable } from 'node:stream';
-import type { ObjectInfo, PackedReplicaIds, PutOptions, PutReceipt } from '../backend.js';
+import type { ObjectInfo, PackedReplicaIds, PackFiles, PutOptions, PutReceipt } from '../backend.js';
 import type { ChecksumAlgorithm } from '../../domain/types.js';
 import { ChecksumMismatchError, SizeMismatchError } from '../../errors.js';
 import { newHash } from '../../integrity/checksum.js';
@@ -33,7 +33,7 @@ export interface PackStoreOptions {
   maxPackBytes?: number;
 }
 
-export class PackStore {
+export class PackStore implements PackFiles {
   readonly #options: PackStoreOptions;
   /** Writers by directory key, least recently used first. */
   readonly #writers = new Map<string, PackWriter>();
