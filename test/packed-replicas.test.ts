@@ -4,12 +4,14 @@
  * when damaged and repaired into a new record, deleted by retention in their pack, rebuilt by
  * reindex from the backend alone; larger chunks keep a file each.
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
 import { parsePackedKey } from '../src/backends/pack/packed-key.js';
+import { THIS_HOST_TAG } from '../src/backends/pack/pack-writer.js';
 import { scanPack } from '../src/backends/pack/pack-scan.js';
 import type { StoredChunk } from '../src/domain/types.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
@@ -246,6 +248,22 @@ describe('packed replicas', () => {
     expect(await local.head(result!.storagePath)).toBeUndefined(); // the original, not the compressed record
     expect(await local.head(record.path)).toBeDefined();
     expect(await v.getChunk(result!.chunkId)).toEqual(tasks[0]!.chunkData);
+  });
+
+  it('have a pack file whose writer died before writing its header removed by compaction once it is left alone', async () => {
+    const v = await start();
+    const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid!; // a pid that has exited
+    const dir = path.join(env.basePath, '2026', '12', '06');
+    await mkdir(dir, { recursive: true });
+    const torn = path.join(dir, `pack-mxyz0000-${THIS_HOST_TAG}-${dead}-0badf00d.pack`);
+    await writeFile(torn, Buffer.from('CVP')); // cut inside its 16-byte header
+    const fresh = await v.maintenance.runPass({ tasks: ['compaction'] });
+    expect(fresh.compaction).toMatchObject({ packsCompacted: 0, packsSkipped: 1 }); // just written: it waits
+    const aMinuteAgo = new Date(Date.now() - 2 * 60_000);
+    await utimes(torn, aMinuteAgo, aMinuteAgo);
+    const report = await v.maintenance.runPass({ tasks: ['compaction'] });
+    expect(report.compaction).toMatchObject({ packsCompacted: 1, replicasMoved: 0 });
+    await expect(readFile(torn)).rejects.toThrow(/ENOENT/);
   });
 });
 

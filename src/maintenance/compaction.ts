@@ -13,7 +13,7 @@
  * into the damaged bytes cannot be copied, and must stay where scrub finds and repairs it).
  */
 import type { Backend } from '../backends/backend.js';
-import { PACK_SUFFIX } from '../backends/pack/pack-format.js';
+import { PACK_HEADER_BYTES, PACK_SUFFIX } from '../backends/pack/pack-format.js';
 import { packedKeyOf } from '../backends/pack/packed-key.js';
 import type { PackScan, ScannedRecord } from '../backends/pack/pack-scan.js';
 import type { ReplicaRecord } from '../domain/types.js';
@@ -68,7 +68,7 @@ export class Compaction {
           break;
         }
         const candidate = await this.#consider(backend, object.key, object.modifiedAt, result, dryRun);
-        if (!candidate || candidate.liveBytes >= compactBelow * candidate.sizeBytes) continue;
+        if (!candidate || (candidate.sizeBytes > 0 && candidate.liveBytes >= compactBelow * candidate.sizeBytes)) continue;
         const { live: _live, ...item } = candidate;
         result.items.push(item);
         result.packsCompacted += 1;
@@ -87,7 +87,11 @@ export class Compaction {
     const packs = backend.packs!;
     const scan: PackScan = await packs.scan(key);
     const staleAfterMs = this.#deps.config.chunkvault.worker.stale_temp_after_ms;
-    if (scan.notAPack || scan.damaged.length > 0 || !packs.isFree(key, scan, modifiedAt, staleAfterMs)) {
+    const free = packs.isFree(key, scan, modifiedAt, staleAfterMs);
+    // A pack file whose writer died before its header was written (killed between creating
+    // and writing it): nothing in it was ever acknowledged, so it goes as an empty pack would.
+    if (scan.notAPack && scan.sizeBytes < PACK_HEADER_BYTES && free) return { backend: backend.name, pack: key, sizeBytes: scan.sizeBytes, liveBytes: 0, liveReplicas: 0, live: [] };
+    if (scan.notAPack || scan.damaged.length > 0 || !free) {
       result.packsSkipped += 1;
       return undefined;
     }
