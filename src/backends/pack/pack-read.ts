@@ -34,7 +34,14 @@ export async function readPackRecord(file: string, at: RecordRange): Promise<{ h
   } finally {
     await handle.close();
   }
-  const what = `record in pack ${file} at ${at.offset}`;
+  return checkedRecord(record, at, `record in pack ${file} at ${at.offset}`);
+}
+
+/**
+ * The bytes read from `at` checked as a live replica record of exactly that length; the same
+ * errors as readPackRecord, `what` naming the place in them.
+ */
+export function checkedRecord(record: Buffer, at: RecordRange, what: string): { header: ReplicaRecordHeader; body: Buffer } {
   if (record.byteLength < at.length) throw new NotFoundError(`${what}: the pack ends ${at.length - record.byteLength} bytes before the record does`);
   const decoded = decodeRecord(record);
   if ('invalid' in decoded) throw new ChecksumMismatchError(what, 'a whole record', decoded.invalid);
@@ -46,9 +53,13 @@ export async function readPackRecord(file: string, at: RecordRange): Promise<{ h
 
 /** As readPackRecord, for the replica `ref` names: a record of another replica is damage. */
 export async function readPackedReplica(file: string, ref: PackedReplicaRef): Promise<Buffer> {
-  const { header, body } = await readPackRecord(file, ref);
-  if (header.chunkId !== ref.chunkId || header.replicaId !== ref.replicaId) {
-    throw new ChecksumMismatchError(`replica ${ref.replicaId} in pack ${file} at ${ref.offset}`, `${ref.chunkId}/${ref.replicaId}`, `a record of ${header.chunkId}/${header.replicaId}`);
+  return bodyOfReplica(await readPackRecord(file, ref), ref, `replica ${ref.replicaId} in pack ${file} at ${ref.offset}`);
+}
+
+/** The body of a checked record when its header names the replica `ids` names; a record of another replica is damage. */
+export function bodyOfReplica({ header, body }: { header: ReplicaRecordHeader; body: Buffer }, ids: { chunkId: string; replicaId: string }, what: string): Buffer {
+  if (header.chunkId !== ids.chunkId || header.replicaId !== ids.replicaId) {
+    throw new ChecksumMismatchError(what, `${ids.chunkId}/${ids.replicaId}`, `a record of ${header.chunkId}/${header.replicaId}`);
   }
   return body;
 }

@@ -10,9 +10,9 @@ import type { ChecksumAlgorithm } from '../../domain/types.js';
 import { ChecksumMismatchError, SizeMismatchError } from '../../errors.js';
 import { newHash } from '../../integrity/checksum.js';
 import type { DurableDirectories } from '../durable-directories.js';
-import { decodeRecord, type PackLocation, type PackRecordHeader } from './pack-format.js';
+import type { PackLocation, PackRecordHeader } from './pack-format.js';
 import { packedKeyOf, parsePackedKey, type PackedKey } from './packed-key.js';
-import { markRecordDeleted, readPackRecord, recordInfo } from './pack-read.js';
+import { bodyOfReplica, checkedRecord, markRecordDeleted, readPackRecord, recordInfo } from './pack-read.js';
 import { packWriterOf, PackWriter, SEAL_AFTER_IDLE_MS, THIS_HOST_TAG } from './pack-writer.js';
 import { scanPack, sealPack, type PackScan } from './pack-scan.js';
 import { unlink } from 'node:fs/promises';
@@ -69,7 +69,8 @@ export class PackStore implements PackFiles {
     // Through the writer's own handle while the pack is still open (no open and close per
     // replica), else from the file; either way one pread of the durable record, checked whole.
     const record = await writer.readBack(location);
-    const back = record ? checkedBody(record, location, chunkId, replicaId) : await this.body(parsePackedKey(packedKey)!);
+    const what = `replica ${replicaId} in pack ${location.pack} at ${location.offset}`;
+    const back = record ? bodyOfReplica(checkedRecord(record, location, what), { chunkId, replicaId }, what) : await this.body(parsePackedKey(packedKey)!);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return { key: packedKey, receipt: { readBack: { checksum: newHash(options.algorithm).update(back).digest('hex'), sizeBytes: back.byteLength, seconds } } };
   }
@@ -173,15 +174,4 @@ export class PackStore implements PackFiles {
     this.#writers.set(dirKey, writer);
     return writer;
   }
-}
-
-/** The body of `record` (read back from `location`) once it is whole and the replica's own; ChecksumMismatchError otherwise. */
-function checkedBody(record: Buffer, location: PackLocation, chunkId: string, replicaId: string): Buffer {
-  const decoded = decodeRecord(record);
-  const what = `replica ${replicaId} in pack ${location.pack} at ${location.offset}`;
-  if ('invalid' in decoded) throw new ChecksumMismatchError(what, 'a whole record', decoded.invalid);
-  if (decoded.header.kind !== 'replica' || decoded.header.chunkId !== chunkId || decoded.header.replicaId !== replicaId || decoded.length !== location.length) {
-    throw new ChecksumMismatchError(what, `the record of ${chunkId}/${replicaId}`, 'another record');
-  }
-  return decoded.body;
 }
