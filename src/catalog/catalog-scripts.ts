@@ -14,10 +14,10 @@ import { readFileSync } from 'node:fs';
 import type { RedisClient } from '../redis/redis-endpoint.js';
 import { CHUNK_STATUSES, type ChunkStatus } from '../domain/types.js';
 
-/** Each script: its file under scripts/ and how many KEYS it takes. */
+/** Each script: its file under scripts/ and how many KEYS it takes ('batch': as many as its batch needs). */
 export const CATALOG_SCRIPTS = {
   cvRegisterChunk: { file: 'register-chunk', keys: 7 },
-  cvRecordStored: { file: 'record-stored', keys: 11 },
+  cvRecordStored: { file: 'record-stored', keys: 'batch' },
   cvRecordFailed: { file: 'record-failed', keys: 10 },
   cvReserveQuota: { file: 'reserve-quota', keys: 2 },
   cvRecordCorrupt: { file: 'record-corrupt', keys: 10 },
@@ -28,7 +28,7 @@ export const CATALOG_SCRIPTS = {
   cvCommitCheckpoint: { file: 'commit-checkpoint', keys: 5 },
   cvRestoreCheckpoint: { file: 'restore-checkpoint', keys: 7 },
   cvRenumberStrandedLedger: { file: 'renumber-stranded-ledger', keys: 4 },
-} as const;
+} as const satisfies Record<string, { file: string; keys: number | 'batch' }>;
 
 export type CatalogScript = keyof typeof CATALOG_SCRIPTS;
 
@@ -63,16 +63,20 @@ export class CatalogScripts {
   constructor(redis: RedisClient) {
     const scripted = redis as ScriptedRedis;
     for (const [name, { file, keys }] of Object.entries(CATALOG_SCRIPTS)) {
-      if (typeof scripted[name as CatalogScript] !== 'function') redis.defineCommand(name, { numberOfKeys: keys, lua: scriptSource(file) });
+      if (typeof scripted[name as CatalogScript] !== 'function') {
+        // A batch script takes its key count as its first argument (ioredis's defineCommand without numberOfKeys).
+        redis.defineCommand(name, keys === 'batch' ? { lua: scriptSource(file) } : { numberOfKeys: keys, lua: scriptSource(file) });
+      }
     }
     this.#redis = scripted;
   }
 
   /** Runs `script` with its KEYS and, when given, its JSON argument. */
   async run(script: CatalogScript, keys: readonly string[], arg?: object): Promise<unknown> {
-    const expected = CATALOG_SCRIPTS[script].keys;
-    if (keys.length !== expected) throw new Error(`catalog script ${script} takes ${expected} keys, not ${keys.length}`);
+    const expected: number | 'batch' = CATALOG_SCRIPTS[script].keys;
+    if (expected !== 'batch' && keys.length !== expected) throw new Error(`catalog script ${script} takes ${expected} keys, not ${keys.length}`);
     const args = arg === undefined ? [] : [JSON.stringify(arg, (_key, value: unknown) => (typeof value === 'number' ? String(value) : value))];
+    if (expected === 'batch') return this.#redis[script](String(keys.length), ...keys, ...args);
     return this.#redis[script](...keys, ...args);
   }
 }

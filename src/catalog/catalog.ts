@@ -10,6 +10,7 @@ import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';
 import { CatalogKeys } from './catalog-keys.js';
 import { CatalogScripts, UnexpectedReplyError, chunkStatusOr, chunkStatusReply, integerReply, oneOf } from './catalog-scripts.js';
+import { CallBatcher } from './call-batcher.js';
 import { MINUTE_TTL_SECONDS, MinuteSeriesReader, epochMinute, type MinuteSeries } from './minute-series.js';
 
 export interface ReplicaRequest {
@@ -81,12 +82,16 @@ export interface CatalogCounters {
   backendCount: Record<string, number>;
 }
 
+/** Replicas one cvRecordStored call settles at most (five keys each). */
+const STORED_PER_CALL = 64;
+
 export class Catalog {
   readonly #redis: RedisClient;
   readonly #scripts: CatalogScripts;
   readonly #keys: CatalogKeys;
   readonly #replication: ReplicationBarrier;
   readonly #series: MinuteSeriesReader;
+  readonly #stored = new CallBatcher<StoredReplicaInput, ChunkStatus>((batch) => this.#recordStoredBatch(batch), STORED_PER_CALL);
 
   /**
    * `keyPrefix` is the hash-tagged prefix shared by all chunkvault keys, e.g. "{chunkvault}".
@@ -130,18 +135,30 @@ export class Catalog {
    * Marks a replica stored; idempotent. Returns the chunk's status afterwards, once the Redis
    * replicas min_replicas_acked asks for hold the record (ReplicationLagError, retryable, when
    * they do not in time: the record stands on the master, but is not yet safe from a failover).
+   * Calls made while one runs go to Redis together as the next script call (group commit).
    */
-  async recordStored(r: StoredReplicaInput): Promise<ChunkStatus> {
-    const reply = await this.#scripts.run('cvRecordStored', [...this.#keys.replicaScriptKeys(r.chunkId, r.replicaId), this.#keys.verified, this.#keys.reserved(r.backend), this.#thisMinute()], {
-      chunkId: r.chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, checksum: r.checksum, algorithm: r.algorithm,
-      sizeBytes: r.sizeBytes, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId, storedAt: r.storedAt,
-      attempts: r.attempts, createdAt: new Date(r.createdAtMs).toISOString(), createdAtMs: r.createdAtMs,
-      verifiedAtMs: r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()), codec: r.codec ?? '', storedBytes: r.storedBytes ?? r.sizeBytes,
-      minuteTtl: MINUTE_TTL_SECONDS, rebuilt: r.rebuilt === true,
+  recordStored(r: StoredReplicaInput): Promise<ChunkStatus> {
+    return this.#stored.call(r);
+  }
+
+  /** One cvRecordStored call for a batch of replicas (see CallBatcher), then one replication fence for them all. */
+  async #recordStoredBatch(batch: StoredReplicaInput[]): Promise<Array<ChunkStatus | Error>> {
+    const keys = [...this.#keys.chunkScriptKeys(batch[0]!.chunkId), this.#keys.verified, this.#thisMinute()];
+    for (const r of batch) keys.push(this.#keys.chunk(r.chunkId), this.#keys.chunkReplicas(r.chunkId), this.#keys.replicaBase(r.chunkId), this.#keys.replica(r.chunkId, r.replicaId), this.#keys.reserved(r.backend));
+    const reply = await this.#scripts.run('cvRecordStored', keys, {
+      minuteTtl: MINUTE_TTL_SECONDS,
+      replicas: batch.map((r) => ({
+        chunkId: r.chunkId, replicaId: r.replicaId, backend: r.backend, path: r.path, checksum: r.checksum, algorithm: r.algorithm,
+        sizeBytes: r.sizeBytes, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId, storedAt: r.storedAt,
+        attempts: r.attempts, createdAt: new Date(r.createdAtMs).toISOString(), createdAtMs: r.createdAtMs,
+        verifiedAtMs: r.verifiedAtMs ?? (Date.parse(r.storedAt) || Date.now()), codec: r.codec ?? '', storedBytes: r.storedBytes ?? r.sizeBytes,
+        rebuilt: r.rebuilt === true,
+      })),
     });
-    const status = chunkStatusReply('cvRecordStored', reply);
+    if (!Array.isArray(reply) || reply.length !== batch.length) throw new UnexpectedReplyError('cvRecordStored', reply);
+    const statuses = reply.map((status) => chunkStatusReply('cvRecordStored', status));
     await this.#replication.confirm();
-    return status;
+    return statuses;
   }
 
   /**

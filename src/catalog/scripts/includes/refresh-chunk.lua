@@ -3,9 +3,11 @@
   chunk counters when it changes, keeps the chunk in (or, expired, out of) the live index,
   and enters the chunk in the ledger the first time it holds data (stored or degraded), so
   every stored chunk reaches exactly one checkpoint. Returns the status.
+  refresh_chunk_at(chunkId, chunkKey, chunkReplicasKey, replicaBase) does the same for a
+  chunk whose own keys are given (a script that settles several chunks).
   Needs the chunk keys (includes/chunk-keys.lua).
 ]]
-local function refresh_chunk(chunkId)
+local function refresh_chunk_at(chunkId, chunkKey, chunkReplicasKey, replicaBase)
   local stored, failed, open, expired = 0, 0, 0, 0
   for _, rid in ipairs(redis.call('SMEMBERS', chunkReplicasKey)) do
     local st = redis.call('HGET', replicaBase .. rid, 'status')
@@ -34,4 +36,8 @@ local function refresh_chunk(chunkId)
     redis.call('ZADD', ledgerKey, seq, chunkId)
   end
   return status
+end
+
+local function refresh_chunk(chunkId)
+  return refresh_chunk_at(chunkId, chunkKey, chunkReplicasKey, replicaBase)
 end
