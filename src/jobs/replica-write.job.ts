@@ -30,7 +30,7 @@ import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
 import { smallBodyOf } from '../backends/fs-support.js';
 import type { ReplicaWriteData } from './job-data.js';
-import { stallsOf } from './job-table.js';
+import { replicaJobId, stallsOf } from './job-table.js';
 import { commitReplica } from './replica-commit.js';
 import { ByteBudget } from './byte-budget.js';
 import { jobLogger } from './job-logger.js';
@@ -83,20 +83,21 @@ export class ReplicaWriter {
       throw new UnrecoverableError(message);
     }
     const backend = route.backend;
-    const log = jobLogger(this.#deps.logger, job, { chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
+    // Made when a line is written: a child logger per job costs more than the rest of a small write's bookkeeping.
+    const log = (): Logger => jobLogger(this.#deps.logger, job, { chunkId: data.chunkId, replicaId: data.replicaId, backend: backend.name });
     const stalls = stallsOf(job);
     if (stalls > maxAttempts) {
       const message = `replica ${data.replicaId} of chunk ${data.chunkId}: given up after its worker stopped ${stalls} times while writing it (crashed, killed or blocked past the job lock)`;
       await this.#chunkMayHaveEnded(job, data, await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, backend.name, message, attempt));
       metrics.writeAttempt(backend.name, data.cloudProvider, 'failed');
-      log.error({ stalls }, message);
+      log().error({ stalls }, message);
       throw new UnrecoverableError(message);
     }
     let outcome: WriteOutcome;
     try {
-      outcome = await this.#write(data, backend, attempt);
+      outcome = await this.#write(data, backend, attempt, isFirstRun(job, data, stalls));
       metrics.writeAttempt(backend.name, data.cloudProvider, outcome.wrote ? 'stored' : 'skipped');
-      log.debug({ path: outcome.stored.storagePath, attempt }, outcome.wrote ? 'replica stored' : 'replica already stored');
+      if (this.#deps.logger.isLevelEnabled('debug')) log().debug({ path: outcome.stored.storagePath, attempt }, outcome.wrote ? 'replica stored' : 'replica already stored');
     } catch (error) {
       const retryable = error instanceof ChunkvaultError ? error.retryable : !(error instanceof UnrecoverableError);
       const final = !retryable || attempt >= maxAttempts;
@@ -104,11 +105,11 @@ export class ReplicaWriter {
       metrics.writeAttempt(backend.name, data.cloudProvider, final ? 'failed' : 'retried');
       if (final) {
         const chunkStatus = await this.#deps.catalog.recordFailed(data.chunkId, data.replicaId, backend.name, message, attempt);
-        log.error({ err: error, attempt, maxAttempts }, 'replica write failed for good');
+        log().error({ err: error, attempt, maxAttempts }, 'replica write failed for good');
         await this.#chunkMayHaveEnded(job, data, chunkStatus);
       } else {
         await this.#deps.catalog.recordAttempt(data.chunkId, data.replicaId, attempt, message);
-        log.warn({ err: error, attempt, maxAttempts }, 'replica write failed; will retry');
+        log().warn({ err: error, attempt, maxAttempts }, 'replica write failed; will retry');
       }
       if (!retryable) throw new UnrecoverableError(message);
       throw error;
@@ -157,11 +158,12 @@ export class ReplicaWriter {
     }
   }
 
-  async #write(data: ReplicaWriteData, backend: Backend, attempt: number): Promise<WriteOutcome> {
+  /** `firstRun`: see isFirstRun; such a run skips reading the replica's record first. */
+  async #write(data: ReplicaWriteData, backend: Backend, attempt: number, firstRun: boolean): Promise<WriteOutcome> {
     const { config, catalog, staging, metrics } = this.#deps;
     const key = dataKeyOf(config.storage.organization.partition_by, data);
 
-    const existing = await catalog.getReplica(data.chunkId, data.replicaId);
+    const existing = firstRun ? undefined : await catalog.getReplica(data.chunkId, data.replicaId);
     if (existing?.status === 'stored' && existing.checksum === data.checksum && existing.backend === backend.name) {
       const object = await backend.head(existing.path);
       if (object?.sizeBytes === existing.sizeBytes) {
@@ -232,6 +234,18 @@ export class ReplicaWriter {
     const metadata = { targetNode: data.targetNode, cloudProvider: data.cloudProvider, taskId: data.taskId, createdAtMs: data.createdAtMs, storedAt };
     return backend.putPacked!(key, bytes, { sizeBytes: data.sizeBytes, checksum: data.checksum, algorithm: data.algorithm, chunkId: data.chunkId, replicaId: data.replicaId, metadata });
   }
+}
+
+/**
+ * Whether this is the first run of a replica's first job: its first attempt, no worker died
+ * running it, and the job id of generation 0 that the producer gives a replica it just
+ * registered (src/producer/chunk-producer.ts). Such a replica's record was made by that
+ * registration, queued with no object: there is nothing stored to find or to replace, so the
+ * write skips reading the record first. Any other run reads it (a retry, a re-run after a
+ * worker died, a later generation whose record may name an object to replace, a job of a flow).
+ */
+function isFirstRun(job: Job, data: ReplicaWriteData, stalls: number): boolean {
+  return job.attemptsMade === 0 && stalls === 0 && !job.parentKey && job.id === replicaJobId(data.chunkId, data.replicaId, 0);
 }
 
 function toStoredChunk(path: string, backend: string, data: ReplicaWriteData, storedAt: string): StoredChunk {
