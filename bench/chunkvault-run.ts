@@ -106,7 +106,7 @@ export function median(values: number[]): number {
 }
 
 /** `median (min–max)` of one figure over the runs (the largest element of an array-valued one). */
-export function summary(samples: Sample[], key: keyof Sample): string {
+export function summary<S extends object>(samples: S[], key: keyof S): string {
   const values = samples.map((s) => (Array.isArray(s[key]) ? Math.max(...(s[key] as number[])) : (s[key] as number)));
   const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
   return `${fmt(median(values))} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`;
@@ -151,7 +151,8 @@ function hostStealMs(): number {
   return (Number(total[8] ?? 0) * 1000) / CLOCK_TICKS_PER_S;
 }
 
-const CLOCK_TICKS_PER_S = Number(execSync('getconf CLK_TCK').toString().trim());
+/** Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`). */
+export const CLOCK_TICKS_PER_S = Number(execSync('getconf CLK_TCK').toString().trim());
 
 /** CPU seconds so far (user and system) of the processes `pids`, from /proc. */
 export function cpuSecondsOf(pids: readonly number[]): number {

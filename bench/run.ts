@@ -11,6 +11,9 @@
  *   npm run bench -- --workload=W1 --packing=262144   (chunkvault.packing.max_chunk_bytes for chunkvault's runs)
  *   npm run bench -- --workload=W1 --queued --packed   (the queued limit appending to pack files
  *                                        with group commit instead of a file per replica)
+ *   npm run bench -- --workload=W1 --restic=false   (leaves out restic, which runs as a peer when it is on PATH)
+ *   npm run bench -- --workload=W1 --restic-mode=sequential   (restic's backups into its repositories one
+ *                                        after the other instead of at once; see bench/restic-peer.ts)
  *   npm run bench -- --workload=W2 --runs=1 --cpu-prof   (workers write V8 CPU profiles to
  *                                        bench/results/profiles; summarise with bench/profile-summary.ts)
  *
@@ -19,7 +22,8 @@
  * catalogued. The limit: bench/limit-writer.ts, one process per core, at the best of a few
  * concurrencies tried first on the same workload. CPU is counted alike for both, from the
  * moment a process is ready to work: chunkvault's producer, workers and Redis (Sample.cpuS);
- * what the worker processes spent starting is a column of its own.
+ * what the worker processes spent starting is a column of its own. restic (bench/restic-peer.ts):
+ * `restic backup` of the same number of files of the same size into one repository per replica.
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +33,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { deleteKeys } from './redis-keys.js';
+import { findRestic, RESTIC_MODES, runRestic, type ResticMode, type ResticSample } from './restic-peer.js';
 import { lines, markdownTable, median, parseFlags, percentile, REDIS_URL, ROOT, runChunkvault as runOne, startMachineWatch, summary, WORKLOADS, type Sample } from './chunkvault-run.js';
 
 const flags = parseFlags(process.argv.slice(2));
@@ -38,6 +43,9 @@ const algorithm = (flags.algorithm ?? 'sha256') as 'md5' | 'sha256';
 const concurrencyFlag = flags.concurrency ? Number(flags.concurrency) : 20;
 const packedFlag = flags.packed === 'true';
 const queuedName = packedFlag ? 'queued packed limit' : 'queued limit';
+const resticMode = (flags['restic-mode'] ?? 'concurrent') as ResticMode;
+if (!RESTIC_MODES.includes(resticMode)) throw new Error(`--restic-mode must be one of ${RESTIC_MODES.join(', ')}`);
+const restic = flags.restic === 'false' ? undefined : findRestic();
 
 function runChunkvault(count: number, size: number, workers: number): Promise<Sample> {
   return runOne({
@@ -155,6 +163,16 @@ function queuedColumns(queued: Sample[], limit: Sample[], ratioKey: 'mbPerS' | '
   };
 }
 
+function resticColumns(peer: ResticSample[], cv: Sample[]): Record<string, string> {
+  const ratios = cv.map((s, i) => s.replicasPerS / peer[i]!.copiesPerS);
+  return {
+    [`restic (${resticMode}) copies/s`]: summary(peer, 'copiesPerS'),
+    'cv / restic (replicas/s)': `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`,
+    'restic CPU s': summary(peer, 'cpuS'),
+    'restic repository open s (each backup pays it)': summary(peer, 'openS'),
+  };
+}
+
 async function benchWorkload(name: string, count: number, size: number, workers: number): Promise<Record<string, string>> {
   // The limit's best concurrency, tried on the whole workload: on a quarter of W4 (12 chunks)
   // 64 looked best, and then ran the whole at half the MB/s of 4 with 1.3 GiB per process.
@@ -166,10 +184,12 @@ async function benchWorkload(name: string, count: number, size: number, workers:
   const cv: Sample[] = [];
   const limit: Sample[] = [];
   const queued: Sample[] = [];
+  const peer: ResticSample[] = [];
   const contenders = [
     async () => cv.push(await runChunkvault(count, size, workers)),
     async () => limit.push(await runLimit(count, size, best.concurrency)),
     ...(flags.queued ? [async () => queued.push(await runQueuedLimit(count, size, workers))] : []),
+    ...(restic ? [async () => peer.push(await runRestic({ count, size, replicas, mode: resticMode }))] : []),
   ];
   for (let r = 0; r < runs; r++) {
     // Rotate which goes first, so drift of the disk hits all alike.
@@ -200,6 +220,7 @@ async function benchWorkload(name: string, count: number, size: number, workers:
     'host steal ms: cv / limit': `${summary(cv, 'hostStealMs')} / ${summary(limit, 'hostStealMs')}`,
     'limit concurrency': String(best.concurrency),
     ...(queued.length ? queuedColumns(queued, limit, ratioKey) : {}),
+    ...(peer.length ? resticColumns(peer, cv) : {}),
   };
   console.log(JSON.stringify(row));
   return row;
