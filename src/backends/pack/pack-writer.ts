@@ -15,6 +15,7 @@
  * and cut off by sealPack.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -90,14 +91,18 @@ export class PackWriter {
   /**
    * The whole record at `location` read through this writer's own handle, when its pack is
    * the one open now; undefined otherwise (the caller reads the file). Never throws.
+   *
+   * A synchronous pread: the record was written and synced a moment ago, so its pages are in
+   * the page cache and the read is a copy of at most max_chunk_bytes (256 KiB by default). A
+   * read through libuv's thread pool cost 30-60 us of CPU per 4 KiB record here against 3-5 us
+   * for this (docs/BENCHMARKS.md), which was 8% of a small replica's worker CPU.
    */
-  async readBack(location: PackLocation): Promise<Buffer | undefined> {
+  readBack(location: PackLocation): Buffer | undefined {
     const pack = this.#pack;
     if (!pack || keyOf(this.#options.dirKey, pack.name) !== location.pack || location.offset + location.length > pack.end) return undefined;
     try {
       const record = Buffer.allocUnsafe(location.length);
-      const { bytesRead } = await pack.handle.read(record, 0, location.length, location.offset);
-      return bytesRead === location.length ? record : undefined;
+      return readSync(pack.handle.fd, record, 0, location.length, location.offset) === location.length ? record : undefined;
     } catch {
       return undefined; // closed meanwhile (sealed, rotated): the file is still there to read
     }
