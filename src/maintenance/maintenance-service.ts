@@ -5,7 +5,6 @@
  * run at a time across processes. Each pass's report is kept in Redis for `chunkvault stats`.
  */
 import type { Queue } from 'bullmq';
-import type { RedisClient } from '../redis/redis-endpoint.js';
 import { cronPatternOf } from '../config/config.schema.js';
 import { RedisLock } from '../redis/redis-lock.js';
 import type { CompactionResult } from '../catalog/metadata-journal.js';
@@ -51,10 +50,8 @@ export interface PassOptions {
 }
 
 export interface MaintenanceDeps extends TaskDeps {
-  redis: RedisClient;
   /** The maintenance queue the job scheduler lives on. */
   queue: Queue;
-  keyPrefix: string;
 }
 
 /** A task with its runner, made once per service. */

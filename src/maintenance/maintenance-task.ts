@@ -7,6 +7,7 @@
  */
 import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Logger } from '../logging/logger.js';
@@ -21,6 +22,10 @@ export interface TaskDeps {
   backends: BackendRegistry;
   repairs: RepairScheduler;
   logger: Logger;
+  /** The connection for what the catalog has no method for: walking every record (catalog/replica-scan.ts). */
+  redis: RedisClient;
+  /** The catalog's key prefix (CatalogKeys), e.g. "{chunkvault}:catalog". */
+  keyPrefix: string;
 }
 
 /** One pass as a task sees it. */
