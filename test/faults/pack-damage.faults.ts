@@ -5,12 +5,14 @@
  * exactly the replicas in the damaged ranges; reads must return the right bytes, or
  * ChunkCorruptError exactly for the chunks with no good replica left; repairs must rewrite
  * every other damaged replica into a new pack record; the producer stores the lost chunks
- * again; a second scrub finds nothing; and every invariant holds.
+ * again; a second scrub finds nothing; then, nothing lying in the damage any more, a compaction
+ * pass removes every damaged pack; and every invariant holds.
  */
-import { open, stat, truncate } from 'node:fs/promises';
+import { open, readdir, stat, truncate, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePackedKey } from '../../src/backends/pack/packed-key.js';
+import { scanPack } from '../../src/backends/pack/pack-scan.js';
 import type { ReplicaRecord } from '../../src/domain/types.js';
 import { ChunkCorruptError } from '../../src/errors.js';
 import { makeTestEnv, openVault, waitFor } from '../support/harness.js';
@@ -28,12 +30,20 @@ const figures = new FigureRecorder('pack-damage', 'Bytes flipped inside packed r
 const state = scenarioState(figures);
 const member = (r: { chunkId: string; replicaId: string }) => `${r.chunkId}:${r.replicaId}`;
 
+/** Keys of the packs under `basePath` with damage in them (pack-scan's `damaged`). */
+async function damagedPacks(basePath: string): Promise<string[]> {
+  const packs = (await readdir(basePath, { recursive: true })).filter((name) => name.endsWith('.pack'));
+  const scans = await Promise.all(packs.map((pack) => scanPack(path.join(basePath, pack))));
+  return packs.filter((_, i) => scans[i]!.damaged.length > 0).sort();
+}
+
 describe(`damage inside pack files (seed ${SEED})`, () => {
-  it('is found by scrub to the last replica, never returned by reads, and repaired into new records', async () => {
+  it('is found by scrub to the last replica, never returned by reads, repaired into new records, then compacted away', async () => {
     const started = Date.now();
     const env = (state.env = await makeTestEnv({
       storage: { organization: { checkpoint_interval_chunks: 50 }, cleanup: { enable_auto_cleanup: false } },
-      chunkvault: { packing: { max_chunk_bytes: 64 * 1024 }, maintenance: { scrub_replicas_per_pass: 1_000_000, scrub_bytes_per_second: 1 << 30 } },
+      // compact_below 1: every pack with a dead byte is due, so only the damage decides.
+      chunkvault: { packing: { max_chunk_bytes: 64 * 1024, compact_below: 1 }, maintenance: { scrub_replicas_per_pass: 1_000_000, scrub_bytes_per_second: 1 << 30 } },
     }));
     const workload = new Workload({ seed: SEED, chunks: 200, maxBytes: 48 * 1024 });
     const vault = (state.vault = await openVault(env));
@@ -104,8 +114,20 @@ describe(`damage inside pack files (seed ${SEED})`, () => {
     expect(clean.problems).toEqual([]);
     for (const chunk of workload.chunks) expect((await vault.getChunk(chunk.chunkId)).equals(workload.bytesOf(chunk.chunkId))).toBe(true);
 
+    // Nothing lies in the damage any more (all found, all moved): compaction takes those packs.
+    const withDamage = await damagedPacks(env.basePath);
+    expect(withDamage.length).toBeGreaterThan(0);
+    // The pack cut short lost its seal, so compaction waits until it has been left alone for
+    // a minute (its writer could be alive on another host): age it by that minute.
+    const aMinuteAgo = new Date(Date.now() - 2 * 60_000);
+    await utimes(path.join(env.basePath, cutPack), aMinuteAgo, aMinuteAgo);
+    const compaction = (await vault.maintenance.runPass({ tasks: ['compaction'] })).compaction!;
+    expect(compaction.damagedLeft).toEqual([]);
+    expect(compaction.items.map((i) => i.pack)).toEqual(expect.arrayContaining(withDamage));
+    expect(await damagedPacks(env.basePath)).toEqual([]);
+
     const report = await checkInvariants(vault, workload, { acks, faultsInjected: damaged.size });
-    figures.add(report, Date.now() - started, { flippedRecords: flipped, recordsCutOff: damaged.size - flipped, chunksDestroyedWhole: destroyed.size, readsRefusedNoGoodReplica: corruptErrors, repairedIntoNewRecords: repairable.length });
+    figures.add(report, Date.now() - started, { flippedRecords: flipped, recordsCutOff: damaged.size - flipped, chunksDestroyedWhole: destroyed.size, readsRefusedNoGoodReplica: corruptErrors, repairedIntoNewRecords: repairable.length, damagedPacksCompacted: withDamage.length });
     console.log(`[pack-damage] seed ${SEED}: ${flipped} flipped, ${damaged.size - flipped} cut off, ${destroyed.size} chunks lost whole and stored again, ${JSON.stringify(report.counts)}`);
     expectInvariants(report, REPRODUCE);
     expect(flipped).toBeGreaterThan(5);
