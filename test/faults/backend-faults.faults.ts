@@ -4,7 +4,8 @@
  *
  *  - disk-full:          the local backend's disk (a small tmpfs) fills up mid-run, then space
  *                        is freed: writes retry; what failed for good says why and stores once
- *                        its producer queues it again;
+ *                        its producer queues it again; run with a file per replica, and with
+ *                        small replicas appended to pack files (a full disk fails a commit);
  *  - permission-errors:  two node directories stop taking writes mid-run (a tmpfs remounted
  *                        read-only: EROFS; an ext4 directory made immutable: EPERM, which root
  *                        cannot bypass), then are restored;
@@ -35,6 +36,7 @@ import { PrivateRadosgw } from './support/private-radosgw.js';
 import { queuesDrained, stopWorker, type WorkerProcess } from './support/scenario-run.js';
 import { Acknowledgements, scenarioSeed, Workload } from './support/workload.js';
 import { RESERVED_KEY_PREFIX } from '../../src/storage/storage-layout.js';
+import { parsePackedKey } from '../../src/backends/pack/packed-key.js';
 
 const FILE = 'test/faults/backend-faults.faults.ts';
 const reproduce = (seed: number, title: string) => `FAULT_SEED=${seed} npx vitest run --config vitest.faults.config.ts ${FILE} -t "${title}"`;
@@ -102,47 +104,66 @@ function bytesToHold(workload: Workload): number {
 }
 
 describe('the disk filling up', () => {
-  const seed = scenarioSeed(8_0803);
-  const figures = new FigureRecorder('disk-full', 'The local backend\'s disk (a tmpfs) fills up mid-run, then space is freed', reproduce(seed, 'disk'));
+  const figures = new FigureRecorder('disk-full', 'The local backend\'s disk (a tmpfs) fills up mid-run, then space is freed (one run with replicas up to 64 KiB in pack files)', `npx vitest run --config vitest.faults.config.ts ${FILE} -t "disk"`);
   afterAll(() => figures.write());
 
-  it(`makes writes retry and fail with the reason; once space is freed all acknowledged chunks are intact (seed ${seed})`, async () => {
-    const started = Date.now();
-    const workload = new Workload({ seed, chunks: 800, maxBytes: 256 * 1024 });
-    env = await makeTestEnv({
-      storage: { organization: { checkpoint_interval_chunks: 200 }, cleanup: { enable_auto_cleanup: false } },
-      chunkvault: { retry: { attempts: 3, backoff_ms: 100 } },
+  // 400 chunks: a quarter stored before the disk fills, and enough left in flight after it
+  // that 20 replicas use up their retries on the full disk while others wait in backoff.
+  // The second run packs replicas up to 64 KiB (about three in four of these sizes): a full
+  // disk fails a whole group commit, or the header of the pack the writer starts after it.
+  for (const { fallbackSeed, packing, what } of [
+    { fallbackSeed: 8_0803, packing: 0, what: 'writes' },
+    { fallbackSeed: 8_0807, packing: 64 * 1024, what: 'appends to pack files' },
+  ]) {
+    const seed = scenarioSeed(fallbackSeed);
+    it(`makes ${what} retry and fail with the reason; once space is freed all acknowledged chunks are intact (seed ${seed})`, async () => {
+      const started = Date.now();
+      const workload = new Workload({ seed, chunks: 400, maxBytes: 256 * 1024 });
+      env = await makeTestEnv({
+        storage: { organization: { checkpoint_interval_chunks: 100 }, cleanup: { enable_auto_cleanup: false } },
+        chunkvault: { retry: { attempts: 3, backoff_ms: 100 }, packing: { max_chunk_bytes: packing } },
+      });
+      const disk = await TmpfsMount.mount(env.basePath, bytesToHold(workload));
+      teardown.push(() => disk.unmount());
+      vault = await openVault(env);
+      const child = await worker(env);
+
+      const acks = new Acknowledgements();
+      const submitted = submit(vault, workload, acks, { batch: 250 });
+      await waitFor('a quarter of the replicas stored', async () => (await vault!.catalog.counters()).replicasStored >= workload.replicaCount / 4, 120_000, 20);
+      const fullAt = Date.now();
+      const fillerBytes = await disk.fill();
+      // Full until some replicas used up their retries (the rest wait in backoff), then freed.
+      await waitFor('20 replicas failed for good on the full disk', async () => (await vault!.catalog.counters()).replicasFailed >= 20, 120_000, 20);
+      await disk.free();
+      const outageMs = Date.now() - fullAt;
+      await acknowledge(await submitted, acks, 180_000);
+
+      const failed = (await recordsOf(vault, workload)).filter((r) => r.status === 'failed');
+      expect(failed.length).toBeGreaterThanOrEqual(20);
+      for (const r of failed) expect(r.error, `${r.replicaId} failed for good`).toMatch(/ENOSPC|no space left/i);
+      const retried = (await recordsOf(vault, workload)).filter((r) => r.status === 'stored' && r.attempts > 1);
+      expect(retried.length, 'replicas stored after a failed attempt on the full disk').toBeGreaterThan(0);
+      const packedFailures = failed.filter((r) => workload.spec(r.chunkId).sizeBytes <= packing).length;
+      if (packing > 0) {
+        expect(packedFailures, 'small replicas whose appends failed for good on the full disk').toBeGreaterThan(0);
+        expect(retried.filter((r) => parsePackedKey(r.path)).length, 'small replicas appended after a failed append').toBeGreaterThan(0);
+      }
+
+      const storedAgain = await storeFailedAgain(vault, workload, acks);
+      await queuesDrained(vault);
+      await stopWorker(child);
+      // Space is back: every replica is stored, the small ones in packs, the rest in files.
+      for (const r of await recordsOf(vault, workload)) {
+        expect(r.status, `${r.replicaId}`).toBe('stored');
+        expect(parsePackedKey(r.path) !== undefined, `${r.replicaId} (${workload.spec(r.chunkId).sizeBytes} bytes) at ${r.path}`).toBe(workload.spec(r.chunkId).sizeBytes <= packing);
+      }
+
+      const report = await checkInvariants(vault, workload, { acks, faultsInjected: 1 });
+      figures.add(report, Date.now() - started, { packing, outageMs, fillerBytes, failedForGood: failed.length, packedFailedForGood: packedFailures, storedAfterRetries: retried.length, chunksStoredAgain: storedAgain });
+      expectInvariants(report, reproduce(seed, `makes ${what} retry`));
     });
-    const disk = await TmpfsMount.mount(env.basePath, bytesToHold(workload));
-    teardown.push(() => disk.unmount());
-    vault = await openVault(env);
-    const child = await worker(env);
-
-    const acks = new Acknowledgements();
-    const submitted = submit(vault, workload, acks, { batch: 250 });
-    await waitFor('a quarter of the replicas stored', async () => (await vault!.catalog.counters()).replicasStored >= workload.replicaCount / 4, 120_000, 20);
-    const fullAt = Date.now();
-    const fillerBytes = await disk.fill();
-    // Full until some replicas used up their retries (the rest wait in backoff), then freed.
-    await waitFor('20 replicas failed for good on the full disk', async () => (await vault!.catalog.counters()).replicasFailed >= 20, 120_000, 20);
-    await disk.free();
-    const outageMs = Date.now() - fullAt;
-    await acknowledge(await submitted, acks, 180_000);
-
-    const failed = (await recordsOf(vault, workload)).filter((r) => r.status === 'failed');
-    expect(failed.length).toBeGreaterThanOrEqual(20);
-    for (const r of failed) expect(r.error, `${r.replicaId} failed for good`).toMatch(/ENOSPC|no space left/i);
-    const retried = (await recordsOf(vault, workload)).filter((r) => r.status === 'stored' && r.attempts > 1).length;
-    expect(retried, 'replicas stored after a failed attempt on the full disk').toBeGreaterThan(0);
-
-    const storedAgain = await storeFailedAgain(vault, workload, acks);
-    await queuesDrained(vault);
-    await stopWorker(child);
-
-    const report = await checkInvariants(vault, workload, { acks, faultsInjected: 1 });
-    figures.add(report, Date.now() - started, { outageMs, fillerBytes, failedForGood: failed.length, storedAfterRetries: retried, chunksStoredAgain: storedAgain });
-    expectInvariants(report, reproduce(seed, 'disk'));
-  });
+  }
 });
 
 describe('permission errors', () => {
