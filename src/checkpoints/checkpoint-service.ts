@@ -232,16 +232,13 @@ export class CheckpointService {
     if (chunkIds.length !== to - from) {
       throw new Error(`checkpoint ledger (${from}, ${to}] holds ${chunkIds.length} chunks, expected ${to - from}; refusing to seal`);
     }
-    const chunks: ManifestChunk[] = [];
-    for (const chunkId of chunkIds) {
-      const [chunk, replicas] = await Promise.all([catalog.getChunk(chunkId), catalog.listReplicas(chunkId)]);
-      if (!chunk) throw new Error(`chunk ${chunkId} is in the checkpoint ledger but not in the catalog`);
-      chunks.push({
-        chunkId, checksum: chunk.checksum, algorithm: chunk.algorithm, sizeBytes: chunk.sizeBytes,
-        createdAtMs: Date.parse(chunk.createdAt) || 0,
-        replicas: replicas.map((r) => ({ replicaId: r.replicaId, backend: r.backend, path: r.path, status: r.status })),
-      });
-    }
+    const chunks: ManifestChunk[] = (await catalog.manifestEntries(chunkIds)).map(({ chunk, replicas }, i) => {
+      if (!chunk) throw new Error(`chunk ${chunkIds[i]} is in the checkpoint ledger but not in the catalog`);
+      return {
+        chunkId: chunk.chunkId, checksum: chunk.checksum, algorithm: chunk.algorithm, sizeBytes: chunk.sizeBytes,
+        createdAtMs: Date.parse(chunk.createdAt) || 0, replicas,
+      };
+    });
     const sequence = state.headSequence + 1;
     const id = checkpointId(sequence);
     const body: Omit<Manifest, 'checksum'> = {
