@@ -173,9 +173,11 @@ describe('permission errors', () => {
 
   it(`fail the replicas bound there at once, with the reason; the rest store, and once restored everything stores (seed ${seed})`, async () => {
     const started = Date.now();
-    const workload = new Workload({ seed, chunks: 800, maxBytes: 256 * 1024 });
+    // 400 chunks: three quarters of them are still to write when the two directories break,
+    // hundreds of replicas bound there (800 only made the run longer).
+    const workload = new Workload({ seed, chunks: 400, maxBytes: 256 * 1024 });
     env = await makeTestEnv({
-      storage: { organization: { partition_by: 'node', checkpoint_interval_chunks: 200 }, cleanup: { enable_auto_cleanup: false } },
+      storage: { organization: { partition_by: 'node', checkpoint_interval_chunks: 100 }, cleanup: { enable_auto_cleanup: false } },
       chunkvault: { retry: { attempts: 3, backoff_ms: 100 } },
     });
     // node-b: its own tmpfs, remounted read-only mid-run; node-c: a plain directory made immutable.
@@ -238,14 +240,16 @@ describe('an S3 server killed and restarted mid-run', () => {
     });
     env = cloud.env;
     teardown.push(() => cloud.remove());
-    // One replica on local disk and one on S3 per chunk; a few chunks large enough for multipart uploads.
-    const workload = new Workload({ seed, chunks: 500, maxBytes: 256 * 1024, replicas: [2, 2], providers: ['local', 'aws'] });
+    // One replica on local disk and one on S3 per chunk; a few chunks large enough for multipart
+    // uploads. 250 chunks: both outages (at a quarter and at 60% of the S3 replicas) still land
+    // with writes in flight before and after them; 500 only made the run longer.
+    const workload = new Workload({ seed, chunks: 250, maxBytes: 256 * 1024, replicas: [2, 2], providers: ['local', 'aws'] });
     const large = new Workload({ seed: seed + 1, prefix: 'fcl', chunks: 3, minBytes: 9 * 1024 * 1024, maxBytes: 12 * 1024 * 1024, replicas: [2, 2], providers: ['aws', 'local'] });
     vault = await openVault(env);
     const child = await worker(env, cloud.processEnv);
 
     const acks = new Acknowledgements();
-    const submitted = (async () => [...await submit(vault!, large, acks), ...await submit(vault!, workload, acks, { batch: 200 })])();
+    const submitted = (async () => [...await submit(vault!, large, acks), ...await submit(vault!, workload, acks, { batch: 100 })])();
     const onS3 = async () => (await vault!.catalog.counters()).backendCount.aws_s3 ?? 0;
     const s3Replicas = workload.chunks.length + large.chunks.length;
     const outages: Array<{ at: number; signal: string; ms: number }> = [];
@@ -311,7 +315,10 @@ describe('servers that fail, cut, lose or damage a share of requests', () => {
     });
     env = cloud.env;
     teardown.push(() => cloud.remove());
-    const workload = new Workload({ seed, chunks: 300, maxBytes: 256 * 1024, replicas: [2, 3], providers: ['aws', 'gcp', 'azure'] });
+    // 150 chunks (about 375 replicas, some 1,700 requests): still over a hundred injected
+    // faults, each kind on each server; most of the run's time is the SDKs' backoff per fault,
+    // so 300 chunks doubled it without proving more.
+    const workload = new Workload({ seed, chunks: 150, maxBytes: 256 * 1024, replicas: [2, 3], providers: ['aws', 'gcp', 'azure'] });
     const faults = (offset: number): RandomFaults => ({
       seed: seed + offset, errorRate: 0.03, resetRate: 0.01, lostAnswerRate: 0.02, corruptUploadRate: 0.03, corruptDownloadRate: 0.05,
     });
