@@ -25,6 +25,7 @@ import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { jobLogger } from './job-logger.js';
 import { parsePackedKey } from '../backends/pack/packed-key.js';
 import { smallBodyOf } from '../backends/fs-support.js';
+import { packedMetadataOf } from '../catalog/packed-metadata.js';
 
 export interface ReplicaRepairerDeps {
   config: Config;
@@ -109,7 +110,8 @@ export class ReplicaRepairer {
         const options = { sizeBytes: chunk.sizeBytes, checksum: chunk.checksum, algorithm: chunk.algorithm };
         if (parsePackedKey(target.path) && targetBackend.putPacked) {
           const bytes = await smallBodyOf(`replica ${source.replicaId} of chunk ${chunkId}`, body, chunk.sizeBytes);
-          ({ key: targetKey } = await targetBackend.putPacked(target.path, bytes, { ...options, chunkId, replicaId }));
+          const metadata = packedMetadataOf(this.#storedInput(target, chunk.createdAt)); // what reindex rebuilds it from
+          ({ key: targetKey } = await targetBackend.putPacked(target.path, bytes, { ...options, chunkId, replicaId, metadata }));
         } else {
           await targetBackend.put(targetKey, body, options);
         }

@@ -23,6 +23,7 @@ import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { CODEC_SUFFIX, decoded, encoder, withoutCodecSuffix } from '../integrity/codecs.js';
 import { parsePackedKey } from '../backends/pack/packed-key.js';
+import { packedMetadataOf } from '../catalog/packed-metadata.js';
 import { DAY_MS, agedReplicas, type AgedReplica } from './aged-replicas.js';
 import { itemLines, type MaintenanceTask } from './maintenance-task.js';
 
@@ -122,8 +123,13 @@ export class Compression {
   /** Records the catalog's `record` of a replica on `backend` as its metadata, if it is stored there. */
   async #recordMetadataOf(backend: Backend, record: ReplicaRecord | undefined): Promise<void> {
     if (record?.status !== 'stored' || record.backend !== backend.name || !this.#deps.config.storage.integrity.store_metadata) return;
+    await this.#deps.metadata.of(backend).record({ ...record, createdAtMs: await this.#createdAtMsOf(record) });
+  }
+
+  /** When the replica's chunk was created (metadata records it), its storedAt when the chunk record is gone. */
+  async #createdAtMsOf(record: ReplicaRecord): Promise<number> {
     const chunk = await this.#deps.catalog.getChunk(record.chunkId);
-    await this.#deps.metadata.of(backend).record({ ...record, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
+    return Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt);
   }
 
   /** Compresses one replica; returns its new size, or undefined when the codec gained nothing. */
@@ -146,8 +152,13 @@ export class Compression {
     const packed = parsePackedKey(record.path) !== undefined && backend.putPacked !== undefined;
     const options = { sizeBytes: compressed.byteLength, checksum: hash('sha256', compressed, 'hex'), algorithm: 'sha256' as const };
     let compressedKey = record.path + CODEC_SUFFIX[codec];
-    if (packed) ({ key: compressedKey } = await backend.putPacked!(record.path, compressed, { ...options, chunkId: record.chunkId, replicaId: record.replicaId, metadata: { codec } }));
-    else await backend.put(compressedKey, compressed, options);
+    if (packed) {
+      // The new record's header is the replica's metadata (reindex reads it): the chunk's checksum and size go with the codec.
+      const metadata = packedMetadataOf({ ...record, codec, createdAtMs: await this.#createdAtMsOf(record) });
+      ({ key: compressedKey } = await backend.putPacked!(record.path, compressed, { ...options, chunkId: record.chunkId, replicaId: record.replicaId, metadata }));
+    } else {
+      await backend.put(compressedKey, compressed, options);
+    }
     const check = await checksumOfStream(decoded(await backend.get(compressedKey), codec), record.algorithm);
     if (check.checksum !== record.checksum || check.sizeBytes !== record.sizeBytes) {
       await backend.delete(compressedKey);
@@ -157,8 +168,7 @@ export class Compression {
     const member = [record.chunkId, record.replicaId, record.backend, compressedKey, ...(packed ? [record.path] : [])].join('\n');
     await catalog.beginCompression(member);
     if (config.storage.integrity.store_metadata) {
-      const chunk = await catalog.getChunk(record.chunkId);
-      await this.#deps.metadata.of(backend).record({ ...record, path: compressedKey, codec, storedBytes: compressed.byteLength, createdAtMs: Date.parse(chunk?.createdAt ?? '') || Date.parse(record.storedAt) });
+      await this.#deps.metadata.of(backend).record({ ...record, path: compressedKey, codec, storedBytes: compressed.byteLength, createdAtMs: await this.#createdAtMsOf(record) });
     }
     const outcome = await catalog.recordCompressed(record.chunkId, record.replicaId, record.path, compressedKey, codec, compressed.byteLength);
     if (outcome === 'skip') {
