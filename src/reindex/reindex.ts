@@ -1,11 +1,13 @@
 /**
  * Rebuilds the catalog's Redis index from the backends alone. First the checkpoints, from
  * their manifests (so the chunks they hold keep their place and are never sealed again),
- * then every replica's metadata (journal record or sidecar) whose data object is present (and, with `verify`, hashes
- * right) becomes a stored replica record again. Safe to run on a live catalog: restoring
- * what is already indexed changes nothing.
+ * then every replica's metadata whose data object is present (and, with `verify`, hashes right)
+ * becomes a stored replica record again: a file's from its journal line or sidecar, a packed
+ * replica's from its record's header in its pack (packed-replicas.ts), read with its bytes.
+ * Safe to run on a live catalog: restoring what is already indexed changes nothing, and a
+ * replica the catalog records expired stays expired.
  */
-import type { Catalog } from '../catalog/catalog.js';
+import type { Catalog, StoredReplicaInput } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../logging/logger.js';
@@ -13,17 +15,21 @@ import type { MetadataStore, ReplicaMetadata } from '../catalog/replica-metadata
 import { checksumOfStream } from '../integrity/checksum.js';
 import { isDataKey } from '../storage/storage-layout.js';
 import { decoded } from '../integrity/codecs.js';
+import { describeError } from '../errors.js';
+import type { Sidecar } from '../catalog/sidecar.js';
+import { PACK_SUFFIX } from '../backends/pack/pack-format.js';
+import { packedReplicas, replicaKey } from './packed-replicas.js';
 import type { CheckpointIndex } from '../catalog/checkpoint-index.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest, type Manifest } from '../checkpoints/manifest.js';
 
 export interface ReindexReport {
   /** Checkpoints restored from their manifests. */
   checkpoints: number;
-  /** Replicas' metadata read (journal records and sidecars). */
+  /** Replicas whose metadata was read: journal records, sidecars, and replicas with a live record in a pack (once each, however many records or lines). */
   metadataRecords: number;
   /** Replicas recorded as stored. */
   restored: number;
-  /** Problems, each naming the key: unreadable metadata, missing or wrong data, data without metadata. */
+  /** Problems, each naming the key (a pack and offset for a packed record): unreadable metadata, missing or wrong data, data without metadata, damage in a pack. */
   problems: string[];
 }
 
@@ -96,20 +102,31 @@ async function reindexBackend(backend: Backend, metadata: MetadataStore, catalog
   const verify = options.verify ?? false;
   const keys: string[] = [];
   const dataKeys = new Set<string>();
+  const packKeys: string[] = [];
   for await (const object of backend.list('')) {
     keys.push(object.key);
     if (isDataKey(object.key)) dataKeys.add(object.key);
+    else if (backend.packs && object.key.endsWith(PACK_SUFFIX)) packKeys.push(object.key);
   }
-  listed.count += dataKeys.size;
+  const lines: Sidecar[] = [];
   for await (const entry of metadata.current(keys)) {
-    options.onProgress?.(report.metadataRecords, listed.count);
-    if ('problem' in entry) {
-      report.problems.push(entry.problem);
-      continue;
-    }
-    report.metadataRecords += 1;
-    const { sidecar } = entry;
+    if ('problem' in entry) report.problems.push(entry.problem);
+    else lines.push(entry.sidecar);
+  }
+  // Packed replicas from their packs' record headers; a journal line of one (written before
+  // the headers were all its metadata) only completes an older header, it is not read again.
+  const packed = backend.packs
+    ? await packedReplicas(backend.packs, backend.name, packKeys, new Map(lines.map((line) => [replicaKey(line), line])), verify, report.problems)
+    : { found: new Set<string>(), replicas: [] };
+  listed.count += dataKeys.size + packed.found.size;
+  report.metadataRecords += packed.found.size;
+  for (const replica of packed.replicas) await restore(catalog, replica, report);
+  options.onProgress?.(report.metadataRecords, listed.count);
+  for (const sidecar of lines) {
     dataKeys.delete(sidecar.path);
+    if (packed.found.has(replicaKey(sidecar))) continue;
+    options.onProgress?.(report.metadataRecords, listed.count);
+    report.metadataRecords += 1;
     const object = await backend.head(sidecar.path);
     if (!object) {
       report.problems.push(`${backend.name}:${sidecar.path}: data missing (metadata present)`);
@@ -121,14 +138,31 @@ async function reindexBackend(backend: Backend, metadata: MetadataStore, catalog
       continue;
     }
     if (verify) {
-      const actual = await checksumOfStream(decoded(await backend.get(sidecar.path), sidecar.codec), sidecar.algorithm);
-      if (actual.checksum !== sidecar.checksum) {
-        report.problems.push(`${backend.name}:${sidecar.path}: checksum ${actual.checksum}, metadata says ${sidecar.checksum}`);
+      let actual: string;
+      try {
+        actual = (await checksumOfStream(decoded(await backend.get(sidecar.path), sidecar.codec), sidecar.algorithm)).checksum;
+      } catch (error) {
+        // A damaged packed record, an undecodable object: a finding, not a reason to stop.
+        report.problems.push(`${backend.name}:${sidecar.path}: unreadable (${describeError(error)})`);
+        continue;
+      }
+      if (actual !== sidecar.checksum) {
+        report.problems.push(`${backend.name}:${sidecar.path}: checksum ${actual}, metadata says ${sidecar.checksum}`);
         continue;
       }
     }
-    await catalog.recordStored({ ...sidecar, backend: backend.name, attempts: 0, storedBytes, rebuilt: true });
-    report.restored += 1;
+    await restore(catalog, { ...sidecar, backend: backend.name, storedBytes }, report);
   }
   for (const key of dataKeys) report.problems.push(`${backend.name}:${key}: data without metadata (not indexed)`);
+}
+
+/**
+ * Records `replica` stored, as rebuilt (recordStored changes nothing for a replica it already
+ * records stored), unless the catalog records it expired: on a live catalog, a live leftover
+ * record of a replica retention deleted (a retried append nothing pointed at) must not bring it back.
+ */
+async function restore(catalog: Catalog, replica: Omit<StoredReplicaInput, 'attempts'>, report: ReindexReport): Promise<void> {
+  if ((await catalog.getReplica(replica.chunkId, replica.replicaId))?.status === 'expired') return;
+  await catalog.recordStored({ ...replica, attempts: 0, rebuilt: true });
+  report.restored += 1;
 }

@@ -11,7 +11,7 @@
  * found missing by scrub and repaired from another replica.
  */
 import { open, readFile } from 'node:fs/promises';
-import { decodeRecord, isPackHeader, PACK_HEADER_BYTES, RECORD_MAGIC_STEM, type PackRecordHeader } from './pack-format.js';
+import { decodeRecord, decodeRecordPrefix, isPackHeader, PACK_HEADER_BYTES, RECORD_MAGIC_STEM, RECORD_PREFIX_BYTES, type PackRecordHeader } from './pack-format.js';
 
 export interface ScannedRecord {
   /** Marked deleted (its replica no longer counts; compaction drops it). */
@@ -27,8 +27,12 @@ export interface PackScan {
   /** The file's size when read. */
   sizeBytes: number;
   records: ScannedRecord[];
-  /** Stretches between good records that hold no good record. */
-  damaged: Array<{ offset: number; length: number; problem: string }>;
+  /**
+   * Stretches between good records that hold no good record. `deleted`: the stretch is exactly
+   * one record marked deleted (its prefix intact, the rest damaged): no replica lies there now
+   * (a damaged record a repair replaced, then marked).
+   */
+  damaged: Array<{ offset: number; length: number; problem: string; deleted?: true }>;
   /** Where the torn tail starts (the end of the last good record), if the file has one. */
   tornTailAt?: number;
   /** Set when the file does not start as a pack: nothing in it was read. */
@@ -60,7 +64,9 @@ export function scanPackBytes(bytes: Buffer): PackScan {
       scan.tornTailAt = offset;
       break;
     }
-    scan.damaged.push({ offset, length: next - offset, problem: decoded.invalid });
+    const prefix = decodeRecordPrefix(bytes.subarray(offset));
+    const oneDeletedRecord = !('invalid' in prefix) && prefix.deleted && RECORD_PREFIX_BYTES + prefix.headerLength + prefix.bodyLength === next - offset;
+    scan.damaged.push({ offset, length: next - offset, problem: decoded.invalid, ...(oneDeletedRecord ? { deleted: true as const } : {}) });
     offset = next;
   }
   scan.sealed = scan.tornTailAt === undefined && scan.records.at(-1)?.header.kind === 'seal';

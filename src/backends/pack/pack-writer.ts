@@ -244,6 +244,12 @@ export function packWriterOf(name: string): { hostTag: string; pid: number } | u
   return match ? { hostTag: match[1]!, pid: Number(match[2]) } : undefined;
 }
 
+/** When the pack named `name` was started (ms since the epoch, from its name), if the name says. */
+export function packCreatedAtMs(name: string): number | undefined {
+  const match = /^pack-([0-9a-z]+)-/.exec(name);
+  return match ? parseInt(match[1]!, 36) : undefined;
+}
+
 /** The storage key of file `name` in the directory with key `dirKey`. */
 function keyOf(dirKey: string, name: string): string {
   return dirKey ? `${dirKey}/${name}` : name;

@@ -6,11 +6,11 @@ import { startProgress } from '../progress.js';
 export function registerReindex(program: Command): void {
   const command = program
     .command('reindex')
-    .description('rebuild the Redis index of the catalog from the metadata stored on the backends')
+    .description('rebuild the Redis index of the catalog from the metadata stored on the backends (journal, sidecars, pack record headers)')
     .option('--verify', 'also re-hash every data object before indexing it');
   declareContract(command, {
     json: '{checkpoints, metadataRecords, restored, problems: [string, each naming the key]}',
-    exitCodes: { failed: 'it found problems (data missing, unreadable metadata, data without metadata), or Redis or a storage backend could not be reached' },
+    exitCodes: { failed: 'it found problems (data missing, unreadable metadata, data without metadata, damage in a pack), or Redis or a storage backend could not be reached' },
   });
   command.action((options: { verify?: boolean; json?: boolean }, self: Command) =>
     withVault(self, async (vault) => {
