@@ -2,23 +2,28 @@
  * The backend is the source of truth: after Redis loses everything, `reindex` finds every
  * stored replica again from the metadata stored beside the data.
  */
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
+import type { ReplicaRecord } from '../src/domain/types.js';
+import { packedKeyOf, parsePackedKey } from '../src/backends/pack/packed-key.js';
+import { scanPack, type ScannedRecord } from '../src/backends/pack/pack-scan.js';
+import type { ReplicaRecordHeader } from '../src/backends/pack/pack-format.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
-import { makeTestEnv, openVault, runCli, seedTasks, startWorkerProcess, waitFor, stagedEntries, type TestEnv } from './support/harness.js';
+import { journalMetadata, makeTestEnv, openVault, runCli, seedTasks, startWorkerProcess, waitFor, stagedEntries, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
 let vault: Chunkvault | undefined;
-let redisServer: PrivateRedis;
+let redisServer: PrivateRedis | undefined;
 
 afterEach(async () => {
   await vault?.close();
   vault = undefined;
   await env.cleanup();
-  await redisServer.stop();
+  await redisServer?.stop();
+  redisServer = undefined;
 });
 
 describe('reindex', () => {
@@ -35,7 +40,7 @@ describe('reindex', () => {
     await vault.close();
     vault = undefined;
 
-    const admin = new Redis(redisServer.url);
+    const admin = new Redis(redisServer!.url);
     await admin.flushall();
     expect(await admin.dbsize()).toBe(0);
     admin.disconnect();
@@ -65,7 +70,7 @@ describe('reindex', () => {
     await vault.close();
     vault = undefined;
 
-    const admin = new Redis(redisServer.url);
+    const admin = new Redis(redisServer!.url);
     await admin.flushall();
     admin.disconnect();
 
@@ -96,7 +101,7 @@ describe('reindex', () => {
     const manifestDir = path.join(env.basePath, '_chunkvault', 'checkpoints');
     const sealedBefore = (await readdir(manifestDir)).sort();
 
-    const admin = new Redis(redisServer.url);
+    const admin = new Redis(redisServer!.url);
     await admin.flushall();
     admin.disconnect();
     // Workers go on storing into the empty index: a full interval enters the new ledger and its sealer wants cp-00000001.
@@ -121,7 +126,7 @@ describe('reindex', () => {
     const tasks = seedTasks(3, 2);
     // Queued with no worker running: then Redis loses everything, jobs and records alike.
     const handle = await vault.producer.store(tasks);
-    const admin = new Redis(redisServer.url);
+    const admin = new Redis(redisServer!.url);
     await admin.flushall();
     admin.disconnect();
 
@@ -141,7 +146,7 @@ describe('reindex', () => {
     vault = await openVault(env);
     await vault.producer.store(seedTasks(3, 2, 'lost'));
     expect((await stagedEntries(env.stagingDir)).length).toBeGreaterThan(0);
-    const admin = new Redis(redisServer.url);
+    const admin = new Redis(redisServer!.url);
     await admin.flushall();
     admin.disconnect();
     const live = await vault.producer.store(seedTasks(1, 2, 'live'));
@@ -223,7 +228,7 @@ describe('reindex', () => {
     expect(files.filter((f) => f.startsWith('snapshot~'))).toHaveLength(1);
     expect(files).toHaveLength(2); // the snapshot and this process's file with the forgets
 
-    const admin = new Redis(redisServer.url);
+    const admin = new Redis(redisServer!.url);
     await admin.flushall();
     admin.disconnect();
     const run = await runCli(['reindex', '--json', '--verify', '--config', env.configPath]);
@@ -275,5 +280,207 @@ describe('reindex', () => {
       expect.stringMatching(/chunk_4_replica_0\.dat: data without metadata/),
     ]));
     expect(report.problems).toHaveLength(6);
+  });
+});
+
+const PACKING = { chunkvault: { packing: { max_chunk_bytes: 64 * 1024 } } };
+const DAY = 24 * 3600 * 1000;
+
+/** What reindex rebuilds of a replica's record: all but the counts of its history (attempts, corruptions, generation, last error). */
+function rebuiltPart({ attempts: _a, corruptions: _c, generation: _g, error: _e, ...rest }: ReplicaRecord) {
+  return rest;
+}
+
+async function recordsOf(v: Chunkvault, chunkIds: string[]) {
+  return (await Promise.all(chunkIds.map((id) => v.catalog.listReplicas(id)))).flat().map(rebuiltPart);
+}
+
+/** Redis loses everything (its own server: nothing else is touched). */
+async function flushAll(): Promise<void> {
+  const admin = new Redis(redisServer!.url);
+  await admin.flushall();
+  admin.disconnect();
+}
+
+/** The live replica records of the pack `pack`, in order. */
+async function replicaRecordsIn(pack: string): Promise<Array<ScannedRecord & { header: ReplicaRecordHeader }>> {
+  const scan = await scanPack(path.join(env.basePath, pack));
+  return scan.records.filter((r): r is ScannedRecord & { header: ReplicaRecordHeader } => !r.deleted && r.header.kind === 'replica');
+}
+
+/** Flips one byte of the file at `offset`, in place. */
+async function flipByte(file: string, offset: number): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, offset);
+    byte[0] = byte[0]! ^ 0x55;
+    await handle.write(byte, 0, 1, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
+describe('reindex of packed replicas', () => {
+  it('rebuilds them from their packs\' record headers alone, with no journal: plain, repaired and compressed ones exactly; an expired one stays gone', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv({ ...PACKING, storage: { cleanup: { retention_days: 30, compression_age_days: 7 } } }, redisServer.url);
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const stored = async (tasks: ReturnType<typeof seedTasks>) => (await vault!.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const old = await stored(seedTasks(1, 2, 'old'));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const compressedTasks = seedTasks(1, 2, 'cmp');
+    await stored(compressedTasks);
+    expect((await vault.maintenance.runPass({ tasks: ['compression'], now: () => Date.now() + 8 * DAY })).compression).toMatchObject({ replicasCompressed: 4 });
+    const tasks = seedTasks(3, 2);
+    tasks[1]!.replicas[0]!.cloudProvider = 'gcp';
+    tasks[2]!.replicas[1]!.targetNode = 'node-b';
+    const plain = await stored(tasks);
+    expect(plain.every((r) => parsePackedKey(r.storagePath))).toBe(true);
+    // Packed replicas have no journal line: their pack's record header is their metadata.
+    const journal = await journalMetadata(env.basePath);
+    for (const r of plain) expect(journal.get(`${r.chunkId}/${r.replicaId}`)).toBeUndefined();
+
+    // chunk_0's first replica rots in its pack; scrub finds it and a repair rewrites it into a new record.
+    const victim = plain.find((r) => r.replicaId === 'chunk_0_replica_0')!;
+    const at = parsePackedKey(victim.storagePath)!;
+    await flipByte(path.join(env.basePath, at.pack), at.offset + at.length - 3);
+    expect((await vault.maintenance.runPass({ tasks: ['scrub'], now: () => Date.now() + DAY })).scrub).toMatchObject({ corruptFound: 1 });
+    await waitFor('the repair', async () => {
+      const record = await vault!.catalog.getReplica(victim.chunkId, victim.replicaId);
+      return record?.status === 'stored' && record.path !== victim.storagePath;
+    });
+    // old_0 expires: its records are marked deleted in their pack.
+    const cutoff = Math.max(...old.map((r) => Date.parse(r.storedAt)));
+    expect((await vault.maintenance.runPass({ tasks: ['retention'], now: () => cutoff + 30 * DAY + 1 })).retention).toMatchObject({ replicasDeleted: 2 });
+
+    const chunkIds = ['cmp_0', 'chunk_0', 'chunk_1', 'chunk_2'];
+    const before = await recordsOf(vault, chunkIds);
+    expect(before.filter((r) => r.codec === 'zstd')).toHaveLength(2);
+    const chunksBefore = await Promise.all(chunkIds.map((id) => vault!.catalog.getChunk(id)));
+    await vault.close();
+    vault = undefined;
+    // From the disk alone: the metadata journal (compression and retention wrote to it) is gone too.
+    await rm(path.join(env.basePath, '.chunkvault-journal'), { recursive: true, force: true });
+    await flushAll();
+
+    const run = await runCli(['reindex', '--verify', '--json', '--config', env.configPath]);
+    expect(JSON.parse(run.stdout)).toMatchObject({ metadataRecords: 8, restored: 8, problems: [] });
+    expect(run.code).toBe(0);
+    vault = await openVault(env);
+    expect(await recordsOf(vault, chunkIds)).toEqual(before);
+    expect(await Promise.all(chunkIds.map((id) => vault!.catalog.getChunk(id)))).toEqual(chunksBefore);
+    expect(await vault.catalog.getReplica('old_0', 'old_0_replica_0')).toBeUndefined();
+    for (const t of [...compressedTasks, ...tasks]) expect(await vault.getChunk(t.chunkId)).toEqual(t.chunkData);
+
+    // Again on the live catalog: it changes nothing.
+    expect(await vault.reindex({ verify: true })).toMatchObject({ metadataRecords: 8, problems: [] });
+    expect(await recordsOf(vault, chunkIds)).toEqual(before);
+  }, 60_000);
+
+  it('reports a flipped byte in a pack by pack and offset and restores the rest; of two live records of a replica it takes the newest that checks out', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv(PACKING, redisServer.url);
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const tasks = seedTasks(4, 2);
+    const results = await (await vault.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const { pack } = parsePackedKey(results[0]!.storagePath)!;
+    expect(results.every((r) => parsePackedKey(r.storagePath)!.pack === pack)).toBe(true);
+    const [damaged, copied, miscopied] = await replicaRecordsIn(pack);
+    const packs = vault.backends.byName('local')!.packs!;
+    const bodyOf = (r: ScannedRecord) => packs.body({ pack, offset: r.offset, length: r.length });
+    // What a compaction or repair that died mid-way leaves: a second live record of a replica,
+    // newer; and one whose bytes are whole (their CRC good) but not the chunk's.
+    const copy = await packs.append(pack, copied!.header, await bodyOf(copied!));
+    const wrong = Buffer.from(await bodyOf(miscopied!));
+    wrong[0] = wrong[0]! ^ 0xff;
+    const wrongCopy = await packs.append(pack, miscopied!.header, wrong);
+    await flipByte(path.join(env.basePath, pack), damaged!.bodyOffset + 2);
+    await vault.close();
+    vault = undefined;
+    await flushAll();
+
+    vault = await openVault(env);
+    const report = await vault.reindex({ verify: true });
+    const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    expect(report.problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(new RegExp(`^local:${escaped(pack)} at ${damaged!.offset}: \\d+ damaged bytes \\(record CRC mismatch\\)`)),
+      expect.stringMatching(new RegExp(`^local:${escaped(wrongCopy)}: checksum [0-9a-f]+ .*its header says`)),
+    ]));
+    expect(report).toMatchObject({ metadataRecords: 7, restored: 7 });
+    expect(report.problems).toHaveLength(2);
+    const pathOf = async (h: ReplicaRecordHeader) => (await vault!.catalog.getReplica(h.chunkId, h.replicaId))?.path;
+    expect(await pathOf(copied!.header)).toBe(copy);
+    expect(await pathOf(miscopied!.header)).toBe(packedKeyOf({ pack, ...miscopied! }));
+    expect(await pathOf(damaged!.header)).toBeUndefined();
+    for (const r of results) {
+      if (r.replicaId !== damaged!.header.replicaId && r.replicaId !== copied!.header.replicaId) expect((await vault.catalog.getReplica(r.chunkId, r.replicaId))?.path).toBe(r.storagePath);
+    }
+    for (const t of tasks) expect(await vault.getChunk(t.chunkId)).toEqual(t.chunkData);
+  }, 60_000);
+
+  it('still reads journal lines of packed replicas from before, once per replica, completing records whose headers lacked metadata', async () => {
+    redisServer = await startPrivateRedis();
+    env = await makeTestEnv(PACKING, redisServer.url);
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const tasks = seedTasks(3, 2);
+    tasks[0]!.replicas[0]!.cloudProvider = 'gcp';
+    const results = await (await vault.producer.store(tasks)).results({ timeoutMs: 30_000 });
+    const local = vault.backends.byName('local')!;
+    const chunkCreatedAtMs = async (chunkId: string) => Date.parse((await vault!.catalog.getChunk(chunkId))!.createdAt);
+    // Older data: each replica had a journal line too (but chunk_1's first, whose line is lost).
+    for (const r of results) {
+      if (r.replicaId === 'chunk_1_replica_0') continue;
+      const record = (await vault.catalog.getReplica(r.chunkId, r.replicaId))!;
+      await vault.metadata.of(local).record({ ...record, createdAtMs: await chunkCreatedAtMs(r.chunkId) });
+    }
+    // A repair from before rewrote two replicas into records whose headers held no metadata
+    // (the old ones marked deleted); chunk_0's journal line names its new record.
+    const rewritten = new Map<string, string>();
+    for (const r of results.filter((r) => r.replicaId.endsWith('_replica_0') && r.chunkId !== 'chunk_2')) {
+      const { pack, offset, length } = parsePackedKey(r.storagePath)!;
+      const header: ReplicaRecordHeader = { kind: 'replica', chunkId: r.chunkId, replicaId: r.replicaId, checksum: `md5:${r.checksum}`, sizeBytes: r.sizeBytes };
+      const key = await local.packs!.append(pack, header, await local.packs!.body({ pack, offset, length }));
+      await local.delete(r.storagePath);
+      rewritten.set(r.replicaId, key);
+      const record = (await vault.catalog.getReplica(r.chunkId, r.replicaId))!;
+      if (r.chunkId === 'chunk_0') await vault.metadata.of(local).record({ ...record, path: key, createdAtMs: await chunkCreatedAtMs(r.chunkId) });
+    }
+    const before = (await recordsOf(vault, ['chunk_0', 'chunk_2'])).map((r) => ({ ...r, path: rewritten.get(r.replicaId) ?? r.path }));
+    await vault.close();
+    vault = undefined;
+    await flushAll();
+
+    vault = await openVault(env);
+    const report = await vault.reindex({ verify: true });
+    // Six replicas read (five with a journal line as well as a pack record: each counted once).
+    expect(report).toMatchObject({ metadataRecords: 6, restored: 5 });
+    expect(report.problems).toEqual([
+      expect.stringMatching(new RegExp(`^local:${rewritten.get('chunk_1_replica_0')!.replace(/[.#]/g, '\\$&')}: record of chunk_1/chunk_1_replica_0 lacks targetNode, cloudProvider, taskId, createdAtMs, storedAt .*no journal line`)),
+    ]);
+    expect(await recordsOf(vault, ['chunk_0', 'chunk_2'])).toEqual(before);
+    expect((await vault.catalog.getReplica('chunk_0', 'chunk_0_replica_0'))).toMatchObject({ cloudProvider: 'gcp', path: rewritten.get('chunk_0_replica_0') });
+    for (const t of tasks) expect(await vault.getChunk(t.chunkId)).toEqual(t.chunkData);
+  }, 60_000);
+
+  it('on a live catalog, leaves a replica retention deleted expired though a leftover record of it is live', async () => {
+    env = await makeTestEnv({ ...PACKING, storage: { cleanup: { retention_days: 30 } } });
+    vault = await openVault(env);
+    await vault.startWorkers();
+    const [first] = await (await vault.producer.store(seedTasks(1, 1, 'old'))).results({ timeoutMs: 30_000 });
+    // A retried write's first append: durable, but nothing points at it.
+    const { pack, offset, length } = parsePackedKey(first!.storagePath)!;
+    const packs = vault.backends.byName('local')!.packs!;
+    const [record] = await replicaRecordsIn(pack);
+    await packs.append(pack, record!.header, await packs.body({ pack, offset, length }));
+    await vault.maintenance.runPass({ tasks: ['retention'], now: () => Date.parse(first!.storedAt) + 30 * DAY + 1 });
+    expect(await vault.catalog.getReplica('old_0', 'old_0_replica_0')).toMatchObject({ status: 'expired' });
+
+    expect(await vault.reindex()).toMatchObject({ metadataRecords: 1, restored: 0, problems: [] });
+    expect(await vault.catalog.getReplica('old_0', 'old_0_replica_0')).toMatchObject({ status: 'expired' });
+    await expect(vault.getChunk('old_0')).rejects.toThrow(/deleted by retention/);
   });
 });

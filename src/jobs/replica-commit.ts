@@ -1,9 +1,10 @@
 /**
  * The last steps of making a replica durable, shared by writes and repairs: read the object
  * back and check it (verify_on_write; the put's own read-back of the durable object where it
- * made one, none for a hard link to a checked staged file), store its metadata (store_metadata: a sidecar object, or a line in a local backend's journal), and
- * record it stored in the catalog. Called only after the backend's put succeeded. Returns the
- * chunk's status afterwards.
+ * made one, none for a hard link to a checked staged file), store its metadata (store_metadata:
+ * a sidecar object, or a line in a local backend's journal; a packed replica's is its pack
+ * record's header, written with its bytes), and record it stored in the catalog. Called only
+ * after the backend's put succeeded. Returns the chunk's status afterwards.
  */
 import type { Config } from '../config/config.schema.js';
 import { checksumOfObject, type Backend, type PutReceipt } from '../backends/backend.js';
@@ -12,6 +13,7 @@ import type { ChunkStatus } from '../domain/types.js';
 import { BackendIoError } from '../errors.js';
 import type { ReplicaMetadata } from '../catalog/replica-metadata.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
+import { parsePackedKey } from '../backends/pack/packed-key.js';
 
 export interface CommitDeps {
   config: Config;
@@ -40,8 +42,9 @@ export async function commitReplica(
   }
   // A write that comes back late (its worker was cut off while another took the job over and
   // stored the replica) wrote the same bytes under the same key; its metadata would only
-  // disagree with the catalog's (another storedAt), so it records none.
-  if (config.storage.integrity.store_metadata && !(await storedAlready(catalog, record))) {
+  // disagree with the catalog's (another storedAt), so it records none. A packed replica's
+  // metadata is its record's header, appended and made durable with its bytes: nothing to add.
+  if (config.storage.integrity.store_metadata && !parsePackedKey(record.path) && !(await storedAlready(catalog, record))) {
     await metadata.of(backend).record(record);
   }
   return catalog.recordStored(record);
