@@ -96,6 +96,19 @@ describe('catalog scripts', () => {
     expect(await stats()).toMatchObject({ replicas_failed: '0', replicas_stored: '1', chunks_pending: '1', chunks_degraded: '0' });
   });
 
+  it('register-chunk: chunks registered at once go in one call, and a conflict fails its own chunk alone', async () => {
+    fresh();
+    await catalog.registerChunk(registration('k2'));
+    const outcomes = await Promise.allSettled([
+      catalog.registerChunk(registration('k1')), catalog.registerChunk(registration('k2', 2, 'other')), catalog.registerChunk(registration('k3', 1)),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[1] as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
+    expect((outcomes[2] as PromiseFulfilledResult<unknown>).value).toEqual({ createdAtMs: 1_700_000_000_000, replicas: [{ replicaId: 'k3_r0', action: 'enqueue', generation: 0 }] });
+    expect(await stats()).toEqual({ chunks_pending: '3' });
+    expect((await catalog.getChunk('k2'))?.checksum).toBe('c0ffee');
+  });
+
   it('record-stored: moves every counter once, enters the chunk in the ledger once, frees the reservation', async () => {
     fresh();
     await catalog.registerChunk(registration('c1'));

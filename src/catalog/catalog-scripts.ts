@@ -16,7 +16,7 @@ import { CHUNK_STATUSES, type ChunkStatus } from '../domain/types.js';
 
 /** Each script: its file under scripts/ and how many KEYS it takes ('batch': as many as its batch needs). */
 export const CATALOG_SCRIPTS = {
-  cvRegisterChunk: { file: 'register-chunk', keys: 7 },
+  cvRegisterChunk: { file: 'register-chunk', keys: 'batch' },
   cvRecordStored: { file: 'record-stored', keys: 'batch' },
   cvRecordFailed: { file: 'record-failed', keys: 10 },
   cvReserveQuota: { file: 'reserve-quota', keys: 2 },

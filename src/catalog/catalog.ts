@@ -82,8 +82,9 @@ export interface CatalogCounters {
   backendCount: Record<string, number>;
 }
 
-/** Replicas one cvRecordStored call settles at most (five keys each). */
+/** Replicas one cvRecordStored call settles at most (five keys each), and chunks one cvRegisterChunk call registers (three each). */
 const STORED_PER_CALL = 64;
+const REGISTERED_PER_CALL = 64;
 
 export class Catalog {
   readonly #redis: RedisClient;
@@ -91,6 +92,7 @@ export class Catalog {
   readonly #keys: CatalogKeys;
   readonly #replication: ReplicationBarrier;
   readonly #series: MinuteSeriesReader;
+  readonly #registered = new CallBatcher<ChunkRegistration, RegistrationResult>((batch) => this.#registerChunkBatch(batch), REGISTERED_PER_CALL);
   readonly #stored = new CallBatcher<StoredReplicaInput, ChunkStatus>((batch) => this.#recordStoredBatch(batch), STORED_PER_CALL);
 
   /**
@@ -110,25 +112,23 @@ export class Catalog {
    * Records a chunk and the replicas asked for, and says which need a job. Throws
    * ConflictError when the chunk id is already recorded with another checksum.
    */
-  async registerChunk(chunk: ChunkRegistration): Promise<RegistrationResult> {
-    const reply = await this.#scripts.run('cvRegisterChunk', this.#keys.chunkScriptKeys(chunk.chunkId), {
-      chunkId: chunk.chunkId, checksum: chunk.checksum, algorithm: chunk.algorithm, sizeBytes: chunk.sizeBytes,
-      createdAt: new Date(chunk.createdAtMs).toISOString(), createdAtMs: chunk.createdAtMs,
-      replicas: chunk.replicas.map((r) => ({ replicaId: r.replicaId, backend: r.backend, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId })),
+  registerChunk(chunk: ChunkRegistration): Promise<RegistrationResult> {
+    return this.#registered.call(chunk);
+  }
+
+  /** One cvRegisterChunk call for a batch of chunks (see CallBatcher); a conflict fails its own chunk alone. */
+  async #registerChunkBatch(batch: ChunkRegistration[]): Promise<Array<RegistrationResult | Error>> {
+    const keys = this.#keys.chunkScriptKeys(batch[0]!.chunkId);
+    for (const chunk of batch) keys.push(this.#keys.chunk(chunk.chunkId), this.#keys.chunkReplicas(chunk.chunkId), this.#keys.replicaBase(chunk.chunkId));
+    const replies = await this.#scripts.run('cvRegisterChunk', keys, {
+      chunks: batch.map((chunk) => ({
+        chunkId: chunk.chunkId, checksum: chunk.checksum, algorithm: chunk.algorithm, sizeBytes: chunk.sizeBytes,
+        createdAt: new Date(chunk.createdAtMs).toISOString(), createdAtMs: chunk.createdAtMs,
+        replicas: chunk.replicas.map((r) => ({ replicaId: r.replicaId, backend: r.backend, targetNode: r.targetNode, cloudProvider: r.cloudProvider, taskId: r.taskId })),
+      })),
     });
-    if (!Array.isArray(reply)) throw new UnexpectedReplyError('cvRegisterChunk', reply);
-    if (reply[0] === 'conflict') {
-      throw new ConflictError(
-        `chunk ${chunk.chunkId} is already recorded with ${reply[2]} checksum ${reply[1]}; chunks are immutable, so the same id cannot carry ${chunk.algorithm} ${chunk.checksum}`,
-      );
-    }
-    if (reply[0] !== 'ok' || reply.length !== 2 + chunk.replicas.length * 2) throw new UnexpectedReplyError('cvRegisterChunk', reply);
-    const replicas = chunk.replicas.map((r, i) => ({
-      replicaId: r.replicaId,
-      action: oneOf('cvRegisterChunk', reply[2 + i * 2], ['enqueue', 'skip'] as const),
-      generation: integerReply('cvRegisterChunk', reply[3 + i * 2]),
-    }));
-    return { createdAtMs: integerReply('cvRegisterChunk', reply[1]), replicas };
+    if (!Array.isArray(replies) || replies.length !== batch.length) throw new UnexpectedReplyError('cvRegisterChunk', replies);
+    return batch.map((chunk, i) => registrationOf(chunk, replies[i]));
   }
 
   /**
@@ -438,6 +438,23 @@ export class Catalog {
     }
     return counters;
   }
+}
+
+/** One chunk's part of a cvRegisterChunk reply: its registration, or a ConflictError when the id is known with another checksum. */
+function registrationOf(chunk: ChunkRegistration, reply: unknown): RegistrationResult | Error {
+  if (!Array.isArray(reply)) throw new UnexpectedReplyError('cvRegisterChunk', reply);
+  if (reply[0] === 'conflict') {
+    return new ConflictError(
+      `chunk ${chunk.chunkId} is already recorded with ${reply[2]} checksum ${reply[1]}; chunks are immutable, so the same id cannot carry ${chunk.algorithm} ${chunk.checksum}`,
+    );
+  }
+  if (reply[0] !== 'ok' || reply.length !== 2 + chunk.replicas.length * 2) throw new UnexpectedReplyError('cvRegisterChunk', reply);
+  const replicas = chunk.replicas.map((r, i) => ({
+    replicaId: r.replicaId,
+    action: oneOf('cvRegisterChunk', reply[2 + i * 2], ['enqueue', 'skip'] as const),
+    generation: integerReply('cvRegisterChunk', reply[3 + i * 2]),
+  }));
+  return { createdAtMs: integerReply('cvRegisterChunk', reply[1]), replicas };
 }
 
 /** Where one replica of a chunk is, as a checkpoint manifest lists it. */
