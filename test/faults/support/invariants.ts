@@ -32,6 +32,7 @@ import { packedKeyOf, parsePackedKey } from '../../../src/backends/pack/packed-k
 import { compareMetadata, filesUnder, forEachLimited, idsOfDataKey, ownerOf, readAll, tempFilesUnder, verifyObject } from './object-checks.js';
 import { JOURNAL_DIR } from '../../../src/catalog/metadata-journal.js';
 import type { Sidecar } from '../../../src/catalog/sidecar.js';
+import { replicaOfPackedRecord } from '../../../src/catalog/packed-metadata.js';
 import { counterDifferences, presentCounters, recountCatalog } from './counters.js';
 
 /** Reads and hashes running at once while checking. */
@@ -226,6 +227,7 @@ export async function checkInvariants(
     }
     // Each replica's current metadata (journal or sidecars), by the data key it names.
     const metadata = new Map<string, Sidecar>();
+    const packedMetadata = new Map<string, Parameters<typeof compareMetadata>[0]>();
     if (storeMetadata) {
       for await (const entry of vault.metadata.of(backend).current(keys)) {
         if ('problem' in entry) violate('torn', entry.problem);
@@ -255,7 +257,12 @@ export async function checkInvariants(
       for (const record of scan.records) {
         if (record.deleted || record.header.kind !== 'replica') continue;
         const key = packedKeyOf({ pack: packKey, ...record });
-        if (byLocation.has(`${backend.name}\0${key}`)) dataKeys.push(key);
+        if (!byLocation.has(`${backend.name}\0${key}`)) continue;
+        dataKeys.push(key);
+        // A packed replica's metadata is its record's header (a journal line only completes an older one).
+        const packed = replicaOfPackedRecord(record.header, { backend: backend.name, path: key, bodyLength: record.bodyLength }, metadata.get(key));
+        if ('problem' in packed) violate('torn', `${backend.name}:${key}: ${packed.problem}`);
+        else packedMetadata.set(key, { ...packed.replica, codec: packed.replica.codec ?? '' });
       }
     }
     report.counts.dataObjects += dataKeys.length;
@@ -273,7 +280,7 @@ export async function checkInvariants(
       const problem = await verifyObject(backend, key, record);
       if (problem) violate('torn', `${where}: ${problem}`);
       if (!storeMetadata) return;
-      const sidecar = metadata.get(key);
+      const sidecar = packedMetadata.get(key) ?? metadata.get(key);
       if (!sidecar) {
         violate('torn', `${where}: no metadata names it`);
         return;

@@ -30,7 +30,9 @@ export async function verifyObject(backend: Backend, key: string, record: Replic
   }
 }
 
-export function compareMetadata(sidecar: Sidecar, dataKey: string, record: ReplicaRecord): string | undefined {
+export function compareMetadata(
+  sidecar: Pick<Sidecar, 'path' | 'checksum' | 'sizeBytes' | 'storedBytes' | 'codec' | 'chunkId' | 'replicaId'>, dataKey: string, record: ReplicaRecord,
+): string | undefined {
   const mismatches: string[] = [];
   if (sidecar.path !== dataKey) mismatches.push(`path ${sidecar.path}`);
   if (sidecar.checksum !== record.checksum) mismatches.push(`checksum ${sidecar.checksum}`);
