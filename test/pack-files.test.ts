@@ -13,7 +13,7 @@ import { DurableDirectories } from '../src/backends/durable-directories.js';
 import { encodeRecord, PACK_HEADER_BYTES, type PackLocation, type PackRecordHeader } from '../src/backends/pack/pack-format.js';
 import { readPackedReplica } from '../src/backends/pack/pack-read.js';
 import { scanPack, sealPack } from '../src/backends/pack/pack-scan.js';
-import { PackWriter } from '../src/backends/pack/pack-writer.js';
+import { packNameOf, packNameParts, PackWriter } from '../src/backends/pack/pack-writer.js';
 import { BackendIoError, ChecksumMismatchError, InvalidInputError, NotFoundError } from '../src/errors.js';
 import { LocalBackend } from '../src/backends/local.backend.js';
 import { readAll } from './backend-contract.suite.js';
@@ -93,6 +93,15 @@ describe('pack files', () => {
     expect(packs.length).toBeGreaterThanOrEqual(5);
     for (const name of packs) expect((await stat(path.join(dir, name))).size <= 4096 || name === path.basename(locations[12]!.pack)).toBe(true);
     for (const [i, body] of bodies.entries()) expect(await readPackedReplica(fileOf(dir, locations[i]!), refOf(i, locations[i]!))).toEqual(body);
+  });
+
+  it('names a pack by when, on which host and by which process it was started, and reads the first packs\' longer names too', () => {
+    const parts = { createdAtMs: 1_796_610_000_000, hostTag: '0a7c9c', pid: 4_194_304 };
+    const name = packNameOf({ ...parts, random: 'beef' });
+    expect(name.length).toBeLessThanOrEqual(31);
+    expect(packNameParts(name)).toEqual(parts);
+    expect(packNameParts('pack-mxclum9d-0a7c9cdf-27011-fb95a3b6.pack')).toEqual({ createdAtMs: parseInt('mxclum9d', 36), hostTag: '0a7c9cdf', pid: 27011 });
+    expect(packNameParts('notes.pack')).toBeUndefined();
   });
 
   it('refuses appends after close, having made every earlier one durable', async () => {
@@ -199,7 +208,7 @@ describe('pack files', () => {
       await expect(readdir(path.join(root, 'data', '2026', '12', '06'))).rejects.toThrow(/ENOENT/); // nothing was appended
       const { key, receipt } = await backend.putPacked('2026/12/06/c1@r1.dat', body, options);
       expect(receipt.readBack).toMatchObject({ checksum: md5, sizeBytes: 3000 });
-      expect(parsePackedKey(key)?.pack).toMatch(/^2026\/12\/06\/pack-.*\.pack$/);
+      expect(parsePackedKey(key)?.pack).toMatch(/^2026\/12\/06\/[^/]+\.pack$/);
       expect(await readAll(await backend.get(key))).toEqual(body);
       expect(await backend.getRange(key, 100, 50)).toEqual(body.subarray(100, 150));
       await expect(backend.getRange(key, 2990, 20)).rejects.toThrow(/expected|size/i);

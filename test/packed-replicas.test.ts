@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
 import { parsePackedKey } from '../src/backends/pack/packed-key.js';
-import { THIS_HOST_TAG } from '../src/backends/pack/pack-writer.js';
+import { packNameOf, THIS_HOST_TAG } from '../src/backends/pack/pack-writer.js';
 import { scanPack } from '../src/backends/pack/pack-scan.js';
 import type { StoredChunk } from '../src/domain/types.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/redis/private-redis.js';
@@ -56,7 +56,9 @@ describe('packed replicas', () => {
     const results = await (await v.producer.store([...tasks, big])).results({ timeoutMs: 30_000 });
     expect(results.map((r) => r.status)).toEqual(Array(14).fill('stored'));
     const small = results.filter((r) => !r.chunkId.startsWith('big'));
-    for (const r of small) expect(r.storagePath).toMatch(/^\d{4}\/\d{2}\/\d{2}\/pack-[a-z0-9]+-[0-9a-f]{8}-\d+-[0-9a-f]{8}\.pack#\d+=\d+$/);
+    for (const r of small) expect(r.storagePath).toMatch(/^\d{4}\/\d{2}\/\d{2}\/[a-z0-9]+-[0-9a-f]{6}-[a-z0-9]+-[0-9a-f]{4}\.pack#\d+=\d+$/);
+    // Within Redis's hash-max-listpack-value (64) even at a full pack's offsets, so the record stays a listpack.
+    for (const r of small) expect(r.storagePath.replace(/#.*$/, '#67108864=262144').length).toBeLessThanOrEqual(64);
     for (const r of results.filter((r) => r.chunkId.startsWith('big'))) expect(r.storagePath).toMatch(/\.dat$/);
 
     const data = (await filesUnder(env.basePath)).filter((f) => !f.startsWith('_chunkvault') && !f.startsWith('.chunkvault'));
@@ -255,7 +257,7 @@ describe('packed replicas', () => {
     const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid!; // a pid that has exited
     const dir = path.join(env.basePath, '2026', '12', '06');
     await mkdir(dir, { recursive: true });
-    const torn = path.join(dir, `pack-mxyz0000-${THIS_HOST_TAG}-${dead}-0badf00d.pack`);
+    const torn = path.join(dir, packNameOf({ createdAtMs: Date.now(), hostTag: THIS_HOST_TAG, pid: dead, random: 'f00d' }));
     await writeFile(torn, Buffer.from('CVP')); // cut inside its 16-byte header
     const fresh = await v.maintenance.runPass({ tasks: ['compaction'] });
     expect(fresh.compaction).toMatchObject({ packsCompacted: 0, packsSkipped: 1 }); // just written: it waits

@@ -17,7 +17,7 @@ import { Readable } from 'node:stream';
 import type { PackFiles } from '../backends/backend.js';
 import { PACK_HEADER_BYTES, type ReplicaRecordHeader } from '../backends/pack/pack-format.js';
 import type { PackScan, ScannedRecord } from '../backends/pack/pack-scan.js';
-import { packCreatedAtMs } from '../backends/pack/pack-writer.js';
+import { packNameParts } from '../backends/pack/pack-writer.js';
 import { packedKeyOf } from '../backends/pack/packed-key.js';
 import type { StoredReplicaInput } from '../catalog/catalog.js';
 import { replicaOfPackedRecord } from '../catalog/packed-metadata.js';
@@ -71,7 +71,7 @@ export async function packedReplicas(
       if (damage.deleted) continue; // a record marked deleted, damaged before or after: nothing to index there
       problems.push(`${backend}:${pack} at ${damage.offset}: ${damage.length} damaged bytes (${damage.problem}); a replica recorded there is not indexed`);
     }
-    const createdAtMs = packCreatedAtMs(path.posix.basename(pack)) ?? 0;
+    const createdAtMs = packNameParts(path.posix.basename(pack))?.createdAtMs ?? 0;
     for (const record of scan.records) {
       const { header } = record;
       if (record.deleted || header.kind !== 'replica') continue;

@@ -13,7 +13,7 @@ import type { DurableDirectories } from '../durable-directories.js';
 import type { PackLocation, PackRecordHeader } from './pack-format.js';
 import { packedKeyOf, parsePackedKey, type PackedKey } from './packed-key.js';
 import { bodyOfReplica, checkedRecord, markRecordDeleted, readPackRecord, recordInfo } from './pack-read.js';
-import { packWriterOf, PackWriter, SEAL_AFTER_IDLE_MS, THIS_HOST_TAG } from './pack-writer.js';
+import { packNameParts, PackWriter, SEAL_AFTER_IDLE_MS, THIS_HOST_TAG } from './pack-writer.js';
 import { scanPack, sealPack, type PackScan } from './pack-scan.js';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -125,7 +125,7 @@ export class PackStore implements PackFiles {
   isFree(packKey: string, scan: PackScan, modifiedAt: Date, staleAfterMs: number, now = Date.now()): boolean {
     if (scan.sealed) return true;
     if (now - modifiedAt.getTime() < 2 * SEAL_AFTER_IDLE_MS) return false;
-    const writer = packWriterOf(path.posix.basename(packKey));
+    const writer = packNameParts(path.posix.basename(packKey));
     if (writer?.hostTag === THIS_HOST_TAG) return !processAlive(writer.pid);
     return now - modifiedAt.getTime() > staleAfterMs;
   }

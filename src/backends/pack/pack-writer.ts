@@ -230,24 +230,42 @@ export class PackWriter {
   }
 }
 
-/** This host, as pack names carry it: enough to tell this host's packs from others'. */
-export const THIS_HOST_TAG = createHash('sha1').update(hostname()).digest('hex').slice(0, 8);
+/** This host, as pack names carry it (6 hex digits of its name's SHA-1): enough to tell this host's packs from others'. */
+export const THIS_HOST_TAG = createHash('sha1').update(hostname()).digest('hex').slice(0, 6);
 
-/** A new pack's name: when it was started, by which host and process (pack-<ms36>-<host>-<pid>-<random>.pack). */
+export interface PackNameParts {
+  createdAtMs: number;
+  hostTag: string;
+  pid: number;
+  /** Random hex digits, so two packs started in one millisecond by one process differ. */
+  random: string;
+}
+
+/**
+ * A pack's name: `<ms>-<host>-<pid>-<random>.pack`, the time it was started and the pid in
+ * base 36, 31 characters today. Short for the catalog's sake: a packed replica's path,
+ * `2026/12/07/<name>#<offset>=<length>` with the default date partitions, stays within 64
+ * bytes, Redis's hash-max-listpack-value, past which the replica's record becomes a
+ * hashtable of three times the memory (docs/BENCHMARKS.md). The first packs were named
+ * `pack-<ms36>-<host8>-<pid>-<random8>.pack`; their names are still read.
+ */
+export function packNameOf(parts: PackNameParts): string {
+  return `${parts.createdAtMs.toString(36)}-${parts.hostTag}-${parts.pid.toString(36)}-${parts.random}${PACK_SUFFIX}`;
+}
+
 function packName(): string {
-  return `pack-${Date.now().toString(36)}-${THIS_HOST_TAG}-${process.pid}-${randomBytes(4).toString('hex')}${PACK_SUFFIX}`;
+  return packNameOf({ createdAtMs: Date.now(), hostTag: THIS_HOST_TAG, pid: process.pid, random: randomBytes(2).toString('hex') });
 }
 
-/** The host and process that started the pack named `name`, if the name says. */
-export function packWriterOf(name: string): { hostTag: string; pid: number } | undefined {
-  const match = /^pack-[0-9a-z]+-([0-9a-f]{8})-(\d+)-[0-9a-f]+\.pack$/.exec(name);
-  return match ? { hostTag: match[1]!, pid: Number(match[2]) } : undefined;
-}
+const PACK_NAME = /^([0-9a-z]+)-([0-9a-f]{6})-([0-9a-z]+)-[0-9a-f]+\.pack$/;
+const FIRST_PACK_NAME = /^pack-([0-9a-z]+)-([0-9a-f]{8})-(\d+)-[0-9a-f]+\.pack$/;
 
-/** When the pack named `name` was started (ms since the epoch, from its name), if the name says. */
-export function packCreatedAtMs(name: string): number | undefined {
-  const match = /^pack-([0-9a-z]+)-/.exec(name);
-  return match ? parseInt(match[1]!, 36) : undefined;
+/** What the name of a pack says of it, if it is a pack's name. */
+export function packNameParts(name: string): Omit<PackNameParts, 'random'> | undefined {
+  const match = PACK_NAME.exec(name);
+  if (match) return { createdAtMs: parseInt(match[1]!, 36), hostTag: match[2]!, pid: parseInt(match[3]!, 36) };
+  const first = FIRST_PACK_NAME.exec(name);
+  return first ? { createdAtMs: parseInt(first[1]!, 36), hostTag: first[2]!, pid: Number(first[3]) } : undefined;
 }
 
 /** The storage key of file `name` in the directory with key `dirKey`. */
