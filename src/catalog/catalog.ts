@@ -11,6 +11,7 @@ import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, Replic
 import { CatalogKeys } from './catalog-keys.js';
 import { CatalogScripts, UnexpectedReplyError, chunkStatusOr, chunkStatusReply, integerReply, oneOf } from './catalog-scripts.js';
 import { CallBatcher } from './call-batcher.js';
+import type { ReplicaLocation } from './replica-scan.js';
 import { MINUTE_TTL_SECONDS, MinuteSeriesReader, epochMinute, type MinuteSeries } from './minute-series.js';
 
 export interface ReplicaRequest {
@@ -326,13 +327,13 @@ export class Catalog {
    * (undefined when there is none) and where each of its replicas is, by replica id. Two
    * round trips per thousand chunks, reading only the fields a manifest holds.
    */
-  async manifestEntries(chunkIds: readonly string[]): Promise<Array<{ chunk: ChunkRecord | undefined; replicas: ReplicaLocation[] }>> {
-    const entries: Array<{ chunk: ChunkRecord | undefined; replicas: ReplicaLocation[] }> = [];
+  async manifestEntries(chunkIds: readonly string[]): Promise<Array<{ chunk: ChunkRecord | undefined; replicas: ManifestReplica[] }>> {
+    const entries: Array<{ chunk: ChunkRecord | undefined; replicas: ManifestReplica[] }> = [];
     for (let i = 0; i < chunkIds.length; i += 1000) entries.push(...(await this.#manifestEntries(chunkIds.slice(i, i + 1000))));
     return entries;
   }
 
-  async #manifestEntries(chunkIds: readonly string[]): Promise<Array<{ chunk: ChunkRecord | undefined; replicas: ReplicaLocation[] }>> {
+  async #manifestEntries(chunkIds: readonly string[]): Promise<Array<{ chunk: ChunkRecord | undefined; replicas: ManifestReplica[] }>> {
     const first = this.#redis.pipeline();
     for (const chunkId of chunkIds) first.hgetall(this.#keys.chunk(chunkId)).smembers(this.#keys.chunkReplicas(chunkId));
     const chunkReplies = pipelineValues(await first.exec());
@@ -458,12 +459,7 @@ function registrationOf(chunk: ChunkRegistration, reply: unknown): RegistrationR
 }
 
 /** Where one replica of a chunk is, as a checkpoint manifest lists it. */
-export interface ReplicaLocation {
-  replicaId: string;
-  backend: string;
-  path: string;
-  status: ReplicaStatus;
-}
+type ManifestReplica = Omit<ReplicaLocation, 'chunkId'>;
 
 function toChunkRecord(chunkId: string, raw: Record<string, string>): ChunkRecord | undefined {
   if (!raw.checksum) return undefined;
