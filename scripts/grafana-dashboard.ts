@@ -95,10 +95,10 @@ export function buildDashboard(): Dashboard {
     ]))
 
     .withRow(new RowBuilder('Maintenance'))
-    .withPanel(timeseries('Retention and compression per pass', 'Replicas the last maintenance pass acted on, by task and result (a step per pass)', 'short', [
-      ['max by (task, result) (chunkvault_maintenance_last_pass_replicas{task=~"retention|compression"})', '{{task}} {{result}}'],
+    .withPanel(timeseries('Retention, compression and compaction per pass', 'Replicas the last maintenance pass acted on, by task and result, and the packs compaction rewrote or left (a step per pass)', 'short', [
+      ['max by (task, result) (chunkvault_maintenance_last_pass_replicas{task=~"retention|compression|compaction"})', '{{task}} {{result}}'],
     ]))
-    .withPanel(timeseries('Bytes per pass', 'Bytes the last pass deleted (retention), before and after compression, and read (scrub)', 'bytes', [
+    .withPanel(timeseries('Bytes per pass', 'Bytes the last pass deleted (retention), before and after compression and compaction, and read (scrub)', 'bytes', [
       ['max by (task, result) (chunkvault_maintenance_last_pass_bytes)', '{{task}} {{result}}'],
     ]))
     .withPanel(stat('Last pass', 'When the last maintenance pass finished', 'dateTimeFromNow', ['max(chunkvault_maintenance_last_pass_timestamp_seconds) * 1000', 'finished']))

@@ -74,7 +74,7 @@ beforeAll(async () => {
   await writeFile(victim, bytes);
   expect((await fetch(`${serve}/v1/chunks/c1`)).status).toBe(200);
   await waitFor('the repair', async () => (await vault.catalog.getReplica('c1', 'c1_r0'))?.status === 'stored');
-  await vault.maintenance.runPass({ tasks: ['retention', 'compression', 'scrub'] });
+  await vault.maintenance.runPass({ tasks: ['retention', 'compression', 'compaction', 'scrub'] });
 
   bodies.serve = await metricsOf(`${serve}/metrics`);
   bodies.worker = await metricsOf(`http://127.0.0.1:${workerPort}/metrics`);
