@@ -15,7 +15,7 @@
  * and cut off by sealPack.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readSync } from 'node:fs';
+import { readSync, writevSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -55,6 +55,14 @@ interface OpenPack {
   /** End of the last committed record: everything before it is durable. */
   end: number;
 }
+
+/**
+ * A batch up to this size is written with a synchronous writev: it lands in the page cache
+ * (the fdatasync after it is what waits for the disk, on libuv's thread pool), a copy of
+ * well under a millisecond, while a hop to the thread pool and back cost 30-60 us of CPU on
+ * these machines, per commit (docs/BENCHMARKS.md). Larger batches go through the pool.
+ */
+const SYNC_WRITE_MAX_BYTES = 1024 * 1024;
 
 /** At most this many buffers in one writev (IOV_MAX is 1024 on Linux; each record is three). */
 const MAX_BATCH_RECORDS = 320;
@@ -278,7 +286,8 @@ async function writeAllAt(handle: FileHandle, pieces: Buffer[], position: number
   let rest = pieces;
   let at = position;
   while (rest.length > 0) {
-    const { bytesWritten } = await handle.writev(rest, at);
+    const bytes = rest.reduce((n, piece) => n + piece.byteLength, 0);
+    const bytesWritten = bytes <= SYNC_WRITE_MAX_BYTES ? writevSync(handle.fd, rest, at) : (await handle.writev(rest, at)).bytesWritten;
     if (bytesWritten === 0) throw new Error(`writev wrote nothing at offset ${at}`);
     at += bytesWritten;
     let skip = bytesWritten;
