@@ -16,7 +16,7 @@ const REDIS = ['test/faults/redis-failover.faults.ts', 'test/faults/redis-restar
 
 export default defineConfig({
   test: {
-    // Scenarios run thousands of chunks through worker processes they kill and restart.
+    // Scenarios run hundreds of chunks each through worker processes they kill and restart.
     testTimeout: 300_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,

@@ -1,5 +1,5 @@
 /**
- * Backends that fail under a real workload (a `chunkvault worker` process, ~1,000 chunks of
+ * Backends that fail under a real workload (a `chunkvault worker` process, 150 to 400 chunks of
  * mixed sizes, 2-3 replicas each), then the same invariants as every scenario:
  *
  *  - disk-full:          the local backend's disk (a small tmpfs) fills up mid-run, then space
