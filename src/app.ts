@@ -17,6 +17,7 @@ import { StagingArea, stagingStoreOf } from './staging/staging-area.js';
 import { StagedOrphans } from './staging/staged-orphans.js';
 import { ChunkProducer } from './producer/chunk-producer.js';
 import { ReplicaWriter } from './jobs/replica-write.job.js';
+import { ByteBudget } from './jobs/byte-budget.js';
 import { ChunkFinalizer } from './jobs/chunk-finalize.job.js';
 import { ReplicaRepairer } from './jobs/replica-repair.job.js';
 import { QUEUE_NAMES, type QueueName } from './jobs/job-table.js';
@@ -142,9 +143,11 @@ export class Chunkvault {
     await this.sweepStagedOrphans();
     let lastSweep = Date.now();
     startHashThreads();
-    const writer = new ReplicaWriter({ config, catalog, metadata, backends, staging, logger, metrics, checkpoints: this.checkpoints });
+    // The worker holds more jobs than max_concurrent_writes (chunkvault.worker.concurrency); writes of an object each take turns for these.
+    const writeSlots = new ByteBudget(config.storage.performance.max_concurrent_writes);
+    const writer = new ReplicaWriter({ config, catalog, metadata, backends, staging, logger, metrics, checkpoints: this.checkpoints, writeSlots });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
-    const repairer = new ReplicaRepairer({ config, catalog, metadata, backends, repairs: this.#repairs, logger, metrics });
+    const repairer = new ReplicaRepairer({ config, catalog, metadata, backends, repairs: this.#repairs, logger, metrics, writeSlots });
     const maintenanceRunner = new MaintenanceRunner({ maintenance: this.maintenance, logger });
     const pool = new WorkerPool({
       config,

@@ -203,6 +203,14 @@ const chunkvaultSchema = z
       .prefault({}),
     worker: z
       .object({
+        /**
+         * Replica jobs a worker process holds at once. Of them, at most
+         * storage.performance.max_concurrent_writes write an object of their own (a file, a
+         * cloud object, a repair) at once; replicas appended to pack files share the pack's
+         * commits instead, so many at once cost fewer commits each (docs/BENCHMARKS.md).
+         * Never fewer than max_concurrent_writes.
+         */
+        concurrency: positiveInt.max(1000).default(100),
         /** How long a job's lock lives without renewal before BullMQ treats the job as stalled. */
         lock_duration_ms: positiveInt.default(30_000),
         stalled_interval_ms: positiveInt.default(30_000),

@@ -26,6 +26,7 @@ import { jobLogger } from './job-logger.js';
 import { parsePackedKey } from '../backends/pack/packed-key.js';
 import { smallBodyOf } from '../backends/fs-support.js';
 import { packedMetadataOf } from '../catalog/packed-metadata.js';
+import type { ByteBudget } from './byte-budget.js';
 
 export interface ReplicaRepairerDeps {
   config: Config;
@@ -35,6 +36,8 @@ export interface ReplicaRepairerDeps {
   repairs: RepairScheduler;
   logger: Logger;
   metrics: ProcessMetrics;
+  /** Shared with replica writes (ReplicaWriterDeps.writeSlots): a repair holds one while it runs. */
+  writeSlots: ByteBudget;
 }
 
 export interface RepairResult {
@@ -58,6 +61,7 @@ export class ReplicaRepairer {
     const target = replicas.find((r) => r.replicaId === replicaId);
     const backend = target?.backend ?? UNROUTED_BACKEND;
     const log = jobLogger(this.#deps.logger, job, { chunkId, replicaId, backend });
+    const giveBackSlot = await this.#deps.writeSlots.acquire(1);
     try {
       const result = await this.#repair(data, chunk, replicas, target, log);
       metrics.repair(backend, result.repaired ? 'repaired' : 'unchanged');
@@ -66,6 +70,8 @@ export class ReplicaRepairer {
       metrics.repair(backend, 'failed');
       log.warn({ err: error, attempt: job.attemptsMade + 1 }, 'repair failed');
       throw error;
+    } finally {
+      giveBackSlot();
     }
   }
 

@@ -44,6 +44,11 @@ export interface ReplicaWriterDeps {
   logger: Logger;
   metrics: ProcessMetrics;
   checkpoints: Pick<CheckpointService, 'sealSoon'>;
+  /**
+   * Writes of an object of their own at once in this process, shared with repairs: one unit
+   * each, storage.performance.max_concurrent_writes in all. Appends to packs take none.
+   */
+  writeSlots: ByteBudget;
 }
 
 /**
@@ -186,7 +191,10 @@ export class ReplicaWriter {
       }
     }
 
+    // Objects of their own take turns for a write slot; appends to a pack share its commits.
     // Large replicas take turns (see WRITE_BYTES_IN_FLIGHT); small ones barely dent the budget.
+    const packed = this.#packs(backend, data);
+    const giveBackSlot = packed ? undefined : await this.#deps.writeSlots.acquire(1);
     const giveBack = await this.#inFlight.acquire(data.sizeBytes);
     const storedAt = new Date().toISOString();
     let chunkStatus: ChunkStatus;
@@ -195,7 +203,7 @@ export class ReplicaWriter {
       const elapsed = startTimer();
       let receipt: PutReceipt | void;
       try {
-        if (this.#packs(backend, data)) ({ key: path, receipt } = await this.#putPacked(backend, key, data, storedAt));
+        if (packed) ({ key: path, receipt } = await this.#putPacked(backend, key, data, storedAt));
         else receipt = await this.#put(backend, key, data);
       } catch (error) {
         if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError) metrics.mismatch(backend.name, 'write');
@@ -211,6 +219,7 @@ export class ReplicaWriter {
       }, receipt);
     } finally {
       giveBack();
+      giveBackSlot?.();
     }
     if (existing?.path && existing.path !== path && existing.backend === backend.name) {
       // Written again after it went bad while compressed (or into another pack record): the old object is garbage now.

@@ -85,7 +85,7 @@ export class WorkerPool {
   #startWorker(queue: string, family: QueueName): Slot {
     const { config, logger, prefix, connect, handlers, metrics } = this.#options;
     const concurrency: Record<QueueName, number> = {
-      [QUEUE_NAMES.replicas]: config.storage.performance.max_concurrent_writes,
+      [QUEUE_NAMES.replicas]: Math.max(config.chunkvault.worker.concurrency, config.storage.performance.max_concurrent_writes),
       [QUEUE_NAMES.chunks]: Math.max(10, config.storage.performance.max_concurrent_writes),
       [QUEUE_NAMES.maintenance]: 1,
     };

@@ -311,7 +311,7 @@ describe('servers that fail, cut, lose or damage a share of requests', () => {
     }, {
       // Many writes in flight: most of the time goes to the SDKs' own backoff after injected errors.
       storage: { organization: { checkpoint_interval_chunks: 200 }, cleanup: { enable_auto_cleanup: false }, performance: { max_concurrent_writes: 64 } },
-      chunkvault: { retry: { attempts: 8, backoff_ms: 100 } },
+      chunkvault: { retry: { attempts: 8, backoff_ms: 100 }, worker: { concurrency: 64 } },
     });
     env = cloud.env;
     teardown.push(() => cloud.remove());

@@ -138,7 +138,7 @@ describe('a producer host and two worker hosts, staging in a bucket', () => {
     const workload = new Workload({ seed, chunks: 24, prefix: 'hc', maxBytes: 256 * 1024 });
     const debug = { LOG_LEVEL: 'debug' };
     const started = Date.now();
-    const workers = await Promise.all([workerA, workerB].map(async (host) => startWorker(host, await deployment.configFor(host, { 'storage.performance.max_concurrent_writes': 4 }), deployment.envFor(host, debug))));
+    const workers = await Promise.all([workerA, workerB].map(async (host) => startWorker(host, await deployment.configFor(host, { 'storage.performance.max_concurrent_writes': 4, 'chunkvault.worker.concurrency': 4 }), deployment.envFor(host, debug))));
 
     const acks = await produce(producer, await deployment.configFor(producer), deployment.envFor(producer), workload, BOTH_CLOUDS);
     expect(acks.failed.map((r) => `${r.replicaId}: ${r.error}`)).toEqual([]);
@@ -269,7 +269,7 @@ describe('a worker host cut off mid-run', () => {
     const workload = new Workload({ seed, chunks: 12, prefix: 'hx', maxBytes: 64 * 1024 });
     const debug = { LOG_LEVEL: 'debug' };
     const concurrency = 4;
-    const first = await startWorker(cutOff, await deployment.configFor(cutOff, { 'storage.performance.max_concurrent_writes': concurrency }), deployment.envFor(cutOff, debug));
+    const first = await startWorker(cutOff, await deployment.configFor(cutOff, { 'storage.performance.max_concurrent_writes': concurrency, 'chunkvault.worker.concurrency': concurrency }), deployment.envFor(cutOff, debug));
 
     // Its S3 requests are held from now on: its writes stay in flight, its job locks renewed.
     const s3 = cutOff.forwarder('s3');

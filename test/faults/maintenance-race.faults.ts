@@ -51,7 +51,7 @@ describe('retention and compression racing with ingest and reads', () => {
           performance: { max_concurrent_writes: 8 },
           cleanup: { retention_days: RETENTION_DAYS, compression_age_days: COMPRESSION_AGE_DAYS, compress_old_data: true, enable_auto_cleanup: false },
         },
-        chunkvault: { retry: { attempts: 5, backoff_ms: 50 }, maintenance: { scrub_replicas_per_pass: 40, compress_replicas_per_pass: 200 } },
+        chunkvault: { retry: { attempts: 5, backoff_ms: 50 }, worker: { concurrency: 8 }, maintenance: { scrub_replicas_per_pass: 40, compress_replicas_per_pass: 200 } },
       });
       vault = await openVault(env);
       const v = vault;

@@ -123,7 +123,7 @@ describe.each(cases)('%s: the master %s mid-run', (kind, fault, defaultSeed) => 
       chunkvault: {
         redis: { ...deployment.config, prefix },
         retry: { attempts: 12, backoff_ms: 200 },
-        worker: { watchdog_interval_ms: 1000, stuck_after_ms: 5000 },
+        worker: { concurrency: 8, watchdog_interval_ms: 1000, stuck_after_ms: 5000 },
       },
     });
     vault = await openVault(env);

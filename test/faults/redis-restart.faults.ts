@@ -52,7 +52,7 @@ async function setUp(persistence: 'aof' | 'none'): Promise<{ v: Chunkvault; e: T
   env = await makeTestEnv({
     storage: { organization: { checkpoint_interval_chunks: 25 }, performance: { max_concurrent_writes: 8 } },
     // Staged bytes of lost jobs are freed by a starting worker once older than this.
-    chunkvault: { retry: { attempts: 8, backoff_ms: 50 }, worker: { stale_temp_after_ms: STAGED_ORPHAN_AFTER_MS } },
+    chunkvault: { retry: { attempts: 8, backoff_ms: 50 }, worker: { concurrency: 8, stale_temp_after_ms: STAGED_ORPHAN_AFTER_MS } },
   }, redis.url);
   vault = await openVault(env);
   fleet = new WorkerFleet(env);

@@ -40,7 +40,7 @@ describe('worker processes killed with SIGKILL at random moments', () => {
       const started = Date.now();
       env = await makeTestEnv({
         storage: { organization: { checkpoint_interval_chunks: 25 }, performance: { max_concurrent_writes: 8 } },
-        chunkvault: { retry: { attempts: 8, backoff_ms: 50 }, packing: { max_chunk_bytes: packing } },
+        chunkvault: { retry: { attempts: 8, backoff_ms: 50 }, packing: { max_chunk_bytes: packing }, worker: { concurrency: 8 } },
       });
       vault = await openVault(env);
       fleet = new WorkerFleet(env);

@@ -14,7 +14,7 @@ const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 export function registerWorker(program: Command): void {
   const command = program
     .command('worker')
-    .description('process replica jobs until SIGTERM/SIGINT (concurrency: storage.performance.max_concurrent_writes)')
+    .description('process replica jobs until SIGTERM/SIGINT (chunkvault.worker.concurrency at once; storage.performance.max_concurrent_writes of them write an object each)')
     .option('--metrics-port <n>', "serve this worker's /metrics on this port (default: chunkvault.metrics.worker_port; 0: off)", portNumber('--metrics-port'))
     .option(
       '--backends <names>',
