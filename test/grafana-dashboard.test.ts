@@ -28,7 +28,7 @@ describe(DASHBOARD_FILE, () => {
   it('has a panel for each figure an operator watches, each on the chosen Prometheus data source', () => {
     expect(panels.filter((p) => p.type !== 'row').map((p) => p.title)).toEqual([
       'Replicas stored', 'Bytes written', 'Write latency', 'Verify latency', 'Queue depth', 'Failures and retries',
-      'Corruptions found and repaired', 'Scrub coverage', 'Retention and compression per pass', 'Bytes per pass',
+      'Corruptions found and repaired', 'Scrub coverage', 'Retention, compression and compaction per pass', 'Bytes per pass',
       'Last pass', 'Last pass failed', 'Compression saved', 'Expired by retention', 'Stored against max_size_gb',
       'Capacity used', 'Workers up', 'Serve up',
     ]);
