@@ -67,6 +67,8 @@ export interface ChunkvaultRun {
   workers: number;
   replicas: number;
   algorithm: 'md5' | 'sha256';
+  /** chunkvault.worker.concurrency (the config's default when unset). */
+  jobs?: number;
   /** storage.performance.max_concurrent_writes. */
   concurrency: number;
   storeMetadata: boolean;
@@ -207,6 +209,7 @@ export async function runChunkvault(run: ChunkvaultRun): Promise<Sample> {
     },
     chunkvault: {
       redis: { url: redisUrl, prefix, ...run.redis }, staging: { dir: path.join(dir, 'staging'), ...run.staging }, log_level: 'warn',
+      ...(run.jobs === undefined ? {} : { worker: { concurrency: run.jobs } }),
       ...(run.packingMaxChunkBytes === undefined ? {} : { packing: { max_chunk_bytes: run.packingMaxChunkBytes } }),
     },
   }));

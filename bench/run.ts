@@ -4,6 +4,9 @@
  *
  *   npm run bench -- --workload=W2 --runs=3 --algorithm=sha256 --workers=1
  *   npm run bench -- --count=500 --size=65536 --replicas=2
+ *   npm run bench -- --workload=W1 --concurrency=20 --jobs=100   (max_concurrent_writes, and the jobs a
+ *                                        worker process holds: chunkvault.worker.concurrency and the
+ *                                        queued limit's concurrency; by default the config's)
  *   npm run bench -- --scale            (1 vs 2 worker processes)
  *   npm run bench -- --workload=W1 --metadata=false   (store_metadata off: what recording metadata costs)
  *   npm run bench -- --workload=W1 --queued   (adds the queued limit: the limit's write as the
@@ -33,6 +36,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { deleteKeys } from './redis-keys.js';
+import { configSchema } from '../src/config/config.schema.js';
 import { findRestic, RESTIC_MODES, runRestic, type ResticMode, type ResticSample } from './restic-peer.js';
 import { lines, markdownTable, median, parseFlags, percentile, REDIS_URL, ROOT, runChunkvault as runOne, startMachineWatch, summary, WORKLOADS, type Sample } from './chunkvault-run.js';
 
@@ -41,6 +45,8 @@ const runs = Number(flags.runs ?? 3);
 const replicas = Number(flags.replicas ?? 2);
 const algorithm = (flags.algorithm ?? 'sha256') as 'md5' | 'sha256';
 const concurrencyFlag = flags.concurrency ? Number(flags.concurrency) : 20;
+/** Jobs a worker process holds at once: chunkvault.worker.concurrency (never under max_concurrent_writes), and the queued limit's concurrency. */
+const jobsFlag = Math.max(concurrencyFlag, flags.jobs ? Number(flags.jobs) : configSchema.parse({}).chunkvault.worker.concurrency);
 const packedFlag = flags.packed === 'true';
 const queuedName = packedFlag ? 'queued packed limit' : 'queued limit';
 const resticMode = (flags['restic-mode'] ?? 'concurrent') as ResticMode;
@@ -49,7 +55,7 @@ const restic = flags.restic === 'false' ? undefined : findRestic();
 
 function runChunkvault(count: number, size: number, workers: number): Promise<Sample> {
   return runOne({
-    count, size, workers, replicas, algorithm, concurrency: concurrencyFlag, storeMetadata: flags.metadata !== 'false',
+    count, size, workers, replicas, algorithm, concurrency: concurrencyFlag, jobs: jobsFlag, storeMetadata: flags.metadata !== 'false',
     ...(flags.packing === undefined ? {} : { packingMaxChunkBytes: Number(flags.packing) }),
     ...(flags['cpu-prof'] ? { cpuProfileDir: path.join(ROOT, 'bench/results/profiles') } : {}),
   });
@@ -114,7 +120,7 @@ async function runQueuedLimit(count: number, size: number, workers: number): Pro
   try {
     const stats = await Promise.all(Array.from({ length: workers }, async (_, w) => {
       const { child, ready, done } = startLimitWriter<{ cpuMs: number; maxRssKiB: number; eventLoopMaxMs: number }>(
-        [`--dir=${path.join(dir, `w${w}`)}`, `--count=${count}`, `--size=${size}`, `--concurrency=${concurrencyFlag}`, '--queue=replica-write', `--redis=${REDIS_URL}`, `--prefix=${prefix}`, ...(packedFlag ? ['--packed=true'] : [])]);
+        [`--dir=${path.join(dir, `w${w}`)}`, `--count=${count}`, `--size=${size}`, `--concurrency=${jobsFlag}`, '--queue=replica-write', `--redis=${REDIS_URL}`, `--prefix=${prefix}`, ...(packedFlag ? ['--packed=true'] : [])]);
       children.push(child);
       await ready;
       return { child, done };
@@ -219,6 +225,7 @@ async function benchWorkload(name: string, count: number, size: number, workers:
     'idle canary max loop stall ms: cv / limit': `${summary(cv, 'canaryStallMs')} / ${summary(limit, 'canaryStallMs')}`,
     'host steal ms: cv / limit': `${summary(cv, 'hostStealMs')} / ${summary(limit, 'hostStealMs')}`,
     'limit concurrency': String(best.concurrency),
+    'cv jobs per worker (queued limit: the same)': String(jobsFlag),
     ...(queued.length ? queuedColumns(queued, limit, ratioKey) : {}),
     ...(peer.length ? resticColumns(peer, cv) : {}),
   };
