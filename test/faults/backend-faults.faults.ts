@@ -281,10 +281,11 @@ describe('an S3 server killed and restarted mid-run', () => {
     const keys = (await s3Keys(cloud.servers, cloud.bucket)).filter((key) => !key.startsWith(cloud.keyPrefix + RESERVED_KEY_PREFIX));
     const expected = records.flatMap((r) => [cloud.keyPrefix + r.path, cloud.keyPrefix + r.path.replace(/\.dat$/, '.meta.json')]);
     expect(keys.sort()).toEqual(expected.sort());
-    // Exactly one completed write job per replica: none ran twice to completion.
+    // Exactly one completed write job per replica: none ran twice to completion. Counted once
+    // the queues are drained: a replica is stored (and acknowledged) before its job completes.
+    await queuesDrained(vault);
     expect((await vault.queue('replicas').getJobCounts('completed')).completed).toBe(workload.replicaCount + large.replicaCount);
     const openUploads = await s3OpenUploads(cloud.servers, cloud.bucket);
-    await queuesDrained(vault);
     await stopWorker(child);
 
     const report = await checkInvariants(vault, [workload, large], { acks, faultsInjected: outages.length });
