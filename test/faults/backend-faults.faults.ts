@@ -37,6 +37,7 @@ import { queuesDrained, stopWorker, type WorkerProcess } from './support/scenari
 import { Acknowledgements, scenarioSeed, Workload } from './support/workload.js';
 import { RESERVED_KEY_PREFIX } from '../../src/storage/storage-layout.js';
 import { parsePackedKey } from '../../src/backends/pack/packed-key.js';
+import { replicaJobId } from '../../src/jobs/job-table.js';
 
 const FILE = 'test/faults/backend-faults.faults.ts';
 const reproduce = (seed: number, title: string) => `FAULT_SEED=${seed} npx vitest run --config vitest.faults.config.ts ${FILE} -t "${title}"`;
@@ -284,7 +285,18 @@ describe('an S3 server killed and restarted mid-run', () => {
     // Exactly one completed write job per replica: none ran twice to completion. Counted once
     // the queues are drained: a replica is stored (and acknowledged) before its job completes.
     await queuesDrained(vault);
-    expect((await vault.queue('replicas').getJobCounts('completed')).completed).toBe(workload.replicaCount + large.replicaCount);
+    const replicaJobs = vault.queue('replicas');
+    const allRecords = await recordsOf(vault, workload, large);
+    expect(allRecords).toHaveLength(workload.replicaCount + large.replicaCount);
+    const notCompleted: string[] = [];
+    for (const r of allRecords) {
+      const job = await replicaJobs.getJob(replicaJobId(r.chunkId, r.replicaId, r.generation));
+      const state = job ? await job.getState() : 'missing';
+      if (state !== 'completed') notCompleted.push(`${job?.id ?? r.replicaId} ${state} after ${job?.attemptsMade} attempt(s), ${job?.stalledCounter} stall(s): ${job?.failedReason}`);
+    }
+    expect(notCompleted, 'write jobs not completed').toEqual([]);
+    expect((await replicaJobs.getFailed()).map((job) => `${job.id} after ${job.attemptsMade} attempt(s): ${job.failedReason}`), 'write jobs that failed').toEqual([]);
+    expect((await replicaJobs.getJobCounts('completed')).completed).toBe(allRecords.length);
     const openUploads = await s3OpenUploads(cloud.servers, cloud.bucket);
     await stopWorker(child);
 
