@@ -14,7 +14,7 @@ import type { Config } from '../config/config.schema.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BackendRegistry } from '../backends/backend-registry.js';
 import { SEGMENT_BYTES, SEGMENT_CHUNKS, SEGMENT_CHUNK_MAX_BYTES, type StagingArea } from '../staging/staging-area.js';
-import type { HashedTempFile } from '../backends/local.backend.js';
+import type { HashedTempFile } from '../backends/durable-file-writer.js';
 import type { Logger } from '../logging/logger.js';
 import type { DistributionTask, ReplicaPlacement, StoredChunk, ChecksumAlgorithm } from '../domain/types.js';
 import { describeError } from '../errors.js';
