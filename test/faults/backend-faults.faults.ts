@@ -108,10 +108,13 @@ describe('the disk filling up', () => {
   const figures = new FigureRecorder('disk-full', 'The local backend\'s disk (a tmpfs) fills up mid-run, then space is freed (one run with replicas up to 64 KiB in pack files)', `npx vitest run --config vitest.faults.config.ts ${FILE} -t "disk"`);
   afterAll(() => figures.write());
 
-  // 400 chunks: a quarter stored before the disk fills, and enough left in flight after it
-  // that 20 replicas use up their retries on the full disk while others wait in backoff.
-  // The second run packs replicas up to 64 KiB (about three in four of these sizes): a full
-  // disk fails a whole group commit, or the header of the pack the writer starts after it.
+  // 400 chunks in batches of 50: a quarter of the replicas are stored before the disk fills
+  // (the third batch still in flight); the rest are queued one batch every 250 ms while it is
+  // full, so when it is freed some replicas have used up their retries on it and others,
+  // queued since, still wait in backoff, however fast a worker holding 100 jobs gets through
+  // what it has. The second run packs replicas up to 64 KiB (about three in four of these
+  // sizes): a full disk fails a whole group commit, or the header of the pack the writer
+  // starts after it.
   for (const { fallbackSeed, packing, what } of [
     { fallbackSeed: 8_0803, packing: 0, what: 'writes' },
     { fallbackSeed: 8_0807, packing: 64 * 1024, what: 'appends to pack files' },
@@ -122,7 +125,7 @@ describe('the disk filling up', () => {
       const workload = new Workload({ seed, chunks: 400, maxBytes: 256 * 1024 });
       env = await makeTestEnv({
         storage: { organization: { checkpoint_interval_chunks: 100 }, cleanup: { enable_auto_cleanup: false } },
-        chunkvault: { retry: { attempts: 3, backoff_ms: 100 }, packing: { max_chunk_bytes: packing } },
+        chunkvault: { retry: { attempts: 4, backoff_ms: 100 }, packing: { max_chunk_bytes: packing } },
       });
       const disk = await TmpfsMount.mount(env.basePath, bytesToHold(workload));
       teardown.push(() => disk.unmount());
@@ -130,16 +133,26 @@ describe('the disk filling up', () => {
       const child = await worker(env);
 
       const acks = new Acknowledgements();
-      const submitted = submit(vault, workload, acks, { batch: 250 });
+      let fullAt: number | undefined;
+      let freed = false;
+      const submitted = submit(vault, workload, acks, {
+        batch: 50,
+        beforeBatch: async (index) => {
+          if (index < 3) return;
+          while (fullAt === undefined) await sleep(10);
+          if (!freed) await sleep(250);
+        },
+      });
       await waitFor('a quarter of the replicas stored', async () => (await vault!.catalog.counters()).replicasStored >= workload.replicaCount / 4, 120_000, 20);
-      const fullAt = Date.now();
       const fillerBytes = await disk.fill();
+      fullAt = Date.now();
       // Full until some replicas used up their retries (the rest wait in backoff), then freed;
       // with packing, until small replicas are among them too (which fail first depends on how
       // many jobs a worker holds: file writes take turns, appends do not).
       const smallFailed = async () => (await recordsOf(vault!, workload)).some((r) => r.status === 'failed' && workload.spec(r.chunkId).sizeBytes <= packing);
       await waitFor('20 replicas failed for good on the full disk', async () => (await vault!.catalog.counters()).replicasFailed >= 20 && (packing === 0 || (await smallFailed())), 120_000, 20);
       await disk.free();
+      freed = true;
       const outageMs = Date.now() - fullAt;
       await acknowledge(await submitted, acks, 180_000);
 
