@@ -338,6 +338,14 @@ for (const cloud of CLOUDS) {
       expect((error as Error).message).toContain('503');
     });
 
+    it('with one attempt per request sends a request once: a 503 is not tried again inside the SDK', async () => {
+      const faulty = await proxy();
+      faulty.failWithStatus = 503;
+      const error = await rejectionOf(backend({ viaOrigin: faulty.origin }).head('busy/none.bin'));
+      expect(error).toMatchObject({ code: 'E_BACKEND_IO', retryable: true });
+      expect(faulty.requests).toBe(1);
+    });
+
     it('refuses a wrong checksum of a large body before completing anything', async () => {
       const bytes = randomBytes(11 * MiB);
       const wrong = { ...optionsFor(bytes, 'md5'), checksum: digestOf(randomBytes(8), 'md5') };

@@ -346,16 +346,22 @@ export class GcsBackend implements Backend {
         ...(this.#options.endpoint ? { apiEndpoint: this.#options.endpoint } : {}),
         ...(this.#options.projectId ? { projectId: this.#options.projectId } : {}),
       };
-      const storage = new sdk.Storage({
-        ...common,
-        ...(this.#options.maxAttempts ? { retryOptions: { maxRetries: Math.max(0, this.#options.maxAttempts - 1) } } : {}),
-      });
+      const storage = new sdk.Storage({ ...common, ...sdkRetryOptions(this.#options.maxAttempts) });
       // Media reads retry in #openMedia, not in the SDK (see #openRead).
       const reads = new sdk.Storage({ ...common, retryOptions: { autoRetry: false } });
       return { storage, bucket: storage.bucket(this.#options.bucket), readBucket: reads.bucket(this.#options.bucket) };
     })();
     return this.#connection;
   }
+}
+
+/**
+ * The SDK's retry settings for `maxAttempts` attempts per request. A single attempt turns its
+ * retry off: the SDK reads `maxRetries: 0` as unset and makes it its default of 3.
+ */
+function sdkRetryOptions(maxAttempts: number | undefined): { retryOptions?: { autoRetry: false } | { maxRetries: number } } {
+  if (!maxAttempts) return {};
+  return { retryOptions: maxAttempts <= 1 ? { autoRetry: false } : { maxRetries: maxAttempts - 1 } };
 }
 
 function base64ToHex(value: string | undefined): string {
