@@ -171,9 +171,10 @@ describe('reindex', () => {
     expect(await vault.catalog.segmentChunks(segment)).toEqual([]);
   });
 
-  it('frees staged bytes left behind while the workers run, at their periodic housekeeping (every 15 s)', async () => {
+  it('frees staged bytes left behind while the workers run, at their periodic housekeeping', async () => {
     redisServer = await startPrivateRedis();
-    env = await makeTestEnv({ chunkvault: { worker: { stale_temp_after_ms: 1 } } }, redisServer.url);
+    // Housekeeping every 2 s here (15 s by default).
+    env = await makeTestEnv({ chunkvault: { worker: { stale_temp_after_ms: 1, housekeeping_interval_ms: 2_000 } } }, redisServer.url);
     vault = await openVault(env);
     await vault.startWorkers();
     const stored = await (await vault.producer.store(seedTasks(2, 2, 'ended'))).results({ timeoutMs: 30_000 });
@@ -191,7 +192,7 @@ describe('reindex', () => {
     const kept = (await stagedEntries(env.stagingDir)).filter((name) => !name.includes('fedcba') && name !== segment);
     expect(kept).toHaveLength(1);
 
-    await waitFor('the periodic sweep to free what no job needs', async () => (await stagedEntries(env.stagingDir)).length === 1, 25_000);
+    await waitFor('the periodic sweep to free what no job needs', async () => (await stagedEntries(env.stagingDir)).length === 1, 10_000);
     expect(await stagedEntries(env.stagingDir)).toEqual(kept);
     expect(await vault.catalog.segmentChunks(segment)).toEqual([]);
     await vault.queue('replicas').resume();
