@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `npm run test:faults`: the fault suite's two projects (vitest.faults.config.ts) side by side.
-# The Redis scenarios (failovers spend most of their time waiting on failover timers) overlap
-# the disk- and CPU-bound ones at little cost; each project still runs one scenario at a time. Each project's output is prefixed with its name; the exit code is the first failure's.
+# The scenarios of processes, hosts and Redis servers failing (mostly waiting on failover and
+# lock timers) overlap the disk- and CPU-bound storage ones at little cost; each project still
+# runs one scenario at a time. Each project's output is prefixed with its name; the exit code
+# is the first failure's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,11 +12,11 @@ run() {
   return "${PIPESTATUS[0]}"
 }
 
-run redis "$@" &
-redis=$!
-run faults "$@"
-faults=$?
-wait "$redis"
-redis=$?
-echo "[test:faults] faults: exit $faults, redis: exit $redis"
-exit $(( faults != 0 ? faults : redis ))
+run processes "$@" &
+processes=$!
+run storage "$@"
+storage=$?
+wait "$processes"
+processes=$?
+echo "[test:faults] storage: exit $storage, processes: exit $processes"
+exit $(( storage != 0 ? storage : processes ))
