@@ -193,7 +193,7 @@ describe.each(cases)('%s: the master %s mid-run', (kind, fault, defaultSeed) => 
     // serve rode out the failover: it reads a chunk acknowledged before the fault, and is ready.
     const early = workload.chunks[0]!.chunkId;
     const read = await fetch(`http://127.0.0.1:${servePort}/v1/chunks/${early}`);
-    expect(read.status).toBe(200);
+    if (read.status !== 200) expect.fail(`serve answered ${read.status} for ${early}, acknowledged before the fault: ${await read.text()}\nserve's log: ${serve.output().stderr.slice(-4000)}`);
     expect(Buffer.from(await read.arrayBuffer()).equals(workload.bytesOf(early))).toBe(true);
     expect((await fetch(`http://127.0.0.1:${servePort}/readyz`)).status).toBe(200);
     await stopWorker(workers.pop()!);
