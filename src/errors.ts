@@ -68,10 +68,15 @@ export class SizeMismatchError extends ChunkvaultError {
 }
 
 export class NotFoundError extends ChunkvaultError {
-  override readonly name = 'NotFoundError';
+  override readonly name: string = 'NotFoundError';
   constructor(message: string, options: { cause?: unknown } = {}) {
     super('E_NOT_FOUND', message, options);
   }
+}
+
+/** A chunk's staged bytes are gone: every replica of it was settled (by some run) and they were freed, or lost. */
+export class StagedBytesGoneError extends NotFoundError {
+  override readonly name = 'StagedBytesGoneError';
 }
 
 /** A write would take a backend past its configured size limit; nothing was stored. */

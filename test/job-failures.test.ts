@@ -13,6 +13,7 @@ import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Chunkvault } from '../src/app.js';
 import { STORAGE_IDENTITY_KEY } from '../src/storage/storage-identity.js';
+import { replicaJobId } from '../src/jobs/job-table.js';
 import { makeTestEnv, openVault, seedTasks, waitFor, stagedEntries, type TestEnv } from './support/harness.js';
 
 let env: TestEnv;
@@ -113,6 +114,36 @@ describe('bad job data fails at once, without retries, and writes nothing', () =
     const failed = await failedJob(job);
     expect(failed.failedReason).toMatch(/no handler for job "replica.erase"/);
     expect(failed.attemptsMade).toBe(1);
+  });
+});
+
+describe('a replica job run again after its chunk ended', () => {
+  // The producer adds a replica's jobs again after a Redis reconnect cut its batch off; one
+  // that already finished and was removed runs again, as a first run, after its chunk ended.
+  it.each([
+    ['a file of its own', 0],
+    ['a pack record', 256 * 1024],
+  ])('a replica job added again after it finished and was removed finds the replica stored in %s, and completes writing nothing', async (_name, packing) => {
+    await start({ chunkvault: { packing: { max_chunk_bytes: packing } } });
+    const [stored] = await (await vault.producer.store(seedTasks(1, 1, 'again'))).results({ timeoutMs: 30_000 });
+    expect(stored!.status).toBe('stored');
+    await waitFor('the ended chunk\'s staged bytes to be freed', async () => (await stagedEntries(env.stagingDir)).length === 0);
+    const id = replicaJobId(stored!.chunkId, stored!.replicaId, 0);
+    const first = (await queue!.getJob(id))!;
+    await waitFor(`job ${id} to complete`, async () => (await first.getState()) === 'completed');
+    await first.remove();
+    const counters = await vault.catalog.counters();
+    const record = await vault.catalog.getReplica(stored!.chunkId, stored!.replicaId);
+    const files = await filesUnder(env.basePath);
+
+    const again = await queue!.add(first.name, first.data, { jobId: id, attempts: 3 });
+    await waitFor(`job ${id} to run again`, async () => ['completed', 'failed'].includes(await again.getState()));
+    const finished = (await queue!.getJob(id))!;
+    expect(finished.failedReason).toBeUndefined();
+    expect(finished.returnvalue).toMatchObject({ status: 'stored', storagePath: stored!.storagePath, storedAt: stored!.storedAt });
+    expect(await vault.catalog.getReplica(stored!.chunkId, stored!.replicaId)).toEqual(record);
+    expect(await vault.catalog.counters()).toEqual(counters);
+    expect(await filesUnder(env.basePath)).toEqual(files);
   });
 });
 

@@ -20,6 +20,7 @@ export const CATALOG_SCRIPTS = {
   cvRecordStored: { file: 'record-stored', keys: 'batch' },
   cvRecordFailed: { file: 'record-failed', keys: 10 },
   cvReserveQuota: { file: 'reserve-quota', keys: 2 },
+  cvReleaseQuota: { file: 'release-quota', keys: 2 },
   cvRecordCorrupt: { file: 'record-corrupt', keys: 10 },
   cvRecordExpired: { file: 'record-expired', keys: 9 },
   cvRecordCompressed: { file: 'record-compressed', keys: 2 },

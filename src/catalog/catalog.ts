@@ -248,6 +248,11 @@ export class Catalog {
     throw new UnexpectedReplyError('cvReserveQuota', reply);
   }
 
+  /** Frees the quota `reserveQuota` reserved for one replica's write, if it still holds it (the write wrote nothing). */
+  async releaseQuota(backend: string, chunkId: string, replicaId: string): Promise<void> {
+    await this.#scripts.run('cvReleaseQuota', [this.#keys.reserved(backend), this.#keys.stats], { backend, member: `${chunkId}:${replicaId}` });
+  }
+
   async getReplica(chunkId: string, replicaId: string): Promise<ReplicaRecord | undefined> {
     const raw = await this.#redis.hgetall(this.#keys.replica(chunkId, replicaId));
     return raw.status ? toReplicaRecord(raw) : undefined;

@@ -1,8 +1,10 @@
 /**
  * replica.write: makes one replica durable on its backend and records it.
  *
- * Idempotent (jobs may run twice): a replica already recorded as stored whose object is
- * still there is returned as it is; otherwise the same storage key is written again.
+ * Idempotent (jobs may run twice, or at once): a replica already recorded as stored whose
+ * object is still there is returned as it is, also when a run finds the chunk's staged bytes
+ * freed because another run stored it meanwhile; otherwise the same storage key is written
+ * again.
  * Order: validate -> reserve quota -> put (checksum checked before it is in place, atomic) ->
  * commitReplica (read back and verify, metadata, catalog). A crash before the catalog step
  * leaves at most a complete object that the retry overwrites with the same bytes.
@@ -23,9 +25,9 @@ import { UNROUTED_BACKEND, type BackendRegistry } from '../backends/backend-regi
 import type { Backend, PutReceipt } from '../backends/backend.js';
 import type { StagingArea } from '../staging/staging-area.js';
 import type { Logger } from '../logging/logger.js';
-import type { ChunkStatus, StoredChunk } from '../domain/types.js';
+import type { ChunkStatus, ReplicaRecord, StoredChunk } from '../domain/types.js';
 import type { CheckpointService } from '../checkpoints/checkpoint-service.js';
-import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, describeError } from '../errors.js';
+import { ChecksumMismatchError, ChunkvaultError, InvalidInputError, QuotaExceededError, SizeMismatchError, StagedBytesGoneError, describeError } from '../errors.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { dataKeyOf } from '../storage/storage-layout.js';
 import { smallBodyOf } from '../backends/fs-support.js';
@@ -169,14 +171,9 @@ export class ReplicaWriter {
     const key = dataKeyOf(config.storage.organization.partition_by, data);
 
     const existing = firstRun ? undefined : await catalog.getReplica(data.chunkId, data.replicaId);
-    if (existing?.status === 'stored' && existing.checksum === data.checksum && existing.backend === backend.name) {
-      const object = await backend.head(existing.path);
-      if (object?.sizeBytes === existing.sizeBytes) {
-        // A re-run (its first run may have died before freeing the staged bytes): the chunk's status says whether it ended.
-        const chunkStatus = (await catalog.getChunk(data.chunkId))?.status ?? 'unknown';
-        return { stored: toStoredChunk(existing.path, backend.name, data, existing.storedAt), wrote: false, chunkStatus };
-      }
-    }
+    // A re-run (its first run may have died before freeing the staged bytes).
+    const done = await this.#alreadyStored(existing, backend, data);
+    if (done) return done;
     if (existing && existing.checksum !== data.checksum) {
       throw new InvalidInputError(`chunk ${data.chunkId} is recorded with checksum ${existing.checksum}, job says ${data.checksum}`);
     }
@@ -207,6 +204,16 @@ export class ReplicaWriter {
         else receipt = await this.#put(backend, key, data);
       } catch (error) {
         if (error instanceof ChecksumMismatchError || error instanceof SizeMismatchError) metrics.mismatch(backend.name, 'write');
+        if (error instanceof StagedBytesGoneError) {
+          // Freed when the chunk ended: another run of this job (the same job handed out again
+          // while this one ran, or added again after it finished) may have stored the replica
+          // since the record was read, or skipped.
+          const done = await this.#alreadyStored(await catalog.getReplica(data.chunkId, data.replicaId), backend, data);
+          if (done) {
+            if (limit > 0) await catalog.releaseQuota(backend.name, data.chunkId, data.replicaId);
+            return done;
+          }
+        }
         throw error;
       }
       metrics.wrote(backend.name, elapsed(), data.sizeBytes);
@@ -230,6 +237,18 @@ export class ReplicaWriter {
     return { stored: toStoredChunk(path, backend.name, data, storedAt), wrote: true, chunkStatus };
   }
 
+  /**
+   * The outcome of a run that finds its replica already stored, as this job would store it,
+   * with its object there: nothing to write. The chunk's status says whether it ended.
+   */
+  async #alreadyStored(existing: ReplicaRecord | undefined, backend: Backend, data: ReplicaWriteData): Promise<WriteOutcome | undefined> {
+    if (existing?.status !== 'stored' || existing.checksum !== data.checksum || existing.backend !== backend.name) return undefined;
+    const object = await backend.head(existing.path);
+    if (object?.sizeBytes !== existing.sizeBytes) return undefined;
+    const chunkStatus = (await this.#deps.catalog.getChunk(data.chunkId))?.status ?? 'unknown';
+    return { stored: toStoredChunk(existing.path, backend.name, data, existing.storedAt), wrote: false, chunkStatus };
+  }
+
   /** Whether the replica goes into a pack: a backend that keeps packs, and a replica no larger than `packing.max_chunk_bytes`. */
   #packs(backend: Backend, data: ReplicaWriteData): boolean {
     const limit = this.#deps.config.chunkvault.packing.max_chunk_bytes;
@@ -250,7 +269,8 @@ export class ReplicaWriter {
  * running it, and the job id of generation 0 that the producer gives a replica it just
  * registered (src/producer/chunk-producer.ts). Such a replica's record was made by that
  * registration, queued with no object: there is nothing stored to find or to replace, so the
- * write skips reading the record first. Any other run reads it (a retry, a re-run after a
+ * write skips reading the record first. (A job added again after it finished and was removed
+ * is such a run too: its chunk ended, so it finds the staged bytes gone, then the record.) Any other run reads it (a retry, a re-run after a
  * worker died, a later generation whose record may name an object to replace, a job of a flow).
  */
 function isFirstRun(job: Job, data: ReplicaWriteData, stalls: number): boolean {

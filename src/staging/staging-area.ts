@@ -17,7 +17,7 @@ import { hash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Config } from '../config/config.schema.js';
 import type { ChecksumAlgorithm } from '../domain/types.js';
-import { ChecksumMismatchError, NotFoundError } from '../errors.js';
+import { ChecksumMismatchError, NotFoundError, StagedBytesGoneError } from '../errors.js';
 import type { Backend } from '../backends/backend.js';
 import type { HashedTempFile } from '../backends/durable-file-writer.js';
 import { LocalBackend } from '../backends/local.backend.js';
@@ -121,10 +121,10 @@ export class StagingArea {
     }
   }
 
-  /** `error`, or when it is a NotFoundError, one saying that chunk `chunkId`'s staged bytes are gone. */
+  /** `error`, or when it is a NotFoundError, a StagedBytesGoneError saying that chunk `chunkId`'s staged bytes are gone. */
   goneAs(error: unknown, stagedKey: string, chunkId: string): unknown {
     if (!(error instanceof NotFoundError)) return error;
-    return new NotFoundError(`staged bytes of chunk ${chunkId} are gone (${stagedKey} in ${this.location})`, { cause: error });
+    return new StagedBytesGoneError(`staged bytes of chunk ${chunkId} are gone (${stagedKey} in ${this.location})`, { cause: error });
   }
 
   /**
