@@ -7,7 +7,8 @@ import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/p
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { JOURNAL_DIR, MetadataJournal, currentRecord, type JournalRecord, type JournalReading } from '../src/catalog/metadata-journal.js';
+import { JOURNAL_DIR, MetadataJournal } from '../src/catalog/metadata-journal.js';
+import { currentRecord, type JournalRecord, type JournalReading } from '../src/catalog/journal-entries.js';
 
 const HOUR_MS = 60 * 60_000;
 

@@ -14,59 +14,22 @@
  *
  * A line is complete or it is the torn tail of a file whose writer died mid-append (or
  * whose append failed; the writer then moves to a new file): readers skip a torn last line.
+ * The entries' format, and how files are read back and folded, are in journal-entries.ts.
  */
-import { closeSync, constants as fsConstants, fdatasync, open as openFd, readdirSync, write } from 'node:fs';
-import { createReadStream } from 'node:fs';
+import { closeSync, constants as fsConstants, fdatasync, open as openFd, write } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { z } from 'zod';
-import { sidecarSchema, type Sidecar } from './sidecar.js';
-import { idSchema } from '../domain/ids.js';
+import { currentRecord, eachJournalEntry, foldEntry, listJournalFiles, readJournal, replicaKey, type JournalEntry, type JournalReading, type JournalState } from './journal-entries.js';
 import { syncDirectory } from '../backends/directory-sync.js';
 import { isErrno, processAlive, tempNameFor } from '../backends/fs-support.js';
-import { withoutCodecSuffix } from '../integrity/codecs.js';
 
 export const JOURNAL_DIR = '.chunkvault-journal';
 const fdatasyncAsync = promisify(fdatasync);
 const openAsync = promisify(openFd);
 const writeAsync = promisify(write);
-
-/** A replica's metadata, as recorded: a sidecar plus when it was recorded (orders entries). */
-export const journalRecordSchema = sidecarSchema.extend({ recordedAtMs: z.number().int().nonnegative() });
-export type JournalRecord = z.infer<typeof journalRecordSchema>;
-
-/** Retention deleted the replica's object at `path`. */
-export const journalForgetSchema = z.object({
-  format: z.literal('chunkvault.replica-forgotten/1'),
-  chunkId: idSchema,
-  replicaId: idSchema,
-  path: z.string().min(1),
-  recordedAtMs: z.number().int().nonnegative(),
-});
-export type JournalForget = z.infer<typeof journalForgetSchema>;
-export type JournalEntry = JournalRecord | JournalForget;
-
-const entrySchema = z.union([journalRecordSchema, journalForgetSchema]);
-
-/** The current state of one replica in the journal. */
-export interface JournalState {
-  /** Its latest record, unless a later forget of that record's path removed it. */
-  record?: JournalRecord;
-  /** Its latest forget, if any. */
-  forget?: JournalForget;
-}
-
-export interface JournalReading {
-  /** Current state per `chunkId\0replicaId`. */
-  replicas: Map<string, JournalState>;
-  /** Unreadable lines (not torn tails), naming file and line. */
-  problems: string[];
-  /** Files read. */
-  files: string[];
-}
 
 export interface CompactionResult {
   /** Closed files merged (and removed). */
@@ -128,15 +91,8 @@ export class MetadataJournal {
   }
 
   /** Every file's entries folded into each replica's current state. */
-  async read(): Promise<JournalReading> {
-    // A compaction may remove files between listing and reading them: list again then.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.#readOnce();
-      } catch (error) {
-        if (!isErrno(error, 'ENOENT') || attempt >= 5) throw error;
-      }
-    }
+  read(): Promise<JournalReading> {
+    return readJournal(this.dir);
   }
 
   /**
@@ -146,7 +102,7 @@ export class MetadataJournal {
    * before any input is removed, and entries read twice fold to the same state.
    */
   async compact(): Promise<CompactionResult> {
-    const names = this.#listFiles();
+    const names = listJournalFiles(this.dir);
     const closed = await this.#closedOf(names);
     const result: CompactionResult = { filesMerged: 0, entriesRead: 0, entriesKept: 0 };
     if (closed.length < 2) return result;
@@ -155,9 +111,9 @@ export class MetadataJournal {
     const stillElsewhere = new Set<string>();
     for (const name of names) {
       if (closedSet.has(name)) {
-        result.entriesRead += await this.#eachEntry(name, (entry) => fold(merged, entry), []);
+        result.entriesRead += await eachJournalEntry(this.dir, name, (entry) => foldEntry(merged, entry), []);
       } else {
-        await this.#eachEntry(name, (entry) => stillElsewhere.add(replicaKey(entry)), []);
+        await eachJournalEntry(this.dir, name, (entry) => stillElsewhere.add(replicaKey(entry)), []);
       }
     }
     const writer = new SnapshotWriter(this.dir, this.#rotateBytes);
@@ -227,49 +183,6 @@ export class MetadataJournal {
     } finally {
       this.#fd = undefined;
     }
-  }
-
-  #listFiles(): string[] {
-    try {
-      return readdirSync(this.dir).filter((name) => name.endsWith('.jsonl') && !name.startsWith('.')).sort();
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return [];
-      throw error;
-    }
-  }
-
-  async #readOnce(): Promise<JournalReading> {
-    const reading: JournalReading = { replicas: new Map(), problems: [], files: this.#listFiles() };
-    for (const name of reading.files) await this.#eachEntry(name, (entry) => fold(reading.replicas, entry), reading.problems);
-    return reading;
-  }
-
-  /**
-   * Streams one file's entries to `visit` (a file may be far larger than a string can hold);
-   * unreadable lines go to `problems`; a torn last line (no newline) is skipped. Returns the
-   * number of entries visited.
-   */
-  async #eachEntry(name: string, visit: (entry: JournalEntry) => void, problems: string[]): Promise<number> {
-    let rest: Buffer = Buffer.alloc(0);
-    let lineNumber = 0;
-    let visited = 0;
-    for await (const piece of createReadStream(path.join(this.dir, name), { highWaterMark: 1 << 20 })) {
-      const data: Buffer = rest.byteLength ? Buffer.concat([rest, piece as Buffer]) : (piece as Buffer);
-      let start = 0;
-      for (let newline = data.indexOf(10, start); newline !== -1; newline = data.indexOf(10, start)) {
-        lineNumber += 1;
-        const line = data.toString('utf8', start, newline);
-        start = newline + 1;
-        try {
-          visit(entrySchema.parse(JSON.parse(line)));
-          visited += 1;
-        } catch (error) {
-          problems.push(`${JOURNAL_DIR}/${name} line ${lineNumber}: unreadable metadata (${(error as Error).message.split('\n')[0]})`);
-        }
-      }
-      rest = data.subarray(start);
-    }
-    return visited;
   }
 
   async #closedOf(names: string[]): Promise<string[]> {
@@ -357,38 +270,6 @@ class SnapshotWriter {
     await rename(this.#temp, path.join(this.#dir, name));
     this.#temp = '';
   }
-}
-
-function replicaKey(entry: { chunkId: string; replicaId: string }): string {
-  return `${entry.chunkId}\0${entry.replicaId}`;
-}
-
-/** Folds one entry into the replicas' states; later `recordedAtMs` wins, ties go to the later entry read. */
-function fold(states: Map<string, JournalState>, entry: JournalEntry): void {
-  const key = replicaKey(entry);
-  const state = states.get(key) ?? {};
-  if (entry.format === 'chunkvault.replica-forgotten/1') {
-    if (!state.forget || entry.recordedAtMs >= state.forget.recordedAtMs) state.forget = entry;
-  } else if (!state.record || entry.recordedAtMs >= state.record.recordedAtMs) {
-    state.record = entry;
-  }
-  states.set(key, state);
-}
-
-/**
- * The record reindex should use: the latest, unless a forget came at or after it for its
- * object (compressed or not: retention removes every codec's object of a replica's path).
- */
-export function currentRecord(state: JournalState): JournalRecord | undefined {
-  const { record, forget } = state;
-  if (!record) return undefined;
-  if (forget && forget.recordedAtMs >= record.recordedAtMs && withoutCodecSuffix(forget.path) === withoutCodecSuffix(record.path)) return undefined;
-  return record;
-}
-
-/** A journal record for `sidecar`, stamped now. */
-export function journalRecordOf(sidecar: Sidecar): JournalRecord {
-  return { ...sidecar, recordedAtMs: Date.now() };
 }
 
 async function mkdirDurable(dir: string): Promise<void> {

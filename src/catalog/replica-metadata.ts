@@ -10,7 +10,8 @@
  */
 import type { Backend } from '../backends/backend.js';
 import { METADATA_SUFFIX, metadataKeyOf } from '../storage/storage-layout.js';
-import { MetadataJournal, currentRecord, journalRecordOf, type CompactionResult } from './metadata-journal.js';
+import { MetadataJournal, type CompactionResult } from './metadata-journal.js';
+import { currentRecord, journalRecordOf } from './journal-entries.js';
 import { encodeSidecar, sidecarSchema, type Sidecar } from './sidecar.js';
 import type { StoredReplicaInput } from './catalog.js';
 
