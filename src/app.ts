@@ -143,7 +143,8 @@ export class Chunkvault {
     await this.sweepStagedOrphans();
     let lastSweep = Date.now();
     startHashThreads();
-    // The worker holds more jobs than max_concurrent_writes (chunkvault.worker.concurrency); writes of an object each take turns for these.
+    // The worker holds more jobs than max_concurrent_writes (chunkvault.worker.concurrency); writes of an object each take turns for these,
+    // and while some wait, the pool fetches no more (fetchGate).
     const writeSlots = new ByteBudget(config.storage.performance.max_concurrent_writes);
     const writer = new ReplicaWriter({ config, catalog, metadata, backends, staging, logger, metrics, checkpoints: this.checkpoints, writeSlots });
     const finalizer = new ChunkFinalizer({ catalog, staging, checkpoints: this.checkpoints, logger });
@@ -156,6 +157,7 @@ export class Chunkvault {
       prefix: keyRoot(config.chunkvault.redis.prefix),
       connect: (name) => this.redisEndpoint.connect(name, { role: 'worker' }),
       metrics,
+      fetchGate: writeSlots,
       handlers: {
         'replica.write': (job, data) => writer.handle(job, data),
         'chunk.finalize': (job, data) => finalizer.handle(job, data),

@@ -1,8 +1,10 @@
 /**
  * A worker process holds chunkvault.worker.concurrency replica jobs at once, while writes of an
  * object of their own (a file each) take turns for storage.performance.max_concurrent_writes
- * slots; replicas appended to pack files take none. Seen on the real local backend, whose
- * write calls are counted (and held a moment, so that overlaps show) as they run.
+ * slots; replicas appended to pack files take none. While writes wait for a slot, the worker
+ * fetches no more jobs: the rest stay on the queue for workers elsewhere. Seen on the real
+ * local backend, whose write calls are counted (and held a moment, so that overlaps show) as
+ * they run.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Chunkvault } from '../src/app.js';
@@ -60,5 +62,28 @@ describe('write slots', () => {
     expect(results.filter((r) => r.chunkId.startsWith('large')).every((r) => !r.storagePath.includes('.pack#'))).toBe(true);
     expect(files.most()).toBe(2);
     expect(packed.most()).toBeGreaterThan(2);
+  });
+
+  it('keep jobs on the queue while writes wait for a slot, instead of holding them all', async () => {
+    env = await makeTestEnv({ storage: { performance: { max_concurrent_writes: 2 } }, chunkvault: { worker: { concurrency: 24 }, packing: { max_chunk_bytes: 0 } } });
+    vault = await openVault(env);
+    const files = countOverlaps(vault.backends.byName('local')!, ['put', 'putFile'], 40);
+    await vault.startWorkers();
+    const handle = await vault.producer.store(seedTasks(24, 1, 'queued'));
+    const replicas = vault.queue('replicas');
+    let mostActive = 0;
+    let settled = false;
+    const results = handle.results({ timeoutMs: 60_000 }).finally(() => {
+      settled = true;
+    });
+    while (!settled) {
+      mostActive = Math.max(mostActive, await replicas.getActiveCount());
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect((await results).map((r) => r.status)).toEqual(Array(24).fill('stored'));
+    expect(files.most()).toBe(2);
+    // The two writing, the jobs that found both slots taken, and one fetched as a write ended.
+    expect(mostActive).toBeGreaterThanOrEqual(2);
+    expect(mostActive).toBeLessThanOrEqual(6);
   });
 });

@@ -14,6 +14,7 @@ import { JOBS, QUEUE_NAMES, type JobHandlers, type JobName, type QueueName } fro
 import { describeIssues } from '../jobs/job-data.js';
 import { startTimer, type ProcessMetrics } from '../metrics/process-metrics.js';
 import { WorkerWatchdog, type WatchedWorker } from './worker-watchdog.js';
+import type { ByteBudget } from '../jobs/byte-budget.js';
 
 /** How long a forced close of the workers may take before their connections are dropped. */
 const FORCED_CLOSE_MS = 5_000;
@@ -34,6 +35,16 @@ export interface WorkerPoolOptions {
   metrics: ProcessMetrics;
   /** Housekeeping run every `periodicMs` while the pool runs (e.g. sealing due checkpoints). */
   periodic?: { everyMs: number; run: () => Promise<unknown> };
+  /**
+   * The write slots replica jobs take turns for (storage.performance.max_concurrent_writes of
+   * them). A replica worker starts holding that many jobs and takes one more each time a job
+   * ends while no job waits for a slot, up to chunkvault.worker.concurrency; while jobs wait
+   * for one, it fetches no more. So small replicas appended to packs (which take no slot) get
+   * many jobs in flight, and jobs that would only wait for a slot stay on the queue, where a
+   * worker on another host may take them, instead of being held here. (BullMQ fetches as many
+   * jobs as the concurrency allows before it starts any, so the limit must be low to begin with.)
+   */
+  fetchGate?: Pick<ByteBudget, 'limitBytes' | 'waiting' | 'watch'>;
 }
 
 /** One served queue's Worker, its connection, and what the watchdog reads of it. */
@@ -41,6 +52,8 @@ interface Slot extends WatchedWorker {
   readonly family: QueueName;
   readonly worker: Worker;
   readonly connection: RedisClient;
+  /** Stops following the fetch gate (a retired worker). */
+  readonly unwatch: () => void;
 }
 
 export class WorkerPool {
@@ -93,6 +106,14 @@ export class WorkerPool {
     let running = 0;
     let lastFetchAt = Date.now();
     let loopStopped = false;
+    const full = concurrency[family];
+    const gate = family === QUEUE_NAMES.replicas ? this.#options.fetchGate : undefined;
+    const least = Math.min(full, gate?.limitBytes ?? full);
+    /** See WorkerPoolOptions.fetchGate; `grew`: a job ended. */
+    const fit = (grew: boolean): void => {
+      if (!gate) return;
+      worker.concurrency = gate.waiting > 0 ? Math.max(1, running) : Math.min(full, Math.max(worker.concurrency, least) + (grew ? 1 : 0));
+    };
     const processor: Processor = async (job) => {
       running += 1;
       lastFetchAt = Date.now();
@@ -111,12 +132,13 @@ export class WorkerPool {
         throw error;
       } finally {
         running -= 1;
+        fit(true);
       }
     };
     const worker = new Worker(queue, processor, {
       connection,
       prefix,
-      concurrency: concurrency[family],
+      concurrency: least,
       lockDuration: config.chunkvault.worker.lock_duration_ms,
       stalledInterval: config.chunkvault.worker.stalled_interval_ms,
       // A job stalls when its worker dies (SIGKILL, OOM, a host lost): a transient fault like
@@ -132,13 +154,17 @@ export class WorkerPool {
       removeOnFail: { age: config.chunkvault.jobs.keep_failed_seconds },
       autorun: false,
     });
+    const unwatch = gate ? gate.watch(() => fit(false)) : () => undefined;
     worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
     void worker.run().catch((error: unknown) => logger.error({ err: error, queue }, 'worker stopped'))
       .finally(() => {
         loopStopped = true;
       });
     return {
-      queue, family, worker, connection, concurrency: concurrency[family],
+      queue, family, worker, connection, unwatch,
+      get concurrency() {
+        return worker.concurrency;
+      },
       running: () => running,
       lastFetchAt: () => lastFetchAt,
       connectionEnded: () => connection.status === 'end',
@@ -158,6 +184,7 @@ export class WorkerPool {
     this.#options.metrics.workerRestarted(queue);
     const fresh = this.#startWorker(queue, old.family);
     this.#slots.set(queue, fresh);
+    old.unwatch();
     const retiring = retire([old], this.#options.config.chunkvault.worker.shutdown_timeout_ms, this.#options.logger);
     this.#retiring.add(retiring);
     void retiring.finally(() => this.#retiring.delete(retiring));
@@ -173,6 +200,7 @@ export class WorkerPool {
     this.#closing = true;
     clearInterval(this.#timer);
     await this.#watchdog?.stop();
+    for (const slot of this.#slots.values()) slot.unwatch();
     const finished = await retire([...this.#slots.values()], timeoutMs, this.#options.logger);
     await Promise.all(this.#retiring);
     return finished;

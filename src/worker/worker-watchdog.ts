@@ -19,6 +19,7 @@ import type { RedisClient } from '../redis/redis-endpoint.js';
 /** What the watchdog reads of one worker of the pool. */
 export interface WatchedWorker {
   readonly queue: string;
+  /** Jobs it may hold now (lowered while its writes wait for a slot: see WorkerPoolOptions.fetchGate). */
   readonly concurrency: number;
   /** Jobs its processor is running now. */
   running(): number;
