@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { AZURE_ERROR_DIALECT } from '../src/backends/azure-blob.backend.js';
 import { type CloudErrorDialect, CloudErrors } from '../src/backends/cloud-errors.js';
 import { GCS_ERROR_DIALECT } from '../src/backends/gcs-errors.js';
-import { S3_ERROR_DIALECT } from '../src/backends/s3.backend.js';
+import { S3_ERROR_DIALECT } from '../src/backends/s3-errors.js';
 import { BackendIoError, ChecksumMismatchError, NotFoundError } from '../src/errors.js';
 
 const LOCATION = 'store://bucket/prefix/';

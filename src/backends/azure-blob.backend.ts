@@ -33,7 +33,7 @@ import {
   type RangeAnswer,
   readRange,
 } from './cloud-support.js';
-import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
+import { type CloudErrorDialect, CloudErrors, type DigestRefusal, sdkMessage, sendOnceMore } from './cloud-errors.js';
 import { serviceClientFromEnvironment } from './azure-credentials.js';
 import { assertSafeKey } from './storage-key.js';
 
@@ -240,7 +240,7 @@ export class AzureBlobBackend implements Backend {
       blobHTTPHeaders: { blobContentType: 'application/octet-stream', blobContentMD5: md5 },
       metadata: azureMetadata(options),
     };
-    const response = await sendOnceMore(() => blob.upload(bytes, bytes.byteLength, uploadOptions));
+    const response = await sendOnceMore(() => blob.upload(bytes, bytes.byteLength, uploadOptions), AZURE_DIGEST_REFUSAL);
     if (response.contentMD5 && !Buffer.from(response.contentMD5).equals(md5)) {
       throw new BackendIoError(`put ${key}: the service stored MD5 ${hex(response.contentMD5)}, not the body's ${hex(md5)}`, { retryable: true });
     }
@@ -261,7 +261,7 @@ export class AzureBlobBackend implements Backend {
       for await (const part of partsOf(piecesOf(body), this.#blockSizeBytes, verifier)) {
         // Block ids must all have one length within a blob.
         const blockId = Buffer.from(String(blockIds.length).padStart(6, '0')).toString('base64');
-        const staged = await sendOnceMore(() => temp.stageBlock(blockId, part.bytes, part.bytes.byteLength, { transactionalContentMD5: part.md5 }));
+        const staged = await sendOnceMore(() => temp.stageBlock(blockId, part.bytes, part.bytes.byteLength, { transactionalContentMD5: part.md5 }), AZURE_DIGEST_REFUSAL);
         if (staged.contentMD5 && !Buffer.from(staged.contentMD5).equals(part.md5)) {
           throw new BackendIoError(`put ${key}: block ${blockIds.length} stored with MD5 ${hex(staged.contentMD5)}, not ${hex(part.md5)}`);
         }
@@ -302,23 +302,11 @@ function azureMetadata(options: PutOptions): Record<string, string> {
   return { [AZURE_METADATA_CHECKSUM]: options.checksum, [AZURE_METADATA_ALGORITHM]: options.algorithm };
 }
 
-/** Sends a request once more when the service says the body arrived other than hashed; a second such answer is final. */
-async function sendOnceMore<T>(send: () => Promise<T>): Promise<T> {
-  try {
-    return await send();
-  } catch (error) {
-    if (!isDigestRejection(error)) throw error;
-    try {
-      return await send();
-    } catch (second) {
-      if (!isDigestRejection(second)) throw second;
-      throw new BackendIoError(`the service rejected the body's MD5 twice (${codeOf(second)}: ${messageOf(second)})`, {
-        cause: second,
-        retryable: false,
-      });
-    }
-  }
-}
+/** How the service refuses a body for its MD5, for sendOnceMore (cloud-errors.ts). */
+const AZURE_DIGEST_REFUSAL: DigestRefusal = {
+  matches: isDigestRejection,
+  twiceMessage: (error) => `the service rejected the body's MD5 twice (${codeOf(error)}: ${messageOf(error)})`,
+};
 
 /** Azure answers Md5Mismatch; Azurite answers InvalidOperation "Provided contentMD5 doesn't match." */
 function isDigestRejection(error: unknown): boolean {

@@ -11,7 +11,9 @@
  *   code and HTTP status and the SDK's message, retryable when the connection failed, the
  *   status says "later" (408, 429, 5xx) or the service's code says throttled or timed out.
  *
- * The SDK's error is always kept as `cause`. No cloud SDK is imported here.
+ * The SDK's error is always kept as `cause`. Also here, shared by the S3 and Azure puts:
+ * sending a request once more when the server refused its body for not hashing to what the
+ * request said (sendOnceMore). No cloud SDK is imported here.
  */
 import { BackendIoError, ChunkvaultError, NotFoundError } from '../errors.js';
 
@@ -71,6 +73,32 @@ export class CloudErrors {
     if (this.#dialect.objectMissingCodes.has(code ?? '')) return true;
     if (this.#dialect.statusOf(error) !== 404 || this.#dialect.containerMissingCodes.has(code ?? '')) return false;
     return !this.#dialect.containerMissingMessage?.test(this.#dialect.messageOf(error));
+  }
+}
+
+/** How one SDK says the server refused a body that arrived other than its request said it hashes to. */
+export interface DigestRefusal {
+  /** Whether `error` is such a refusal. */
+  matches(error: unknown): boolean;
+  /** The message of the error that ends the request after a second refusal. */
+  twiceMessage(error: unknown): string;
+}
+
+/**
+ * Sends a request once more when the server refused its body as damaged in transit; a second
+ * such refusal is final (a BackendIoError that is not retryable), never a loop.
+ */
+export async function sendOnceMore<T>(send: () => Promise<T>, refusal: DigestRefusal): Promise<T> {
+  try {
+    return await send();
+  } catch (error) {
+    if (!refusal.matches(error)) throw error;
+    try {
+      return await send();
+    } catch (second) {
+      if (!refusal.matches(second)) throw second;
+      throw new BackendIoError(refusal.twiceMessage(second), { cause: second, retryable: false });
+    }
   }
 }
 

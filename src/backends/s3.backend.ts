@@ -6,10 +6,10 @@
  * visible. Bodies up to `singlePutMaxBytes` are buffered and sent in one PutObject with a
  * Content-MD5 the server checks; larger ones go up as a multipart upload with a Content-MD5 on
  * every part, and the upload is completed only once the whole body matched (otherwise it is
- * aborted, so nothing appears under the key). The chunk checksum and its algorithm are stored
- * as object metadata (`cv-checksum`, `cv-algorithm`), so the bucket itself says what each
- * object should hash to; reindex rebuilds the catalog from the sidecars (`.meta.json`) beside
- * the data, not from this metadata.
+ * aborted, so nothing appears under the key); both ways are in s3-upload.ts. The chunk
+ * checksum and its algorithm are stored as object metadata (`cv-checksum`, `cv-algorithm`), so
+ * the bucket itself says what each object should hash to; reindex rebuilds the catalog from
+ * the sidecars (`.meta.json`) beside the data, not from this metadata.
  *
  * Credentials come only from the SDK's default chain (environment, shared config, instance
  * role); none are accepted here.
@@ -17,24 +17,20 @@
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BackendIoError, ConfigError } from '../errors.js';
-import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
 import {
-  BodyVerifier,
-  chunkMetadata,
   DEFAULT_PART_SIZE_BYTES,
   DEFAULT_SINGLE_PUT_MAX_BYTES,
   DEFAULT_STALE_UPLOAD_AFTER_MS,
-  hex,
-  METADATA_CHECKSUM,
-  multipartEtag,
   normaliseKeyPrefix,
   objectStoreLocation,
-  partsOf,
   putBySize,
   type RangeAnswer,
   readRange,
 } from './cloud-support.js';
-import { type CloudErrorDialect, CloudErrors, sdkMessage } from './cloud-errors.js';
+import { CloudErrors } from './cloud-errors.js';
+import { codeOf, S3_ERROR_DIALECT, statusOf } from './s3-errors.js';
+import { putMultipart, putSingle, type S3PutTarget } from './s3-upload.js';
 import { assertSafeKey } from './storage-key.js';
 
 export interface S3BackendOptions {
@@ -64,27 +60,6 @@ interface Connection {
   sdk: S3Sdk;
   client: S3Client;
 }
-
-/** What the SDK's errors carry that matters here. */
-interface S3ServiceError {
-  name?: string;
-  message?: string;
-  Code?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-/** How the SDK's errors say what went wrong (a HEAD's 404 has no body, so its code is just "NotFound"). */
-export const S3_ERROR_DIALECT: CloudErrorDialect = {
-  statusOf,
-  codeOf,
-  messageOf: sdkMessage,
-  objectMissingCodes: new Set(['NoSuchKey']),
-  containerMissingCodes: new Set(['NoSuchBucket']),
-  transientCodes: new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeoutException', 'InternalError', 'ServiceUnavailable']),
-};
-
-/** The server received other bytes than the client hashed: worth sending once more, never forever. */
-const DIGEST_CODES = new Set(['BadDigest', 'XAmzContentSHA256Mismatch']);
 
 export class S3Backend implements Backend {
   readonly name: string;
@@ -117,8 +92,8 @@ export class S3Backend implements Backend {
 
   put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
     return putBySize(key, body, options, this.#singlePutMaxBytes, {
-      single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
-      large: () => this.#putMultipart(key, body, options),
+      single: async (bytes, md5) => putSingle(await this.#target(key), key, bytes, md5, options),
+      large: async () => putMultipart(await this.#target(key), key, body, this.#partSizeBytes, options),
       wrap: (error) => this.#errors.wrap(error, 'put', key),
     });
   }
@@ -238,93 +213,10 @@ export class S3Backend implements Backend {
     return { body: response.Body as Readable, contentRange: response.ContentRange };
   }
 
-  async #putSingle(key: string, bytes: Buffer, md5: Buffer, options: PutOptions): Promise<void> {
+  /** Where a put of `key` goes (s3-upload.ts). */
+  async #target(key: string): Promise<S3PutTarget> {
     const { sdk, client } = await this.#connect();
-    const request = {
-      Bucket: this.#bucket,
-      Key: this.#keyPrefix + key,
-      Body: bytes,
-      ContentLength: bytes.byteLength,
-      ContentMD5: md5.toString('base64'),
-      ContentType: 'application/octet-stream',
-      Metadata: chunkMetadata(options),
-    };
-    const response = await sendOnceMore(() => client.send(new sdk.PutObjectCommand(request)));
-    // The ETag of a single PUT is the MD5 of what the server stored (unless KMS / customer-key encrypted).
-    const etag = unquote(response.ETag);
-    if (etag && etagIsMd5(response) && etag !== hex(md5)) {
-      throw new BackendIoError(`put ${key}: the server stored ETag ${etag}, not the body's MD5 ${hex(md5)}`, { retryable: true });
-    }
-  }
-
-  async #putMultipart(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
-    const { sdk, client } = await this.#connect();
-    const Key = this.#keyPrefix + key;
-    const created = await client.send(
-      new sdk.CreateMultipartUploadCommand({ Bucket: this.#bucket, Key, ContentType: 'application/octet-stream', Metadata: chunkMetadata(options) }),
-    );
-    const UploadId = created.UploadId;
-    if (!UploadId) throw new BackendIoError(`put ${key}: the server returned no multipart upload id`);
-    try {
-      const verifier = new BodyVerifier(key, options);
-      const parts: { ETag: string; PartNumber: number }[] = [];
-      const partMd5s: Buffer[] = [];
-      for await (const part of partsOf(piecesOf(body), this.#partSizeBytes, verifier)) {
-        const PartNumber = parts.length + 1;
-        const uploaded = await sendOnceMore(() =>
-          client.send(
-            new sdk.UploadPartCommand({
-              Bucket: this.#bucket,
-              Key,
-              UploadId,
-              PartNumber,
-              Body: part.bytes,
-              ContentLength: part.bytes.byteLength,
-              ContentMD5: part.md5.toString('base64'),
-            }),
-          ),
-        );
-        const etag = unquote(uploaded.ETag);
-        if (!etag || (etagIsMd5(uploaded) && etag !== hex(part.md5))) {
-          throw new BackendIoError(`put ${key}: part ${PartNumber} stored with ETag ${etag || '(none)'}, not its MD5 ${hex(part.md5)}`);
-        }
-        parts.push({ ETag: `"${etag}"`, PartNumber });
-        partMd5s.push(part.md5);
-      }
-      // Refuses a body that did not match before the upload can become visible.
-      verifier.finish();
-      const completed = await client.send(
-        new sdk.CompleteMultipartUploadCommand({ Bucket: this.#bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
-      );
-      if (etagIsMd5(completed)) await this.#verifyCompleted(key, unquote(completed.ETag), multipartEtag(partMd5s), options);
-    } catch (error) {
-      await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.#bucket, Key, UploadId })).catch(() => undefined);
-      throw error;
-    }
-  }
-
-  /**
-   * Confirms a completed multipart upload. radosgw answers CompleteMultipartUpload with an
-   * empty ETag, so the object is read back. An object carrying another checksum was put by a
-   * concurrent writer after ours (last writer wins, as for a single PUT): not an error.
-   */
-  async #verifyCompleted(key: string, completedEtag: string, expectedEtag: string, options: PutOptions): Promise<void> {
-    if (completedEtag) {
-      if (completedEtag !== expectedEtag) {
-        throw new BackendIoError(`put ${key}: completed upload has ETag ${completedEtag}, expected ${expectedEtag}`, { retryable: true });
-      }
-      return;
-    }
-    const { sdk, client } = await this.#connect();
-    const head = await client.send(new sdk.HeadObjectCommand({ Bucket: this.#bucket, Key: this.#keyPrefix + key }));
-    if (head.Metadata?.[METADATA_CHECKSUM] !== options.checksum) return;
-    const storedEtag = unquote(head.ETag);
-    if (head.ContentLength !== options.sizeBytes || (storedEtag && storedEtag !== expectedEtag)) {
-      throw new BackendIoError(
-        `put ${key}: stored object has ${head.ContentLength} bytes and ETag ${storedEtag}, expected ${options.sizeBytes} bytes and ${expectedEtag}`,
-        { retryable: true },
-      );
-    }
+    return { sdk, client, Bucket: this.#bucket, Key: this.#keyPrefix + key };
   }
 
   #connect(): Promise<Connection> {
@@ -350,42 +242,4 @@ export class S3Backend implements Backend {
     })();
     return this.#connection;
   }
-}
-
-/** Sends a request once more when the server says the body arrived other than hashed; a second such answer is final. */
-async function sendOnceMore<T>(send: () => Promise<T>): Promise<T> {
-  try {
-    return await send();
-  } catch (error) {
-    if (!DIGEST_CODES.has(codeOf(error) ?? '')) throw error;
-    try {
-      return await send();
-    } catch (second) {
-      if (!DIGEST_CODES.has(codeOf(second) ?? '')) throw second;
-      const reason = (second as S3ServiceError).message ?? codeOf(second);
-      throw new BackendIoError(`the server rejected the body's checksum twice (${codeOf(second)}: ${reason})`, { cause: second, retryable: false });
-    }
-  }
-}
-
-function codeOf(error: unknown): string | undefined {
-  const candidate = error as S3ServiceError | undefined;
-  return candidate?.Code ?? candidate?.name;
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as S3ServiceError | undefined)?.$metadata?.httpStatusCode;
-}
-
-/**
- * Whether an ETag is the MD5 of the data: not for objects encrypted with SSE-KMS or a
- * customer-provided key (AWS documents those ETags as opaque). Content-MD5 was checked by the
- * server either way.
- */
-function etagIsMd5(response: { ServerSideEncryption?: string; SSECustomerAlgorithm?: string }): boolean {
-  return !response.SSECustomerAlgorithm && !(response.ServerSideEncryption ?? '').startsWith('aws:kms');
-}
-
-function unquote(etag: string | undefined): string {
-  return (etag ?? '').replace(/^"|"$/g, '');
 }
