@@ -11,7 +11,7 @@
 import type { Backend } from '../backends/backend.js';
 import { METADATA_SUFFIX, metadataKeyOf } from '../storage/storage-layout.js';
 import { MetadataJournal, type CompactionResult } from './metadata-journal.js';
-import { currentRecord, journalRecordOf } from './journal-entries.js';
+import { currentRecord, journalRecordOf, replicaKey } from './journal-entries.js';
 import { encodeSidecar, sidecarSchema, type Sidecar } from './sidecar.js';
 import type { StoredReplicaInput } from './catalog.js';
 
@@ -101,7 +101,7 @@ function journalStore(backend: Backend, journal: MetadataJournal): MetadataStore
       }
       // Sidecars written before the journal: only for replicas the journal does not know.
       for await (const entry of sidecarsIn(backend, keys)) {
-        if ('sidecar' in entry && inJournal.has(`${entry.sidecar.chunkId}\0${entry.sidecar.replicaId}`)) continue;
+        if ('sidecar' in entry && inJournal.has(replicaKey(entry.sidecar))) continue;
         yield entry;
       }
     },

@@ -21,13 +21,14 @@ import { packNameParts } from '../backends/pack/pack-writer.js';
 import { packedKeyOf } from '../backends/pack/packed-key.js';
 import type { StoredReplicaInput } from '../catalog/catalog.js';
 import { replicaOfPackedRecord } from '../catalog/packed-metadata.js';
+import { replicaKey } from '../catalog/journal-entries.js';
 import type { Sidecar } from '../catalog/sidecar.js';
 import { describeError } from '../errors.js';
 import { checksumOfStream } from '../integrity/checksum.js';
 import { decoded } from '../integrity/codecs.js';
 
 export interface PackedReplicas {
-  /** Every replica with a live record in some pack, by `chunkId\0replicaId`, whether or not one could be restored. */
+  /** Every replica with a live record in some pack, by its key (replicaKey, as the journal's lines go by), whether or not one could be restored. */
   found: Set<string>;
   /** One stored replica per replica found whose record checks out. */
   replicas: Array<Omit<StoredReplicaInput, 'attempts'>>;
@@ -38,11 +39,6 @@ interface Candidate {
   createdAtMs: number;
   record: ScannedRecord;
   header: ReplicaRecordHeader;
-}
-
-/** The key a replica goes by in `found` (and in the journal lines passed in). */
-export function replicaKey(ids: { chunkId: string; replicaId: string }): string {
-  return `${ids.chunkId}\0${ids.replicaId}`;
 }
 
 /**

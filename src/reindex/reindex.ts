@@ -18,7 +18,8 @@ import { decoded } from '../integrity/codecs.js';
 import { describeError } from '../errors.js';
 import type { Sidecar } from '../catalog/sidecar.js';
 import { PACK_SUFFIX } from '../backends/pack/pack-format.js';
-import { packedReplicas, replicaKey } from './packed-replicas.js';
+import { packedReplicas } from './packed-replicas.js';
+import { replicaKey } from '../catalog/journal-entries.js';
 import type { CheckpointIndex } from '../catalog/checkpoint-index.js';
 import { CHECKPOINT_KEY_PREFIX, parseManifest, type Manifest } from '../checkpoints/manifest.js';
 

@@ -12,7 +12,7 @@ import { checksumOfStream } from '../../../src/integrity/checksum.js';
 import { decoded } from '../../../src/integrity/codecs.js';
 import type { Sidecar } from '../../../src/catalog/sidecar.js';
 
-/** The local backend's temp-file mark (src/backends/local.backend.ts, TEMP_MARK). */
+/** The local backend's temp-file mark (src/backends/fs-support.ts, TEMP_MARK). */
 const TEMP_MARK = '.cvtmp~';
 
 /** Re-reads an object and checks it against its record: size on the backend, then the decoded bytes' checksum. */
