@@ -8,34 +8,31 @@
  * back is compared too. Larger bodies stream as a resumable upload to a temp object
  * (`<keyPrefix>.cvtmp~/...`, never listed), which is copied to the final key only once the
  * body and the server's MD5 matched, then removed; a crash leaves at most a temp object, which
- * sweepIncompleteWrites removes once it is stale. The chunk checksum and its algorithm are
- * stored as custom metadata (`cv-checksum`, `cv-algorithm`), so the bucket itself says what
- * each object should hash to (reindex reads the sidecars, not this metadata).
+ * sweepIncompleteWrites removes once it is stale; both ways are in gcs-upload.ts. The chunk
+ * checksum and its algorithm are stored as custom metadata (`cv-checksum`, `cv-algorithm`), so
+ * the bucket itself says what each object should hash to (reindex reads the sidecars, not this
+ * metadata).
  *
  * Credentials come only from Google's Application Default Credentials. With a custom
  * `endpoint` (an emulator), the SDK sends none.
  */
-import { randomBytes } from 'node:crypto';
-import { PassThrough, Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
 import { BackendIoError, ConfigError } from '../errors.js';
-import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
 import {
-  BodyVerifier,
-  chunkMetadata,
   DEFAULT_SINGLE_PUT_MAX_BYTES,
   DEFAULT_STALE_UPLOAD_AFTER_MS,
-  hex,
   normaliseKeyPrefix,
   objectStoreLocation,
   putBySize,
   type RangeAnswer,
   readRange,
 } from './cloud-support.js';
-import { CloudErrors, sdkMessage } from './cloud-errors.js';
-import { GCS_ERROR_DIALECT, isDigestRejection, statusOf } from './gcs-errors.js';
+import { CloudErrors } from './cloud-errors.js';
+import { GCS_ERROR_DIALECT, statusOf } from './gcs-errors.js';
+import { type GcsPutTarget, putSingle, putThroughTemp, TEMP_FOLDER } from './gcs-upload.js';
 import { assertSafeKey } from './storage-key.js';
 
 export interface GcsBackendOptions {
@@ -64,9 +61,6 @@ const DEFAULT_READ_ATTEMPTS = 4;
 /** Wait before the second try of a read's request; doubles each time. */
 const READ_RETRY_DELAY_MS = 100;
 
-/** Temp objects of large puts live under this folder of the key prefix; no storage key can start with '.'. */
-const TEMP_FOLDER = '.cvtmp~/';
-
 export class GcsBackend implements Backend {
   readonly name: string;
   readonly location: string;
@@ -92,8 +86,8 @@ export class GcsBackend implements Backend {
 
   put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
     return putBySize(key, body, options, this.#singlePutMaxBytes, {
-      single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
-      large: () => this.#putThroughTemp(key, body, options),
+      single: async (bytes, md5) => putSingle(await this.#target(), key, bytes, md5, options),
+      large: async () => putThroughTemp(await this.#target(), key, body, options),
       wrap: (error) => this.#errors.wrap(error, 'put', key),
     });
   }
@@ -234,84 +228,6 @@ export class GcsBackend implements Backend {
     this.#connection = undefined;
   }
 
-  async #putSingle(key: string, bytes: Buffer, md5: Buffer, options: PutOptions): Promise<void> {
-    const { bucket } = await this.#connect();
-    const file = bucket.file(this.#keyPrefix + key);
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        // md5Hash in the object resource makes GCS refuse a body that arrives other than sent.
-        await file.save(bytes, {
-          resumable: false,
-          validation: false,
-          metadata: { contentType: 'application/octet-stream', md5Hash: md5.toString('base64'), metadata: chunkMetadata(options) },
-        });
-      } catch (error) {
-        // Sent once more when refused for its hash, as on the other clouds; a second refusal is final.
-        if (attempt === 1 && isDigestRejection(error)) continue;
-        if (isDigestRejection(error)) throw new BackendIoError(`put ${key}: the server refused the body's MD5 twice: ${sdkMessage(error)}`, { cause: error, retryable: false });
-        throw error;
-      }
-      const stored = file.metadata;
-      if (stored.md5Hash === md5.toString('base64') && Number(stored.size) === bytes.byteLength) return;
-      // A server that did not check (an emulator) stored other bytes: remove exactly that
-      // generation, then send once more; a second mismatch is not a transient fault.
-      await file.delete({ ignoreNotFound: true, ...(stored.generation ? { ifGenerationMatch: stored.generation } : {}) }).catch(() => undefined);
-      const what = `the server stored ${stored.size} bytes with MD5 ${base64ToHex(stored.md5Hash)}, not ${bytes.byteLength} bytes with MD5 ${hex(md5)}`;
-      if (attempt >= 2) throw new BackendIoError(`put ${key}: ${what}, twice`, { retryable: false });
-    }
-  }
-
-  async #putThroughTemp(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
-    const { bucket } = await this.#connect();
-    const temp = bucket.file(`${this.#keyPrefix}${TEMP_FOLDER}${Date.now()}-${randomBytes(8).toString('hex')}`);
-    try {
-      const verifier = new BodyVerifier(key, options);
-      let bodyEnded = false;
-      async function* verified(): AsyncIterable<Uint8Array> {
-        for await (const piece of piecesOf(body)) {
-          verifier.update(piece);
-          yield piece;
-        }
-        bodyEnded = true;
-      }
-      const upload = temp.createWriteStream({
-        resumable: true,
-        validation: false,
-        // An MD5 chunk checksum is known before the upload, so GCS can check the body at finalisation.
-        metadata: { contentType: 'application/octet-stream', ...(options.algorithm === 'md5' ? { md5Hash: Buffer.from(options.checksum, 'hex').toString('base64') } : {}) },
-      });
-      try {
-        await pipeline(Readable.from(verified(), { objectMode: false }), upload);
-      } catch (error) {
-        // The whole body was read, so a refusal may be GCS checking the MD5 above: report the
-        // body's own mismatch if it has one.
-        if (bodyEnded) verifier.finish();
-        // Otherwise a hash refusal means damage in transit, worth a retry of the whole put
-        // (the stream cannot be sent again from here), unlike other 400s.
-        if (isDigestRejection(error)) {
-          throw new BackendIoError(`put ${key}: the server refused the uploaded body's MD5: ${sdkMessage(error)}`, { cause: error, retryable: true });
-        }
-        throw error;
-      }
-      const md5 = verifier.finish();
-      const uploaded = temp.metadata;
-      if (uploaded.md5Hash !== md5.toString('base64') || Number(uploaded.size) !== options.sizeBytes) {
-        throw new BackendIoError(
-          `put ${key}: the upload stored ${uploaded.size} bytes with MD5 ${base64ToHex(uploaded.md5Hash)}, not ${options.sizeBytes} bytes with MD5 ${hex(md5)}`,
-        );
-      }
-      // A server-side copy replaces the final object in one step, with the chunk's metadata.
-      const final = bucket.file(this.#keyPrefix + key);
-      const [, response] = await temp.copy(final, { contentType: 'application/octet-stream', metadata: chunkMetadata(options) });
-      const copiedMd5 = (response as { resource?: FileMetadata } | undefined)?.resource?.md5Hash;
-      if (copiedMd5 !== undefined && copiedMd5 !== md5.toString('base64')) {
-        throw new BackendIoError(`put ${key}: the copy has MD5 ${base64ToHex(copiedMd5)}, not ${hex(md5)}`, { retryable: true });
-      }
-    } finally {
-      await temp.delete({ ignoreNotFound: true }).catch(() => undefined);
-    }
-  }
-
   async *#listRaw(fullPrefix: string, what: string): AsyncIterable<FileMetadata> {
     const { bucket } = await this.#connect();
     let pageToken: string | undefined;
@@ -326,6 +242,12 @@ export class GcsBackend implements Backend {
       for (const file of files) yield { ...file.metadata, name: file.name };
       pageToken = next?.pageToken;
     } while (pageToken);
+  }
+
+  /** Where puts go (gcs-upload.ts): the bucket whose client retries as `maxAttempts` says. */
+  async #target(): Promise<GcsPutTarget> {
+    const { bucket } = await this.#connect();
+    return { bucket, keyPrefix: this.#keyPrefix };
   }
 
   #infoOf(key: string, metadata: FileMetadata): ObjectInfo {
@@ -362,8 +284,4 @@ export class GcsBackend implements Backend {
 function sdkRetryOptions(maxAttempts: number | undefined): { retryOptions?: { autoRetry: false } | { maxRetries: number } } {
   if (!maxAttempts) return {};
   return { retryOptions: maxAttempts <= 1 ? { autoRetry: false } : { maxRetries: maxAttempts - 1 } };
-}
-
-function base64ToHex(value: string | undefined): string {
-  return value ? Buffer.from(value, 'base64').toString('hex') : '(none)';
 }
