@@ -1,6 +1,7 @@
 /**
  * What the catalog takes and gives: its records' shapes, and how each is read from Redis's
- * replies (hash fields, a script's reply, a pipeline's), so catalog.ts holds only its calls.
+ * replies (hash fields, a script's reply, a pipeline's), so catalog.ts and
+ * catalog-reader.ts hold only their calls.
  */
 import { ConflictError } from '../errors.js';
 import type { ChecksumAlgorithm, ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../domain/types.js';

@@ -2,7 +2,7 @@
  * The catalog: one record per replica and per chunk, indexed in Redis for lookups. The
  * backend (data plus metadata: sidecars or a local journal) is the source of truth; `reindex` rebuilds this
  * index from it. All state changes go through the scripts of catalog-scripts.ts; every key
- * comes from catalog-keys.ts.
+ * comes from catalog-keys.ts; the plain record reads are CatalogReader's (catalog-reader.ts).
  */
 import type { RedisClient } from '../redis/redis-endpoint.js';
 import { ReplicationBarrier } from '../redis/replication-barrier.js';
@@ -10,10 +10,8 @@ import type { ChunkRecord, ChunkStatus, ReplicaRecord, ReplicaStatus } from '../
 import { CatalogKeys } from './catalog-keys.js';
 import { CatalogScripts, UnexpectedReplyError, chunkStatusOr, chunkStatusReply, integerReply, oneOf } from './catalog-scripts.js';
 import { CallBatcher } from './call-batcher.js';
-import {
-  countersOf, pipelineValues, registrationOf, toChunkRecord, toReplicaRecord,
-  type CatalogCounters, type ChunkRegistration, type ManifestReplica, type RegistrationResult, type StoredReplicaInput,
-} from './catalog-records.js';
+import { CatalogReader } from './catalog-reader.js';
+import { countersOf, registrationOf, type CatalogCounters, type ChunkRegistration, type ManifestReplica, type RegistrationResult, type StoredReplicaInput } from './catalog-records.js';
 import { MINUTE_TTL_SECONDS, MinuteSeriesReader, epochMinute, type MinuteSeries } from './minute-series.js';
 
 export type { CatalogCounters, ChunkRegistration, RegistrationResult, ReplicaRequest, StoredReplicaInput } from './catalog-records.js';
@@ -28,6 +26,7 @@ export class Catalog {
   readonly #keys: CatalogKeys;
   readonly #replication: ReplicationBarrier;
   readonly #series: MinuteSeriesReader;
+  readonly #reader: CatalogReader;
   readonly #registered = new CallBatcher<ChunkRegistration, RegistrationResult>((batch) => this.#registerChunkBatch(batch), REGISTERED_PER_CALL);
   readonly #stored = new CallBatcher<StoredReplicaInput, ChunkStatus>((batch) => this.#recordStoredBatch(batch), STORED_PER_CALL);
 
@@ -42,6 +41,7 @@ export class Catalog {
     this.#keys = new CatalogKeys(keyPrefix);
     this.#replication = new ReplicationBarrier(redis, { ...replication, fenceKey: this.#keys.replicationFence });
     this.#series = new MinuteSeriesReader(redis, this.#keys);
+    this.#reader = new CatalogReader(redis, this.#keys);
   }
 
   /**
@@ -253,78 +253,34 @@ export class Catalog {
     await this.#scripts.run('cvReleaseQuota', [this.#keys.reserved(backend), this.#keys.stats], { backend, member: `${chunkId}:${replicaId}` });
   }
 
-  async getReplica(chunkId: string, replicaId: string): Promise<ReplicaRecord | undefined> {
-    const raw = await this.#redis.hgetall(this.#keys.replica(chunkId, replicaId));
-    return raw.status ? toReplicaRecord(raw) : undefined;
+  /** The record of one replica; undefined when there is none. */
+  getReplica(chunkId: string, replicaId: string): Promise<ReplicaRecord | undefined> {
+    return this.#reader.getReplica(chunkId, replicaId);
   }
 
-  async getChunk(chunkId: string): Promise<ChunkRecord | undefined> {
-    return toChunkRecord(chunkId, await this.#redis.hgetall(this.#keys.chunk(chunkId)));
+  /** The record of one chunk; undefined when there is none. */
+  getChunk(chunkId: string): Promise<ChunkRecord | undefined> {
+    return this.#reader.getChunk(chunkId);
   }
 
-  /**
-   * What a checkpoint manifest lists of each of `chunkIds`, in order: the chunk record
-   * (undefined when there is none) and where each of its replicas is, by replica id. Two
-   * round trips per thousand chunks, reading only the fields a manifest holds.
-   */
-  async manifestEntries(chunkIds: readonly string[]): Promise<Array<{ chunk: ChunkRecord | undefined; replicas: ManifestReplica[] }>> {
-    const entries: Array<{ chunk: ChunkRecord | undefined; replicas: ManifestReplica[] }> = [];
-    for (let i = 0; i < chunkIds.length; i += 1000) entries.push(...(await this.#manifestEntries(chunkIds.slice(i, i + 1000))));
-    return entries;
-  }
-
-  async #manifestEntries(chunkIds: readonly string[]): Promise<Array<{ chunk: ChunkRecord | undefined; replicas: ManifestReplica[] }>> {
-    const first = this.#redis.pipeline();
-    for (const chunkId of chunkIds) first.hgetall(this.#keys.chunk(chunkId)).smembers(this.#keys.chunkReplicas(chunkId));
-    const chunkReplies = pipelineValues(await first.exec());
-    const chunks = chunkIds.map((chunkId, i) => ({
-      chunk: toChunkRecord(chunkId, chunkReplies[i * 2] as Record<string, string>),
-      replicaIds: (chunkReplies[i * 2 + 1] as string[]).sort(),
-    }));
-    const second = this.#redis.pipeline();
-    for (const [i, { replicaIds }] of chunks.entries()) {
-      for (const replicaId of replicaIds) second.hmget(this.#keys.replica(chunkIds[i]!, replicaId), 'backend', 'path', 'status');
-    }
-    const replicaReplies = pipelineValues(await second.exec());
-    let next = 0;
-    return chunks.map(({ chunk, replicaIds }) => ({
-      chunk,
-      replicas: replicaIds.flatMap((replicaId) => {
-        const [backend, path, status] = replicaReplies[next++] as Array<string | null>;
-        return status ? [{ replicaId, backend: backend ?? '', path: path ?? '', status: status as ReplicaStatus }] : [];
-      }),
-    }));
+  /** What a checkpoint manifest lists of each of `chunkIds`, in order (see CatalogReader.manifestEntries). */
+  manifestEntries(chunkIds: readonly string[]): Promise<Array<{ chunk: ChunkRecord | undefined; replicas: ManifestReplica[] }>> {
+    return this.#reader.manifestEntries(chunkIds);
   }
 
   /** Every replica record of a chunk. */
-  async listReplicas(chunkId: string): Promise<ReplicaRecord[]> {
-    const ids = await this.#redis.smembers(this.#keys.chunkReplicas(chunkId));
-    return (await this.getReplicas(ids.sort().map((replicaId) => ({ chunkId, replicaId })))).filter(
-      (r): r is ReplicaRecord => r !== undefined,
-    );
+  listReplicas(chunkId: string): Promise<ReplicaRecord[]> {
+    return this.#reader.listReplicas(chunkId);
   }
 
   /** Records of many replicas in one round trip; undefined where there is none. */
-  async getReplicas(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaRecord | undefined>> {
-    if (refs.length === 0) return [];
-    const pipeline = this.#redis.pipeline();
-    for (const ref of refs) pipeline.hgetall(this.#keys.replica(ref.chunkId, ref.replicaId));
-    return pipelineValues(await pipeline.exec()).map((raw) => {
-      const fields = raw as Record<string, string>;
-      return fields.status ? toReplicaRecord(fields) : undefined;
-    });
+  getReplicas(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaRecord | undefined>> {
+    return this.#reader.getReplicas(refs);
   }
 
   /** Statuses of many replicas in one round trip. */
-  async replicaStatuses(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaStatus | undefined>> {
-    if (refs.length === 0) return [];
-    const pipeline = this.#redis.pipeline();
-    for (const ref of refs) pipeline.hget(this.#keys.replica(ref.chunkId, ref.replicaId), 'status');
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([error, status]) => {
-      if (error) throw error;
-      return (status ?? undefined) as ReplicaStatus | undefined;
-    });
+  replicaStatuses(refs: ReadonlyArray<{ chunkId: string; replicaId: string }>): Promise<Array<ReplicaStatus | undefined>> {
+    return this.#reader.replicaStatuses(refs);
   }
 
   /** The per-minute series (minute-series.ts): the last `minutes` minutes up to now. */
