@@ -8,32 +8,31 @@
  * a temp blob (`<keyPrefix>.cvtmp~/...`, never listed), each block with its own transactional
  * MD5; the temp blob is committed only once the whole body matched, then copied over the final
  * key server-side and removed. A crash leaves at most a temp blob, which sweepIncompleteWrites
- * removes once it is stale.
+ * removes once it is stale; both ways are in azure-blob-upload.ts, the SDK's error shapes in
+ * azure-blob-errors.ts.
  * The chunk checksum and its algorithm are stored as blob metadata (`cv_checksum`,
  * `cv_algorithm`: Azure metadata names must be C# identifiers, so no '-'), so the container
  * says what each blob should hash to (reindex reads the sidecars, not this metadata).
  *
  * Credentials come only from the environment (see azure-credentials.ts), never from options.
  */
-import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
+import type { ContainerClient } from '@azure/storage-blob';
 import { BackendIoError, ConfigError } from '../errors.js';
-import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, piecesOf, probeByListing, usageFromListing } from './backend.js';
+import { type Backend, type BackendCapabilities, type BackendUsage, type ObjectInfo, type PutOptions, probeByListing, usageFromListing } from './backend.js';
 import {
-  BodyVerifier,
   DEFAULT_PART_SIZE_BYTES,
   DEFAULT_SINGLE_PUT_MAX_BYTES,
   DEFAULT_STALE_UPLOAD_AFTER_MS,
-  hex,
   normaliseKeyPrefix,
   objectStoreLocation,
-  partsOf,
   putBySize,
   type RangeAnswer,
   readRange,
 } from './cloud-support.js';
-import { type CloudErrorDialect, CloudErrors, type DigestRefusal, sdkMessage, sendOnceMore } from './cloud-errors.js';
+import { CloudErrors } from './cloud-errors.js';
+import { AZURE_ERROR_DIALECT, statusOf } from './azure-blob-errors.js';
+import { type AzurePutTarget, putBlocks, putSingle, TEMP_FOLDER } from './azure-blob-upload.js';
 import { serviceClientFromEnvironment } from './azure-credentials.js';
 import { assertSafeKey } from './storage-key.js';
 
@@ -59,31 +58,10 @@ export interface AzureBlobBackendOptions {
   maxAttempts?: number;
 }
 
-/** Metadata names on Azure (C# identifiers). */
-export const AZURE_METADATA_CHECKSUM = 'cv_checksum';
-export const AZURE_METADATA_ALGORITHM = 'cv_algorithm';
+/** Re-exported from azure-blob-errors.ts, so code that imports it from the backend (test/cloud-errors.test.ts) keeps working. */
+export { AZURE_ERROR_DIALECT } from './azure-blob-errors.js';
 
 type AzureSdk = typeof import('@azure/storage-blob');
-
-interface AzureError {
-  statusCode?: number;
-  code?: string;
-  message?: string;
-  details?: { errorCode?: string };
-}
-
-/** How the SDK's errors say what went wrong (REQUEST_SEND_ERROR: the request never got an answer). */
-export const AZURE_ERROR_DIALECT: CloudErrorDialect = {
-  statusOf,
-  codeOf,
-  messageOf,
-  objectMissingCodes: new Set(['BlobNotFound']),
-  containerMissingCodes: new Set(['ContainerNotFound']),
-  transientCodes: new Set(['REQUEST_SEND_ERROR', 'ServerBusy', 'OperationTimedOut', 'InternalError']),
-};
-
-/** Temp blobs of large puts live under this folder of the key prefix; no storage key can start with '.'. */
-const TEMP_FOLDER = '.cvtmp~/';
 
 export class AzureBlobBackend implements Backend {
   readonly name: string;
@@ -113,8 +91,8 @@ export class AzureBlobBackend implements Backend {
 
   put(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
     return putBySize(key, body, options, this.#singlePutMaxBytes, {
-      single: (bytes, md5) => this.#putSingle(key, bytes, md5, options),
-      large: () => this.#putBlocks(key, body, options),
+      single: async (bytes, md5) => putSingle(await this.#target(), key, bytes, md5, options),
+      large: async () => putBlocks(await this.#target(), key, body, this.#blockSizeBytes, options),
       wrap: (error) => this.#errors.wrap(error, 'put', key),
     });
   }
@@ -230,55 +208,9 @@ export class AzureBlobBackend implements Backend {
     return { body: response.readableStreamBody as Readable, contentRange: response.contentRange };
   }
 
-  async #putSingle(key: string, bytes: Buffer, md5: Buffer, options: PutOptions): Promise<void> {
-    const container = await this.#connect();
-    const blob = container.getBlockBlobClient(this.#keyPrefix + key);
-    // The SDK passes transactionalContentMD5 through to Put Blob as Content-MD5 (checked by
-    // the service), though its option type does not list it.
-    const uploadOptions: BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = {
-      transactionalContentMD5: md5,
-      blobHTTPHeaders: { blobContentType: 'application/octet-stream', blobContentMD5: md5 },
-      metadata: azureMetadata(options),
-    };
-    const response = await sendOnceMore(() => blob.upload(bytes, bytes.byteLength, uploadOptions), AZURE_DIGEST_REFUSAL);
-    if (response.contentMD5 && !Buffer.from(response.contentMD5).equals(md5)) {
-      throw new BackendIoError(`put ${key}: the service stored MD5 ${hex(response.contentMD5)}, not the body's ${hex(md5)}`, { retryable: true });
-    }
-  }
-
-  /**
-   * Stages the body as blocks of a temp blob of this writer's own, commits it once the whole
-   * body matched, then copies it over the final key in one server-side step. Staging on the
-   * final blob itself would not do: a commit there discards every other writer's staged
-   * blocks, so two concurrent large puts of one key would fail each other.
-   */
-  async #putBlocks(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
-    const container = await this.#connect();
-    const temp = container.getBlockBlobClient(`${this.#keyPrefix}${TEMP_FOLDER}${Date.now()}-${randomBytes(8).toString('hex')}`);
-    try {
-      const verifier = new BodyVerifier(key, options);
-      const blockIds: string[] = [];
-      for await (const part of partsOf(piecesOf(body), this.#blockSizeBytes, verifier)) {
-        // Block ids must all have one length within a blob.
-        const blockId = Buffer.from(String(blockIds.length).padStart(6, '0')).toString('base64');
-        const staged = await sendOnceMore(() => temp.stageBlock(blockId, part.bytes, part.bytes.byteLength, { transactionalContentMD5: part.md5 }), AZURE_DIGEST_REFUSAL);
-        if (staged.contentMD5 && !Buffer.from(staged.contentMD5).equals(part.md5)) {
-          throw new BackendIoError(`put ${key}: block ${blockIds.length} stored with MD5 ${hex(staged.contentMD5)}, not ${hex(part.md5)}`);
-        }
-        blockIds.push(blockId);
-      }
-      // Refuses a body that did not match before anything is committed.
-      const md5 = verifier.finish();
-      await temp.commitBlockList(blockIds, { blobHTTPHeaders: { blobContentType: 'application/octet-stream', blobContentMD5: md5 } });
-      const final = container.getBlockBlobClient(this.#keyPrefix + key);
-      const poller = await final.beginCopyFromURL(temp.url, { metadata: azureMetadata(options) });
-      const copied = await poller.pollUntilDone();
-      if (copied.copyStatus !== 'success') {
-        throw new BackendIoError(`put ${key}: the server-side copy ended ${copied.copyStatus ?? 'without a status'}`, { retryable: true });
-      }
-    } finally {
-      await temp.deleteIfExists().catch(() => undefined);
-    }
+  /** Where puts go (azure-blob-upload.ts): the container whose client retries as `maxAttempts` says. */
+  async #target(): Promise<AzurePutTarget> {
+    return { container: await this.#connect(), keyPrefix: this.#keyPrefix };
   }
 
   #connect(): Promise<ContainerClient> {
@@ -296,35 +228,4 @@ export class AzureBlobBackend implements Backend {
     })();
     return this.#connection;
   }
-}
-
-function azureMetadata(options: PutOptions): Record<string, string> {
-  return { [AZURE_METADATA_CHECKSUM]: options.checksum, [AZURE_METADATA_ALGORITHM]: options.algorithm };
-}
-
-/** How the service refuses a body for its MD5, for sendOnceMore (cloud-errors.ts). */
-const AZURE_DIGEST_REFUSAL: DigestRefusal = {
-  matches: isDigestRejection,
-  twiceMessage: (error) => `the service rejected the body's MD5 twice (${codeOf(error)}: ${messageOf(error)})`,
-};
-
-/** Azure answers Md5Mismatch; Azurite answers InvalidOperation "Provided contentMD5 doesn't match." */
-function isDigestRejection(error: unknown): boolean {
-  const code = codeOf(error);
-  return statusOf(error) === 400 && (code === 'Md5Mismatch' || /md5/i.test(sdkMessage(error)));
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as AzureError | undefined)?.statusCode;
-}
-
-function codeOf(error: unknown): string | undefined {
-  const candidate = error as AzureError | undefined;
-  return candidate?.details?.errorCode ?? candidate?.code;
-}
-
-/** The service's messages go on with a request id and a timestamp; the first line says what happened. */
-function messageOf(error: unknown): string {
-  const text = sdkMessage(error);
-  return text.split('\n')[0] ?? text;
 }
