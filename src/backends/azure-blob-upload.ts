@@ -10,17 +10,13 @@
  * Only the SDK's types are imported here: the backend hands in the container client it built
  * on first use.
  */
-import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlockBlobUploadOptions, ContainerClient } from '@azure/storage-blob';
 import { BackendIoError } from '../errors.js';
 import { type PutOptions, piecesOf } from './backend.js';
-import { BodyVerifier, hex, partsOf } from './cloud-support.js';
+import { BodyVerifier, hex, partsOf, tempKeyUnder } from './cloud-support.js';
 import { sendOnceMore } from './cloud-errors.js';
 import { AZURE_DIGEST_REFUSAL } from './azure-blob-errors.js';
-
-/** Temp blobs of large puts live under this folder of the key prefix; no storage key can start with '.'. */
-export const TEMP_FOLDER = '.cvtmp~/';
 
 /** Where one put goes: the container (whose client retries as the backend's `maxAttempts` says) and the key prefix every blob name starts with. */
 export interface AzurePutTarget {
@@ -53,7 +49,7 @@ export async function putSingle(target: AzurePutTarget, key: string, bytes: Buff
  */
 export async function putBlocks(target: AzurePutTarget, key: string, body: Readable | Uint8Array, blockSizeBytes: number, options: PutOptions): Promise<void> {
   const { container, keyPrefix } = target;
-  const temp = container.getBlockBlobClient(`${keyPrefix}${TEMP_FOLDER}${Date.now()}-${randomBytes(8).toString('hex')}`);
+  const temp = container.getBlockBlobClient(tempKeyUnder(keyPrefix));
   try {
     const verifier = new BodyVerifier(key, options);
     const blockIds: string[] = [];

@@ -29,10 +29,11 @@ import {
   putBySize,
   type RangeAnswer,
   readRange,
+  TEMP_FOLDER,
 } from './cloud-support.js';
 import { CloudErrors } from './cloud-errors.js';
 import { AZURE_ERROR_DIALECT, statusOf } from './azure-blob-errors.js';
-import { type AzurePutTarget, putBlocks, putSingle, TEMP_FOLDER } from './azure-blob-upload.js';
+import { type AzurePutTarget, putBlocks, putSingle } from './azure-blob-upload.js';
 import { serviceClientFromEnvironment } from './azure-credentials.js';
 import { assertSafeKey } from './storage-key.js';
 

@@ -7,7 +7,7 @@
  *
  * No cloud SDK is imported here.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { BackendIoError, ChecksumMismatchError, ConfigError, SizeMismatchError } from '../errors.js';
 import { newHash } from '../integrity/checksum.js';
@@ -21,6 +21,17 @@ export const METADATA_ALGORITHM = 'cv-algorithm';
 /** The metadata stored with every object: the chunk checksum and its algorithm, so the bucket says what each object should hash to. */
 export function chunkMetadata(options: PutOptions): Record<string, string> {
   return { [METADATA_CHECKSUM]: options.checksum, [METADATA_ALGORITHM]: options.algorithm };
+}
+
+/**
+ * Temp objects of large puts (GCS, Azure: the body is checked there before it is copied to its
+ * key) live under this folder of the key prefix; no storage key can start with '.'.
+ */
+export const TEMP_FOLDER = '.cvtmp~/';
+
+/** A fresh temp object's name under `keyPrefix` (see TEMP_FOLDER). */
+export function tempKeyUnder(keyPrefix: string): string {
+  return `${keyPrefix}${TEMP_FOLDER}${Date.now()}-${randomBytes(8).toString('hex')}`;
 }
 
 /** Default size up to which a body is buffered and sent in one request; larger bodies go in parts. */

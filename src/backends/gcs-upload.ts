@@ -9,18 +9,14 @@
  * Only the SDK's types are imported here: the backend hands in the bucket of the client it
  * built on first use.
  */
-import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bucket, FileMetadata } from '@google-cloud/storage';
 import { BackendIoError } from '../errors.js';
 import { type PutOptions, piecesOf } from './backend.js';
-import { BodyVerifier, chunkMetadata, hex } from './cloud-support.js';
+import { BodyVerifier, chunkMetadata, hex, tempKeyUnder } from './cloud-support.js';
 import { sdkMessage } from './cloud-errors.js';
 import { isDigestRejection } from './gcs-errors.js';
-
-/** Temp objects of large puts live under this folder of the key prefix; no storage key can start with '.'. */
-export const TEMP_FOLDER = '.cvtmp~/';
 
 /** Where one put goes: the bucket (with the SDK's own retry settings) and the key prefix every object name starts with. */
 export interface GcsPutTarget {
@@ -58,7 +54,7 @@ export async function putSingle(target: GcsPutTarget, key: string, bytes: Buffer
 /** A resumable upload of `body` to a temp object, verified as it passes, then copied to the key (`key` is the storage key). */
 export async function putThroughTemp(target: GcsPutTarget, key: string, body: Readable | Uint8Array, options: PutOptions): Promise<void> {
   const { bucket, keyPrefix } = target;
-  const temp = bucket.file(`${keyPrefix}${TEMP_FOLDER}${Date.now()}-${randomBytes(8).toString('hex')}`);
+  const temp = bucket.file(tempKeyUnder(keyPrefix));
   try {
     const verifier = new BodyVerifier(key, options);
     let bodyEnded = false;

@@ -29,10 +29,11 @@ import {
   putBySize,
   type RangeAnswer,
   readRange,
+  TEMP_FOLDER,
 } from './cloud-support.js';
 import { CloudErrors } from './cloud-errors.js';
 import { GCS_ERROR_DIALECT, statusOf } from './gcs-errors.js';
-import { type GcsPutTarget, putSingle, putThroughTemp, TEMP_FOLDER } from './gcs-upload.js';
+import { type GcsPutTarget, putSingle, putThroughTemp } from './gcs-upload.js';
 import { assertSafeKey } from './storage-key.js';
 
 export interface GcsBackendOptions {
