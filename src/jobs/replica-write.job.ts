@@ -172,7 +172,7 @@ export class ReplicaWriter {
 
     const existing = firstRun ? undefined : await catalog.getReplica(data.chunkId, data.replicaId);
     // A re-run (its first run may have died before freeing the staged bytes).
-    const done = await this.#alreadyStored(existing, backend, data);
+    const done = existing && (await this.#alreadyStored(existing, backend, data));
     if (done) return done;
     if (existing && existing.checksum !== data.checksum) {
       throw new InvalidInputError(`chunk ${data.chunkId} is recorded with checksum ${existing.checksum}, job says ${data.checksum}`);
@@ -208,7 +208,8 @@ export class ReplicaWriter {
           // Freed when the chunk ended: another run of this job (the same job handed out again
           // while this one ran, or added again after it finished) may have stored the replica
           // since the record was read, or skipped.
-          const done = await this.#alreadyStored(await catalog.getReplica(data.chunkId, data.replicaId), backend, data);
+          const now = await catalog.getReplica(data.chunkId, data.replicaId);
+          const done = now && (await this.#alreadyStored(now, backend, data));
           if (done) {
             if (limit > 0) await catalog.releaseQuota(backend.name, data.chunkId, data.replicaId);
             return done;
@@ -241,8 +242,8 @@ export class ReplicaWriter {
    * The outcome of a run that finds its replica already stored, as this job would store it,
    * with its object there: nothing to write. The chunk's status says whether it ended.
    */
-  async #alreadyStored(existing: ReplicaRecord | undefined, backend: Backend, data: ReplicaWriteData): Promise<WriteOutcome | undefined> {
-    if (existing?.status !== 'stored' || existing.checksum !== data.checksum || existing.backend !== backend.name) return undefined;
+  async #alreadyStored(existing: ReplicaRecord, backend: Backend, data: ReplicaWriteData): Promise<WriteOutcome | undefined> {
+    if (existing.status !== 'stored' || existing.checksum !== data.checksum || existing.backend !== backend.name) return undefined;
     const object = await backend.head(existing.path);
     if (object?.sizeBytes !== existing.sizeBytes) return undefined;
     const chunkStatus = (await this.#deps.catalog.getChunk(data.chunkId))?.status ?? 'unknown';
@@ -270,8 +271,9 @@ export class ReplicaWriter {
  * registered (src/producer/chunk-producer.ts). Such a replica's record was made by that
  * registration, queued with no object: there is nothing stored to find or to replace, so the
  * write skips reading the record first. (A job added again after it finished and was removed
- * is such a run too: its chunk ended, so it finds the staged bytes gone, then the record.) Any other run reads it (a retry, a re-run after a
- * worker died, a later generation whose record may name an object to replace, a job of a flow).
+ * is such a run too: its chunk ended, so it finds the staged bytes gone, then the record.) Any
+ * other run reads it (a retry, a re-run after a worker died, a later generation whose record
+ * may name an object to replace, a job of a flow).
  */
 function isFirstRun(job: Job, data: ReplicaWriteData, stalls: number): boolean {
   return job.attemptsMade === 0 && stalls === 0 && !job.parentKey && job.id === replicaJobId(data.chunkId, data.replicaId, 0);
